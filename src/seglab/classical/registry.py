@@ -1,0 +1,229 @@
+"""The one registry of segmentation methods and the :func:`segment` entry point.
+
+Each method is a plain function ``f(image, **params) -> int32 labels`` that receives the image as
+:func:`seglab.io.to_float_image` makes it (float32 in [0, 1], H x W or H x W x 3). It is registered with
+its family, its parameters (type, default, range), a one-line description and the paper it comes from, so
+that the CLI, the demo and the benchmarks can list, validate and run every method the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ParameterError, SeglabError
+
+# Parameter kinds beyond Python scalars: arrays and geometric prompts given by the caller.
+LABELS = "labels"   # an H x W integer array (markers, seeds, scribbles, initial mask); CLI: a label file
+BOX = "box"         # (row0, col0, row1, col1), half-open; CLI: "r0,c0,r1,c1"
+POINTS = "points"   # sequence of (row, col); CLI: "r,c;r,c;..."
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One documented parameter of a method."""
+
+    name: str
+    type: Any  # int, float, bool, str, or LABELS / BOX / POINTS
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple | None = None
+
+    def describe(self) -> dict:
+        t = self.type if isinstance(self.type, str) else self.type.__name__
+        d = {"name": self.name, "type": t, "default": self.default, "help": self.help}
+        if self.low is not None or self.high is not None:
+            d["range"] = [self.low, self.high]
+        if self.choices is not None:
+            d["choices"] = list(self.choices)
+        return d
+
+    def parse(self, text: str):
+        """Convert a command-line string to this parameter's type (files for LABELS)."""
+        try:
+            if self.type is bool:
+                low = text.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(text)
+            if self.type in (int, float, str):
+                if text.strip().lower() == "none" and self.default is None:
+                    return None
+                return self.type(text)
+            if self.type == BOX:
+                box = tuple(int(float(v)) for v in text.split(","))
+                if len(box) != 4:
+                    raise ValueError(text)
+                return box
+            if self.type == POINTS:
+                return [tuple(int(float(v)) for v in p.split(",")) for p in text.split(";") if p.strip()]
+            if self.type == LABELS:
+                from ..io import read_labels
+
+                return read_labels(Path(text))
+        except (ValueError, TypeError):
+            raise ParameterError(f"parameter {self.name!r}: cannot read {text!r} as {self.describe()['type']}") from None
+        raise ParameterError(f"parameter {self.name!r}: unsupported type")
+
+    def check(self, value):
+        """Validate (and lightly coerce) a Python value given for this parameter."""
+        if value is None:
+            if self.default is None:
+                return None
+            raise ParameterError(f"parameter {self.name!r} may not be None")
+        if self.type is bool:
+            if not isinstance(value, (bool, np.bool_)):
+                raise ParameterError(f"parameter {self.name!r} must be true or false, got {value!r}")
+            return bool(value)
+        if self.type is int:
+            if isinstance(value, (bool, np.bool_)) or not float(value).is_integer():
+                raise ParameterError(f"parameter {self.name!r} must be an integer, got {value!r}")
+            value = int(value)
+        elif self.type is float:
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise ParameterError(f"parameter {self.name!r} must be a number, got {value!r}") from None
+            if not np.isfinite(value):
+                raise ParameterError(f"parameter {self.name!r} must be finite, got {value!r}")
+        elif self.type is str:
+            value = str(value)
+        elif self.type == LABELS:
+            value = np.asarray(value)
+            if value.ndim != 2:
+                raise ParameterError(f"parameter {self.name!r} must be a 2-D label array, got shape {value.shape}")
+        if self.choices is not None and value not in self.choices:
+            raise ParameterError(f"parameter {self.name!r} must be one of {list(self.choices)}, got {value!r}")
+        if self.low is not None and value < self.low:
+            raise ParameterError(f"parameter {self.name!r} must be >= {self.low}, got {value!r}")
+        if self.high is not None and value > self.high:
+            raise ParameterError(f"parameter {self.name!r} must be <= {self.high}, got {value!r}")
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A registered segmentation method."""
+
+    name: str
+    family: str
+    func: Callable[..., np.ndarray]
+    params: tuple[Param, ...]
+    description: str
+    reference: str
+    # The parameter a BSDS sweep varies to go from fine to coarse segmentations (None: no natural scale).
+    scale_param: str | None = None
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name, "family": self.family, "description": self.description,
+            "reference": self.reference, "scale_param": self.scale_param,
+            "params": [p.describe() for p in self.params],
+        }
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise ParameterError(
+            f"method {self.name!r} has no parameter {name!r} (it has: {', '.join(p.name for p in self.params)})")
+
+    def defaults(self) -> dict:
+        return {p.name: p.default for p in self.params}
+
+
+_METHODS: dict[str, Method] = {}
+
+# Modules that register methods when imported; listed here so that the registry is complete on first use.
+_METHOD_MODULES = (
+    "thresholding", "clustering", "region", "watershed", "mrf", "superpixels", "rag", "interactive",
+)
+
+
+def register(name: str, *, family: str, description: str, reference: str, params: list[Param] | tuple = (),
+             scale_param: str | None = None):
+    """Decorator that registers ``func`` as segmentation method ``name``."""
+
+    def deco(func):
+        if name in _METHODS and _METHODS[name].func is not func:
+            raise RuntimeError(f"method {name!r} registered twice")
+        _METHODS[name] = Method(name, family, func, tuple(params), description, reference, scale_param)
+        return func
+
+    return deco
+
+
+def _load_all() -> None:
+    for mod in _METHOD_MODULES:
+        try:
+            importlib.import_module(f"{__package__}.{mod}")
+        except ModuleNotFoundError as exc:  # a family not written yet must not break the others
+            if exc.name != f"{__package__}.{mod}":
+                raise
+
+
+def methods() -> list[Method]:
+    """Every registered method, sorted by family then name."""
+    _load_all()
+    return sorted(_METHODS.values(), key=lambda m: (m.family, m.name))
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name``; a :class:`ParameterError` lists the valid names otherwise."""
+    _load_all()
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise ParameterError(f"unknown method {name!r}; choose from: {', '.join(sorted(_METHODS))}") from None
+
+
+def resolve_params(method: Method, params: dict) -> dict:
+    """Defaults overlaid with ``params``, each validated; unknown names are an error."""
+    out = method.defaults()
+    for key, value in params.items():
+        p = method.param(key)
+        out[key] = p.check(value)
+    return out
+
+
+def segment(image: np.ndarray, method: str, **params) -> np.ndarray:
+    """Segment ``image`` with the registered ``method``; returns int32 H x W labels.
+
+    Parameters
+    ----------
+    image : ndarray
+        Gray (H x W) or colour (H x W x 3 or 4) image of any dtype; see :func:`seglab.io.to_float_image`.
+    method : str
+        A name from :func:`seglab.methods`.
+    **params
+        The method's parameters; unknown names and out-of-range values raise :class:`ParameterError`.
+
+    Examples
+    --------
+    >>> import seglab, skimage.data
+    >>> labels = seglab.segment(skimage.data.coins(), "otsu")
+    >>> labels.shape
+    (303, 384)
+    """
+    from ..io import to_float_image
+
+    m = get_method(method)
+    img = to_float_image(image)
+    kwargs = resolve_params(m, params)
+    for p in m.params:
+        v = kwargs.get(p.name)
+        if p.type == LABELS and v is not None and v.shape != img.shape[:2]:
+            raise SeglabError(
+                f"parameter {p.name!r}: label array of size {v.shape} does not match image of size {img.shape[:2]}")
+    labels = m.func(img, **kwargs)
+    labels = np.asarray(labels)
+    if labels.shape != img.shape[:2]:
+        raise RuntimeError(f"method {method!r} returned shape {labels.shape} for image {img.shape[:2]}")
+    return labels.astype(np.int32, copy=False)

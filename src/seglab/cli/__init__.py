@@ -1,0 +1,1 @@
+"""The ``seglab`` command line: one typer app, one module of commands per area."""

@@ -1,0 +1,86 @@
+"""The one registry of segmentation models and the factory :func:`create`.
+
+A model builder is ``builder(num_classes, *, encoder=None, in_channels=3, **kwargs) -> nn.Module``,
+registered with a family and a reference. ``create`` builds it and loads weights from ``pretrained``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Callable
+
+from ..errors import ParameterError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable
+    family: str
+    description: str
+    reference: str
+    default_encoder: str | None = None
+
+
+_MODELS: dict[str, ModelSpec] = {}
+# Modules that register models when imported.
+_MODEL_MODULES = ("patch_classifier", "fcn", "segnet", "unet", "deeplab", "segformer", "setr")
+
+
+def register_model(name: str, *, family: str, description: str, reference: str,
+                   default_encoder: str | None = None):
+    """Decorator registering a model builder under ``name``."""
+
+    def deco(builder):
+        if name in _MODELS and _MODELS[name].builder is not builder:
+            raise RuntimeError(f"model {name!r} registered twice")
+        _MODELS[name] = ModelSpec(name, builder, family, description, reference, default_encoder)
+        return builder
+
+    return deco
+
+
+def _load_all() -> None:
+    for mod in _MODEL_MODULES:
+        try:
+            importlib.import_module(f"{__package__}.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{mod}":
+                raise
+
+
+def list_models() -> list[ModelSpec]:
+    """Every registered model, sorted by name."""
+    _load_all()
+    return sorted(_MODELS.values(), key=lambda s: s.name)
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    _load_all()
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise ParameterError(f"unknown model {name!r}; choose from: {', '.join(sorted(_MODELS))}") from None
+
+
+def create(name: str, num_classes: int, *, encoder: str | None = None, in_channels: int = 3,
+           pretrained: str | None = None, **kwargs):
+    """Build model ``name`` with ``num_classes`` outputs.
+
+    ``pretrained`` is None, a local file (torchvision .pth, Hugging Face safetensors/bin, or a seglab
+    checkpoint) or ``"hf:<repo>"``; see :mod:`seglab.models.weights`.
+    """
+    spec = get_model_spec(name)
+    if num_classes < 1:
+        raise ParameterError(f"parameter 'num_classes' must be >= 1, got {num_classes}")
+    if in_channels < 1:
+        raise ParameterError(f"parameter 'in_channels' must be >= 1, got {in_channels}")
+    kw = dict(kwargs)
+    if encoder is not None:
+        kw["encoder"] = encoder
+    model = spec.builder(num_classes, in_channels=in_channels, **kw)
+    if pretrained is not None:
+        from .weights import load_pretrained
+
+        load_pretrained(model, pretrained)
+    return model

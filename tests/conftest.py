@@ -1,0 +1,20 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(os.environ.get("SEGLAB_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real data sets; tests that need them skip where they are absent."""
+    if not DATA.is_dir():
+        pytest.skip(f"real data sets not found at {DATA} (set SEGLAB_DATA)")
+    return DATA
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
