@@ -27,3 +27,103 @@ def otsu(image: np.ndarray, nbins: int = 256) -> np.ndarray:
     if gray.min() == gray.max():
         return np.zeros(gray.shape, np.int32)
     return (gray > threshold_otsu(gray, nbins=nbins)).astype(np.int32)
+
+
+def _classes_from_thresholds(gray: np.ndarray, thresholds) -> np.ndarray:
+    """Class index = number of thresholds strictly below the pixel (0 .. len(thresholds))."""
+    return np.digitize(gray, np.asarray(thresholds, dtype=gray.dtype), right=True).astype(np.int32)
+
+
+@register(
+    "multi_otsu", family="thresholding",
+    description="k classes from the k-1 thresholds that maximise the between-class variance of the histogram.",
+    reference="P.-S. Liao, T.-S. Chen, P.-C. Chung, A fast algorithm for multilevel thresholding, "
+              "J. Inf. Sci. Eng. 17(5), 2001 (extending N. Otsu, IEEE TSMC 1979).",
+    params=[Param("k", int, 3, "Number of classes.", low=2, high=32),
+            Param("nbins", int, 256, "Histogram bins.", low=2, high=65536)],
+    scale_param="k",
+)
+def multi_otsu(image: np.ndarray, k: int = 3, nbins: int = 256) -> np.ndarray:
+    """Labels 0 .. k-1 in increasing gray level (pixel > threshold goes up a class, as in :func:`otsu`).
+
+    The search over threshold tuples is scikit-image's ``threshold_multiotsu`` (Liao's recursion over the
+    cumulative histogram). An image with at most ``k`` distinct gray levels cannot be split into ``k``
+    classes by thresholds: each of its levels becomes its own class instead.
+    """
+    from skimage.filters import threshold_multiotsu
+
+    gray = _gray(image)
+    levels = np.unique(gray)
+    if len(levels) <= k:
+        return np.searchsorted(levels, gray).astype(np.int32)
+    try:
+        thresholds = threshold_multiotsu(gray, classes=k, nbins=nbins)
+    except ValueError:  # too few occupied bins for k classes at this nbins
+        thresholds = threshold_multiotsu(gray, classes=min(k, 2), nbins=nbins)
+    return _classes_from_thresholds(gray, thresholds)
+
+
+def histogram_valleys(gray: np.ndarray, sigma: float, nbins: int) -> np.ndarray:
+    """Gray levels of the valleys of the Gaussian-smoothed histogram (one between each pair of peaks)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    lo, hi = float(gray.min()), float(gray.max())
+    if lo == hi:
+        return np.zeros(0, np.float64)
+    hist, edges = np.histogram(gray, bins=nbins, range=(lo, hi))
+    smooth = gaussian_filter1d(hist.astype(np.float64), sigma, mode="constant") if sigma > 0 else hist.astype(float)
+    # Peaks: strictly higher than the left neighbour, not lower than the right one (plateaus count once).
+    padded = np.concatenate(([-1.0], smooth, [-1.0]))
+    peaks = np.flatnonzero((padded[1:-1] > padded[:-2]) & (padded[1:-1] >= padded[2:]))
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    valleys = [a + int(np.argmin(smooth[a:b + 1])) for a, b in zip(peaks[:-1], peaks[1:])]
+    return centers[np.asarray(valleys, dtype=int)] if valleys else np.zeros(0, np.float64)
+
+
+@register(
+    "histogram_modes", family="thresholding",
+    description="One class per mode of the smoothed gray-level histogram, split at the valleys between modes.",
+    reference="J. M. S. Prewitt, M. L. Mendelsohn, The analysis of cell images, "
+              "Ann. N.Y. Acad. Sci. 128(3), 1966 (the mode method).",
+    params=[Param("sigma", float, 4.0, "Gaussian smoothing of the histogram, in bins (more: fewer modes).",
+                  low=0.0, high=1000.0),
+            Param("nbins", int, 256, "Histogram bins over [min, max] of the image.", low=2, high=65536)],
+    scale_param="sigma",
+)
+def histogram_modes(image: np.ndarray, sigma: float = 4.0, nbins: int = 256) -> np.ndarray:
+    """Labels 0 .. n in increasing gray level, one per histogram mode; a constant image is one class."""
+    gray = _gray(image)
+    return _classes_from_thresholds(gray, histogram_valleys(gray, sigma, nbins))
+
+
+@register(
+    "adaptive_threshold", family="thresholding",
+    description="Local threshold: a pixel is foreground when brighter than its neighbourhood mean minus an offset.",
+    reference="R. C. Gonzalez, R. E. Woods, Digital Image Processing, 3rd ed., Sec. 10.3.7 "
+              "(variable thresholding based on local image properties), 2008.",
+    params=[Param("block_size", int, 35, "Odd side of the neighbourhood, in pixels.", low=1, high=100001),
+            Param("kernel", str, "gaussian", "Local mean: plain box average or Gaussian of sigma (block_size-1)/6.",
+                  choices=("box", "gaussian")),
+            Param("offset", float, 0.0, "Subtracted from the local mean (gray levels in [0, 1]).",
+                  low=-1.0, high=1.0)],
+    scale_param="block_size",
+)
+def adaptive_threshold(image: np.ndarray, block_size: int = 35, kernel: str = "gaussian",
+                       offset: float = 0.0) -> np.ndarray:
+    """Labels 1 where ``gray > local_mean - offset``, else 0 (scikit-image's ``threshold_local`` rule).
+
+    Borders are mirrored (``reflect``); the Gaussian mean uses sigma = (block_size - 1) / 6, truncated at
+    4 sigma, as scikit-image does (its ``method='mean'`` is our ``kernel='box'``), so both give the same classes.
+    """
+    from scipy import ndimage as ndi
+
+    from ..errors import ParameterError
+
+    if block_size % 2 == 0:
+        raise ParameterError(f"parameter 'block_size' must be odd, got {block_size}")
+    gray = _gray(image).astype(np.float32, copy=False)
+    if kernel == "box":
+        local = ndi.uniform_filter(gray, block_size, mode="reflect")
+    else:
+        local = ndi.gaussian_filter(gray, (block_size - 1) / 6.0, mode="reflect")
+    return (gray > local - np.float32(offset)).astype(np.int32)

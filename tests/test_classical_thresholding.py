@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+from skimage.filters import threshold_local, threshold_multiotsu, threshold_otsu
+
+import seglab
+from seglab.classical.thresholding import histogram_valleys
+from seglab.errors import ParameterError
+
+METHODS = ["otsu", "multi_otsu", "histogram_modes", "adaptive_threshold"]
+
+
+def three_level(rng, shape=(60, 80)):
+    """Three flat gray levels plus a little noise: a histogram with three clear modes."""
+    img = np.full(shape, 0.2)
+    img[:, shape[1] // 3:] = 0.5
+    img[:, 2 * shape[1] // 3:] = 0.8
+    return np.clip(img + rng.normal(0, 0.03, shape), 0, 1)
+
+
+def test_otsu_and_multi_otsu_use_skimage_thresholds(rng):
+    img = three_level(rng).astype(np.float32)
+    assert np.array_equal(seglab.segment(img, "otsu"), img > threshold_otsu(img))
+    for k in (2, 3, 4):
+        t = threshold_multiotsu(img, classes=k)
+        expected = np.digitize(img, t.astype(np.float32), right=True)
+        assert np.array_equal(seglab.segment(img, "multi_otsu", k=k), expected)
+    # three levels: three classes, each a column band
+    lab = seglab.segment(img, "multi_otsu", k=3)
+    assert [np.bincount(lab[:, c]).argmax() for c in (5, 40, 75)] == [0, 1, 2]
+
+
+def test_multi_otsu_with_fewer_levels_than_classes():
+    img = np.array([[0.0, 0.5, 1.0]])
+    assert seglab.segment(img, "multi_otsu", k=5).tolist() == [[0, 1, 2]]
+
+
+def test_histogram_modes_finds_the_valleys(rng):
+    img = three_level(rng)
+    valleys = histogram_valleys(img, sigma=4.0, nbins=256)
+    assert len(valleys) == 2
+    assert 0.2 < valleys[0] < 0.5 < valleys[1] < 0.8
+    lab = seglab.segment(img, "histogram_modes")
+    truth = np.digitize(np.tile(np.arange(80), (60, 1)), [80 // 3, 2 * 80 // 3])
+    assert (lab == truth).mean() > 0.99
+    # heavy smoothing merges the modes: fewer classes
+    assert seglab.segment(img, "histogram_modes", sigma=200.0).max() < 2
+
+
+def test_adaptive_threshold_matches_skimage_threshold_local(rng):
+    x = np.linspace(0, 1, 90)
+    img = (0.6 * x[None, :] + 0.2 * (rng.random((70, 90)) > 0.7)).astype(np.float32)  # ramp + specks
+    for ours, theirs in (("box", "mean"), ("gaussian", "gaussian")):
+        for block, offset in ((11, 0.0), (35, 0.02)):
+            ref = img > threshold_local(img.astype(np.float64), block, method=theirs, offset=offset)
+            got = seglab.segment(img, "adaptive_threshold", block_size=block, kernel=ours, offset=offset)
+            assert (got == ref).mean() > 0.999
+    # a global threshold cannot find the specks on the bright end of the ramp; the local one does
+    lab = seglab.segment(img, "adaptive_threshold", block_size=15, offset=-0.05)
+    specks = img - 0.6 * x[None, :] > 0.1
+    assert lab[specks].mean() > 0.95 and lab[~specks].mean() < 0.05
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 7), (7, 7, 3)])
+def test_tiny_constant_and_colour_images(method, shape, rng):
+    for img in (np.zeros(shape), np.full(shape, 0.7), rng.random(shape)):
+        lab = seglab.segment(img, method)
+        assert lab.dtype == np.int32 and lab.shape == shape[:2]
+    assert seglab.segment(np.full(shape, 0.7), method).max() == 0
+
+
+@pytest.mark.parametrize("method,params", [
+    ("multi_otsu", {"k": 1}), ("multi_otsu", {"k": 2.5}), ("histogram_modes", {"sigma": -1}),
+    ("histogram_modes", {"nbins": 1}), ("adaptive_threshold", {"block_size": 4}),
+    ("adaptive_threshold", {"kernel": "median"}), ("adaptive_threshold", {"offset": 2.0}),
+])
+def test_bad_parameters_raise(method, params):
+    with pytest.raises(ParameterError):
+        seglab.segment(np.zeros((5, 5)), method, **params)
