@@ -68,7 +68,8 @@ def create(name: str, num_classes: int, *, encoder: str | None = None, in_channe
     """Build model ``name`` with ``num_classes`` outputs.
 
     ``pretrained`` is None, a local file (torchvision .pth, Hugging Face safetensors/bin, or a seglab
-    checkpoint) or ``"hf:<repo>"``; see :mod:`seglab.models.weights`.
+    checkpoint) or ``"hf:<repo>"``; see :mod:`seglab.models.weights`. The model remembers ``name`` and
+    its arguments (``seglab_name``, ``seglab_config``) for :func:`seglab.models.save_checkpoint`.
     """
     spec = get_model_spec(name)
     if num_classes < 1:
@@ -79,6 +80,9 @@ def create(name: str, num_classes: int, *, encoder: str | None = None, in_channe
     if encoder is not None:
         kw["encoder"] = encoder
     model = spec.builder(num_classes, in_channels=in_channels, **kw)
+    # What save_checkpoint records so that load_checkpoint can rebuild the model.
+    model.seglab_name = name
+    model.seglab_config = {"num_classes": num_classes, "in_channels": in_channels, **kw}
     if pretrained is not None:
         from .weights import load_pretrained
 
