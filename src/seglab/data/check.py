@@ -1,0 +1,120 @@
+"""``seglab data check``: validate a data set before any training.
+
+Reads every image and target of each split once and reports, per split: images without a target,
+unreadable files, image / target size mismatches, label values outside the declared classes, and the
+pixel frequency of each class (and of the ignored label).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SeglabError
+from .base import SegDataset, as_uint8_image, invalid_mask
+from .registry import get_format, open_dataset
+
+
+@dataclasses.dataclass
+class SplitReport:
+    split: str
+    samples: int = 0
+    missing_targets: list[str] = dataclasses.field(default_factory=list)
+    unreadable: list[str] = dataclasses.field(default_factory=list)
+    size_mismatch: list[str] = dataclasses.field(default_factory=list)
+    bad_labels: list[str] = dataclasses.field(default_factory=list)
+    class_pixels: list[int] = dataclasses.field(default_factory=list)
+    ignored_pixels: int = 0
+
+    @property
+    def problems(self) -> int:
+        return len(self.missing_targets) + len(self.unreadable) + len(self.size_mismatch) + len(self.bad_labels)
+
+
+@dataclasses.dataclass
+class CheckReport:
+    root: str
+    format: str
+    classes: list[str]
+    splits: list[SplitReport]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.problems == 0 for s in self.splits)
+
+    def to_dict(self) -> dict:
+        return {"root": self.root, "format": self.format, "classes": self.classes, "ok": self.ok,
+                "splits": [dataclasses.asdict(s) | {"problems": s.problems} for s in self.splits]}
+
+    def first_problem(self) -> str:
+        for s in self.splits:
+            for kind in ("missing_targets", "unreadable", "size_mismatch", "bad_labels"):
+                items = getattr(s, kind)
+                if items:
+                    more = f" (and {s.problems - 1} more problems)" if s.problems > 1 else ""
+                    return f"{kind.replace('_', ' ')}: {items[0]}{more}"
+        return ""
+
+
+def check_split(ds: SegDataset, progress=None) -> SplitReport:
+    """Read every sample of ``ds`` and collect its problems and class pixel counts."""
+    k = ds.info.num_classes
+    rep = SplitReport(ds.split or "", len(ds), [str(p) for p in ds.unpaired], class_pixels=[0] * k)
+    counts = np.zeros(k, dtype=np.int64)
+    for i in range(len(ds)):
+        s = ds.samples[i]
+        try:
+            image = ds.read_image(i)
+        except SeglabError as exc:
+            rep.unreadable.append(str(exc))
+            continue
+        try:
+            raw = ds.read_raw_target(i)
+            target = np.asarray(ds.label_map(raw) if ds.label_map is not None else raw, dtype=np.int64)
+        except (SeglabError, OSError, KeyError, ValueError) as exc:
+            rep.unreadable.append(str(exc) if isinstance(exc, SeglabError) else f"{s.target}: {exc}")
+            continue
+        if image.shape[:2] != target.shape[:2]:
+            rep.size_mismatch.append(f"{s.image.name}: image {image.shape[0]}x{image.shape[1]}, "
+                                     f"target {target.shape[0]}x{target.shape[1]}")
+            continue
+        bad = invalid_mask(target, ds.info)
+        if bad.any():
+            values = np.unique(np.asarray(raw)[bad])[:8].tolist()
+            name = s.target.name if isinstance(s.target, Path) else s.key
+            rep.bad_labels.append(f"{name}: values {values} outside the {k} declared classes ({int(bad.sum())} px)")
+        valid = target[(~bad) & (target != ds.info.ignore_index)]
+        counts += np.bincount(valid.ravel(), minlength=k)[:k]
+        rep.ignored_pixels += int((target == ds.info.ignore_index).sum())
+        if progress is not None:
+            progress()
+    rep.class_pixels = counts.tolist()
+    return rep
+
+
+def check_dataset(root, format: str, splits=None, **options) -> CheckReport:
+    """Check the given splits (default: every split of the format that exists under ``root``)."""
+    spec = get_format(format)
+    names = list(splits) if splits else list(spec.splits)
+    reports, classes, opened = [], [], 0
+    for split in names:
+        try:
+            ds = open_dataset(root, format, split, **options)
+        except SeglabError:
+            if splits:
+                raise
+            continue  # a split the data set does not have
+        opened += 1
+        classes = list(ds.info.classes)
+        reports.append(check_split(ds))
+    if not opened:
+        raise SeglabError(f"{root}: no split of format {format!r} found (tried {', '.join(names)})")
+    return CheckReport(str(root), format, classes, reports)
+
+
+def class_frequencies(rep: SplitReport) -> np.ndarray:
+    total = max(sum(rep.class_pixels), 1)
+    return np.asarray(rep.class_pixels, dtype=np.float64) / total
+
+
