@@ -11,5 +11,11 @@ The training engine uses :class:`ConfusionMatrix`::
 Classes absent from both prediction and target get NaN scores and are left out of the means.
 """
 from .confusion import ConfusionMatrix, confusion_matrix, metrics_from_matrix
+from .distance import assd, boundary_f, distances_per_class, hausdorff_distance, hd95, surface, surface_distances
+from .overlap import dice, dice_per_class, dice_to_jaccard, jaccard, jaccard_per_class, jaccard_to_dice
 
-__all__ = ["ConfusionMatrix", "confusion_matrix", "metrics_from_matrix"]
+__all__ = [
+    "ConfusionMatrix", "confusion_matrix", "metrics_from_matrix",
+    "dice", "jaccard", "dice_per_class", "jaccard_per_class", "dice_to_jaccard", "jaccard_to_dice",
+    "surface", "surface_distances", "hausdorff_distance", "hd95", "assd", "boundary_f", "distances_per_class",
+]
