@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import ParameterError
+from ._regions import find, merge_small_regions
 from .registry import LABELS, POINTS, Param, register
 
 PREDICATES = ("std", "range")
@@ -207,14 +208,6 @@ def _quadtree_split(img, mode, threshold):
 
 
 @njit(cache=True)
-def _find(parent, a):
-    while parent[a] != a:
-        parent[a] = parent[parent[a]]
-        a = parent[a]
-    return a
-
-
-@njit(cache=True)
 def _stats(img, labels, n):
     nch = img.shape[2]
     cnt = np.zeros(n)
@@ -236,11 +229,9 @@ def _stats(img, labels, n):
 
 
 @njit(cache=True)
-def _merge_regions(img, labels, n, pairs, mode, threshold, min_size):
-    """Greedily merge adjacent regions, most similar means first, in passes until nothing changes.
-
-    mode 0 / 1: merge while the union satisfies the std / range predicate (<= threshold);
-    mode 2: merge every region smaller than ``min_size`` into its most similar neighbour.
+def _merge_regions(img, labels, n, pairs, mode, threshold):
+    """Greedily merge adjacent regions, most similar means first, in passes until nothing changes, while
+    the union satisfies the std (mode 0) or range (mode 1) predicate (<= threshold).
     Returns the labels renumbered 0..m-1 in raster order of first appearance.
     """
     cnt, s, s2, lo, hi = _stats(img, labels, n)
@@ -252,8 +243,8 @@ def _merge_regions(img, labels, n, pairs, mode, threshold, min_size):
     while changed:
         changed = False
         for e in range(m):
-            a = _find(parent, pairs[e, 0])
-            b = _find(parent, pairs[e, 1])
+            a = find(parent, pairs[e, 0])
+            b = find(parent, pairs[e, 1])
             d = 0.0
             if a != b:
                 for ch in range(nch):
@@ -261,24 +252,20 @@ def _merge_regions(img, labels, n, pairs, mode, threshold, min_size):
                     d += diff * diff
             cost[e] = d
         for e in np.argsort(cost, kind="mergesort"):
-            a = _find(parent, pairs[e, 0])
-            b = _find(parent, pairs[e, 1])
+            a = find(parent, pairs[e, 0])
+            b = find(parent, pairs[e, 1])
             if a == b:
                 continue
-            if mode == 2:
-                ok = cnt[a] < min_size or cnt[b] < min_size
-            else:
-                worst = 0.0
-                tot = cnt[a] + cnt[b]
-                for ch in range(nch):
-                    if mode == 0:
-                        mu = (s[a, ch] + s[b, ch]) / tot
-                        var = max((s2[a, ch] + s2[b, ch]) / tot - mu * mu, 0.0)
-                        worst = max(worst, np.sqrt(var))
-                    else:
-                        worst = max(worst, max(hi[a, ch], hi[b, ch]) - min(lo[a, ch], lo[b, ch]))
-                ok = worst <= threshold
-            if not ok:
+            worst = 0.0
+            tot = cnt[a] + cnt[b]
+            for ch in range(nch):
+                if mode == 0:
+                    mu = (s[a, ch] + s[b, ch]) / tot
+                    var = max((s2[a, ch] + s2[b, ch]) / tot - mu * mu, 0.0)
+                    worst = max(worst, np.sqrt(var))
+                else:
+                    worst = max(worst, max(hi[a, ch], hi[b, ch]) - min(lo[a, ch], lo[b, ch]))
+            if worst > threshold:
                 continue
             if cnt[a] < cnt[b]:
                 a, b = b, a
@@ -295,7 +282,7 @@ def _merge_regions(img, labels, n, pairs, mode, threshold, min_size):
     k = 0
     for r in range(labels.shape[0]):
         for c in range(labels.shape[1]):
-            root = _find(parent, labels[r, c])
+            root = find(parent, labels[r, c])
             if newid[root] < 0:
                 newid[root] = k
                 k += 1
@@ -313,18 +300,6 @@ def adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     n = int(lab.max()) + 1
     code = np.unique(a * n + b)
     return np.ascontiguousarray(np.stack([code // n, code % n], axis=1))
-
-
-def merge_small_regions(image: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Merge every region of fewer than ``min_size`` pixels into its most similar adjacent region.
-
-    ``labels`` must be 0..n-1; returns labels renumbered 0..m-1. Regions without a neighbour stay.
-    """
-    labels = np.ascontiguousarray(labels, dtype=np.int32)
-    n = int(labels.max()) + 1
-    if min_size <= 1 or n == 1:
-        return labels
-    return _merge_regions(_channels(image), labels, n, adjacent_pairs(labels), 2, 0.0, float(min_size))
 
 
 def _seed_array(shape, seeds, points) -> np.ndarray:
@@ -392,7 +367,7 @@ def region_growing(image: np.ndarray, threshold: float = 0.08, seeds=None, point
     _grow(img, labels, float(threshold), connectivity == 8, order)
     if automatic:
         labels -= 1
-        labels = merge_small_regions(img, labels, min_size)
+        labels = merge_small_regions(labels, img, min_size)
     return labels
 
 
@@ -425,5 +400,5 @@ def split_merge(image: np.ndarray, threshold: float = 0.06, predicate: str = "st
     mode = PREDICATES.index(predicate)
     leaves, n = _quadtree_split(img, mode, float(threshold))
     if n > 1:
-        leaves = _merge_regions(img, leaves, n, adjacent_pairs(leaves), mode, float(threshold), 0.0)
-    return merge_small_regions(img, leaves, min_size)
+        leaves = _merge_regions(img, leaves, n, adjacent_pairs(leaves), mode, float(threshold))
+    return merge_small_regions(leaves, img, min_size)
