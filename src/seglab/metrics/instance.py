@@ -1,0 +1,209 @@
+"""COCO-style instance segmentation / detection metrics, on top of pycocotools' COCOeval.
+
+pycocotools is the reference implementation of COCO AP (Lin et al., ECCV 2014) and we use it as is for
+the headline numbers (AP, AP50, AP75, AP small/medium/large, AR1/10/100, AR s/m/l). What it lacks and
+this module adds:
+
+- a per-class table (AP, AP50, AP75 per category, from COCOeval's precision array at area "all",
+  100 detections, averaged over recall points and IoU thresholds exactly as ``summarize`` does);
+- a class confusion matrix: greedy one-to-one matching, by decreasing score, of detections to true
+  instances of *any* category at IoU >= ``iou_threshold``; ``matrix[true_cat, pred_cat]``, with a last
+  row / column for "background" (unmatched detections / missed instances);
+- :func:`instances_from_label_map`, to turn label maps into COCO annotations / results.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputFileError, ParameterError, SeglabError
+
+__all__ = ["coco_evaluate", "instances_from_label_map", "class_confusion", "STAT_NAMES"]
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def _load_json(x, name):
+    if isinstance(x, (str, Path)):
+        p = Path(x)
+        if not p.is_file():
+            raise InputFileError(f"{p}: no such file")
+        try:
+            return json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputFileError(f"{p}: not valid JSON ({exc})") from None
+    return copy.deepcopy(x)
+
+
+def _coco_gt(gt):
+    from pycocotools.coco import COCO
+
+    d = _load_json(gt, "gt")
+    if not isinstance(d, dict) or "annotations" not in d or "images" not in d:
+        raise InputFileError("COCO ground truth must be a dict with 'images', 'annotations', 'categories'")
+    d.setdefault("categories", [])
+    for a in d["annotations"]:
+        a.setdefault("iscrowd", 0)
+        if "area" not in a:
+            a["area"] = _area(a)
+    coco = COCO()
+    coco.dataset = d
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _area(ann):
+    from pycocotools import mask as mu
+
+    seg = ann.get("segmentation")
+    if isinstance(seg, dict):
+        return float(mu.area(seg))
+    if "bbox" in ann:
+        return float(ann["bbox"][2] * ann["bbox"][3])
+    raise SeglabError(f"annotation {ann.get('id')} has neither an RLE segmentation nor an area")
+
+
+def _results(coco_gt, preds):
+    d = _load_json(preds, "pred")
+    if isinstance(d, dict) and "annotations" in d:
+        d = d["annotations"]
+    if not isinstance(d, list):
+        raise InputFileError("COCO results must be a list of {image_id, category_id, score, segmentation|bbox}")
+    for r in d:
+        seg = r.get("segmentation")
+        if isinstance(seg, dict) and isinstance(seg.get("counts"), bytes):
+            seg["counts"] = seg["counts"].decode("ascii")
+    return d
+
+
+def coco_evaluate(gt, preds, iou_type: str = "segm", *, max_dets=(1, 10, 100), confusion_iou: float = 0.5,
+                  confusion_score: float = 0.0) -> dict:
+    """Evaluate COCO results against COCO ground truth (dicts, lists or JSON paths).
+
+    Returns ``{"stats": {AP, AP50, ...} (pycocotools' numbers, -1 where undefined), "per_class":
+    {cat_id: {"name", "AP", "AP50", "AP75", "n_gt", "n_pred"}}, "confusion": (K+1) x (K+1) int array,
+    "confusion_labels": [cat ids..., "background"]}``. AP values are in [0, 1]."""
+    from pycocotools.cocoeval import COCOeval
+
+    if iou_type not in ("segm", "bbox"):
+        raise ParameterError(f"parameter 'iou_type' must be 'segm' or 'bbox', got {iou_type!r}")
+    cgt = _coco_gt(gt)
+    res = _results(cgt, preds)
+    key = "segmentation" if iou_type == "segm" else "bbox"
+    if any(key not in r for r in res):
+        raise SeglabError(f"every result needs a {key!r} for iou_type={iou_type!r}")
+    cat_ids = sorted(cgt.getCatIds())
+    known = set(cat_ids)
+    unknown = {r["category_id"] for r in res} - known
+    if unknown:
+        raise SeglabError(f"results use category ids absent from the ground truth: {sorted(unknown)}")
+    stats = dict.fromkeys(STAT_NAMES, -1.0)
+    per_class = {c: {"name": cgt.cats[c].get("name", str(c)), "AP": float("nan"), "AP50": float("nan"),
+                     "AP75": float("nan"),
+                     "n_gt": len(cgt.getAnnIds(catIds=[c], iscrowd=False)),
+                     "n_pred": sum(r["category_id"] == c for r in res)} for c in cat_ids}
+    if res:
+        with contextlib.redirect_stdout(io.StringIO()):
+            cdt = cgt.loadRes(copy.deepcopy(res))
+            ev = COCOeval(cgt, cdt, iou_type)
+            ev.params.maxDets = list(max_dets)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        stats = dict(zip(STAT_NAMES, (float(s) for s in ev.stats)))
+        prec = ev.eval["precision"]  # T x R x K x A x M
+        thr = ev.params.iouThrs
+        for k, c in enumerate(ev.params.catIds):
+            p = prec[:, :, k, 0, -1]
+            for name, rows in (("AP", slice(None)), ("AP50", np.isclose(thr, 0.5)), ("AP75", np.isclose(thr, 0.75))):
+                v = p[rows]
+                v = v[v > -1]
+                per_class[c][name] = float(v.mean()) if v.size else float("nan")
+    conf = class_confusion(cgt, res, iou_type, iou_threshold=confusion_iou, score_threshold=confusion_score)
+    return {"stats": stats, "per_class": per_class, "confusion": conf, "confusion_labels": cat_ids + ["background"]}
+
+
+def class_confusion(cgt, results: list, iou_type: str = "segm", *, iou_threshold: float = 0.5,
+                    score_threshold: float = 0.0) -> np.ndarray:
+    """Confusion of classes between detections and true instances (see module docs); crowd instances
+    are not matched and detections over them are not counted."""
+    from pycocotools import mask as mu
+
+    if not hasattr(cgt, "imgs"):
+        cgt = _coco_gt(cgt)
+    cat_ids = sorted(cgt.getCatIds())
+    index = {c: i for i, c in enumerate(cat_ids)}
+    K = len(cat_ids)
+    conf = np.zeros((K + 1, K + 1), np.int64)
+    by_img = {}
+    for r in results:
+        if r.get("score", 1.0) >= score_threshold:
+            by_img.setdefault(r["image_id"], []).append(r)
+    for img_id in cgt.getImgIds():
+        img = cgt.imgs[img_id]
+        gts = [a for a in cgt.imgToAnns.get(img_id, []) if not a.get("iscrowd", 0)]
+        dts = sorted(by_img.get(img_id, []), key=lambda r: -r.get("score", 1.0))
+        if gts and dts:
+            if iou_type == "segm":
+                g = [cgt.annToRLE(a) for a in gts]
+                d = [r["segmentation"] if isinstance(r["segmentation"], dict) else
+                     mu.merge(mu.frPyObjects(r["segmentation"], img["height"], img["width"])) for r in dts]
+            else:
+                g = [a["bbox"] for a in gts]
+                d = [r["bbox"] for r in dts]
+            ious = np.asarray(mu.iou(d, g, [0] * len(g))).reshape(len(dts), len(gts))
+        else:
+            ious = np.zeros((len(dts), len(gts)))
+        taken = np.zeros(len(gts), bool)
+        for i, r in enumerate(dts):
+            cand = np.where(~taken & (ious[i] >= iou_threshold))[0] if len(gts) else np.zeros(0, int)
+            if cand.size:
+                j = cand[np.argmax(ious[i, cand])]
+                taken[j] = True
+                conf[index[gts[j]["category_id"]], index[r["category_id"]]] += 1
+            else:
+                conf[K, index[r["category_id"]]] += 1
+        for j in np.where(~taken)[0]:
+            conf[index[gts[j]["category_id"]], K] += 1
+    return conf
+
+
+def instances_from_label_map(instance_map, categories, image_id: int, *, scores=None,
+                             start_id: int = 1) -> list[dict]:
+    """COCO annotations (or results, when ``scores`` is given) from an instance label map (0 = none).
+
+    ``categories``: ``{instance_label: category_id}`` or a semantic map of the same shape (each instance
+    takes its majority category). Masks are RLE-encoded; each item has ``bbox`` and ``area`` too."""
+    from pycocotools import mask as mu
+
+    inst = np.asarray(instance_map)
+    out = []
+    labels = [int(v) for v in np.unique(inst) if v != 0]
+    for n, lab in enumerate(labels):
+        m = inst == lab
+        if isinstance(categories, dict):
+            if lab not in categories:
+                raise SeglabError(f"instance {lab} has no category")
+            cat = int(categories[lab])
+        else:
+            sem = np.asarray(categories)
+            if sem.shape != inst.shape:
+                raise SeglabError(f"semantic map shape {sem.shape} does not match instance map {inst.shape}")
+            vals, cnt = np.unique(sem[m], return_counts=True)
+            cat = int(vals[np.argmax(cnt)])
+        rle = mu.encode(np.asfortranarray(m.astype(np.uint8)))
+        rle["counts"] = rle["counts"].decode("ascii")
+        item = {"image_id": int(image_id), "category_id": cat, "segmentation": rle,
+                "area": float(mu.area(rle)), "bbox": [float(v) for v in mu.toBbox(rle)]}
+        if scores is None:
+            item.update(id=start_id + n, iscrowd=0)
+        else:
+            item["score"] = float(scores[lab] if isinstance(scores, dict) else scores[n])
+        out.append(item)
+    return out
