@@ -22,13 +22,15 @@ class VGG(nn.Module, EncoderMixin):
     """VGG16 encoder; ``forward`` returns the output of each of the 5 max-poolings (1/2 .. 1/32).
 
     ``include_head=True`` keeps the full classifier (``state_dict`` equal to torchvision's ``vgg16`` /
-    ``vgg16_bn``); ``keep_fc=True`` keeps only fc6 and fc7 (``classifier.0``, ``classifier.3``).
+    ``vgg16_bn``; ``fc_channels`` other than torchvision's 4096 gives a narrower classifier). ``keep_fc=True`` keeps fc6 and fc7 (``classifier.0``, ``classifier.3``) and appends
+    their convolutional form applied to pool5 (:meth:`fc_as_conv`, 4096 channels at 1/32) as a sixth
+    feature map: FCN's encoder.
     """
 
     first_conv_key = "features.0.weight"
 
     def __init__(self, *, batch_norm: bool = False, in_channels: int = 3, include_head: bool = False,
-                 keep_fc: bool = False, num_classes: int = 1000, dropout: float = 0.5):
+                 keep_fc: bool = False, num_classes: int = 1000, dropout: float = 0.5, fc_channels: int = 4096):
         super().__init__()
         check_range("in_channels", in_channels, 1)
         self.in_channels, self.batch_norm = in_channels, batch_norm
@@ -44,14 +46,15 @@ class VGG(nn.Module, EncoderMixin):
             layers.append(nn.ReLU(inplace=True))
             cin = v
         self.features = nn.Sequential(*layers)
-        self.out_channels = (64, 128, 256, 512, 512)
-        self.reductions = (2, 4, 8, 16, 32)
+        self.keep_fc = keep_fc
+        self.out_channels = (64, 128, 256, 512, 512) + ((fc_channels,) if keep_fc else ())
+        self.reductions = (2, 4, 8, 16, 32) + ((32,) if keep_fc else ())
         if include_head or keep_fc:
-            fc8 = nn.Linear(4096, num_classes) if include_head else nn.Identity()
+            fc8 = nn.Linear(fc_channels, num_classes) if include_head else nn.Identity()
             self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
             self.classifier = nn.Sequential(
-                nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(dropout),
-                nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(dropout), fc8)
+                nn.Linear(512 * 7 * 7, fc_channels), nn.ReLU(True), nn.Dropout(dropout),
+                nn.Linear(fc_channels, fc_channels), nn.ReLU(True), nn.Dropout(dropout), fc8)
         self.head_prefixes = ("classifier.6.",) if keep_fc and not include_head else ("classifier.",)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -70,6 +73,8 @@ class VGG(nn.Module, EncoderMixin):
             x = layer(x)
             if isinstance(layer, nn.MaxPool2d):
                 out.append(x)
+        if self.keep_fc:
+            out.append(self.fc_as_conv(x))
         return out
 
     def forward_with_indices(self, x: torch.Tensor):
@@ -91,14 +96,15 @@ class VGG(nn.Module, EncoderMixin):
         classifier (Long et al., CVPR 2015, Sec. 3.1). fc6's ``4096 x 25088`` weight is viewed as
         ``4096 x 512 x 7 x 7``, so a torchvision checkpoint is used as is."""
         fc6, fc7 = self.classifier[0], self.classifier[3]
-        x = F.conv2d(x, fc6.weight.view(4096, 512, 7, 7), fc6.bias, padding=3)
+        c = fc6.out_features
+        x = F.conv2d(x, fc6.weight.view(c, 512, 7, 7), fc6.bias, padding=3)
         x = self.classifier[2](F.relu(x, inplace=True))
-        x = F.conv2d(x, fc7.weight.view(4096, 4096, 1, 1), fc7.bias)
+        x = F.conv2d(x, fc7.weight.view(c, c, 1, 1), fc7.bias)
         return self.classifier[5](F.relu(x, inplace=True))
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet-style class scores (needs ``include_head=True``)."""
-        return self.classifier(torch.flatten(self.avgpool(self(x)[-1]), 1))
+        return self.classifier(torch.flatten(self.avgpool(self(x)[4]), 1))
 
 
 def vgg16(**kw) -> VGG:
