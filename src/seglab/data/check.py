@@ -25,6 +25,8 @@ class SplitReport:
     size_mismatch: list[str] = dataclasses.field(default_factory=list)
     bad_labels: list[str] = dataclasses.field(default_factory=list)
     class_pixels: list[int] = dataclasses.field(default_factory=list)
+    # pixels of the images in which each class occurs (the denominator of median-frequency balancing)
+    class_image_pixels: list[int] = dataclasses.field(default_factory=list)
     ignored_pixels: int = 0
 
     @property
@@ -62,6 +64,7 @@ def check_split(ds: SegDataset, progress=None) -> SplitReport:
     k = ds.info.num_classes
     rep = SplitReport(ds.split or "", len(ds), [str(p) for p in ds.unpaired], class_pixels=[0] * k)
     counts = np.zeros(k, dtype=np.int64)
+    present = np.zeros(k, dtype=np.int64)
     for i in range(len(ds)):
         s = ds.samples[i]
         try:
@@ -85,11 +88,14 @@ def check_split(ds: SegDataset, progress=None) -> SplitReport:
             name = s.target.name if isinstance(s.target, Path) else s.key
             rep.bad_labels.append(f"{name}: values {values} outside the {k} declared classes ({int(bad.sum())} px)")
         valid = target[(~bad) & (target != ds.info.ignore_index)]
-        counts += np.bincount(valid.ravel(), minlength=k)[:k]
+        c = np.bincount(valid.ravel(), minlength=k)[:k]
+        counts += c
+        present += np.where(c > 0, valid.size, 0)
         rep.ignored_pixels += int((target == ds.info.ignore_index).sum())
         if progress is not None:
             progress()
     rep.class_pixels = counts.tolist()
+    rep.class_image_pixels = present.tolist()
     return rep
 
 
@@ -113,8 +119,26 @@ def check_dataset(root, format: str, splits=None, **options) -> CheckReport:
     return CheckReport(str(root), format, classes, reports)
 
 
-def class_frequencies(rep: SplitReport) -> np.ndarray:
-    total = max(sum(rep.class_pixels), 1)
-    return np.asarray(rep.class_pixels, dtype=np.float64) / total
+def class_weights(rep: SplitReport, method: str) -> list[float]:
+    """Loss weights per class from pixel counts.
+
+    ``inverse``: 1 / frequency; ``median``: median frequency balancing (Eigen & Fergus, ICCV 2015, as
+    used by SegNet), ``median(f) / f_c`` with ``f_c`` = pixels of class c / pixels of the images that
+    contain c. Both are scaled to mean 1 over the classes present; absent classes get weight 0.
+    """
+    counts = np.asarray(rep.class_pixels, dtype=np.float64)
+    if method == "inverse":
+        freq = counts / max(counts.sum(), 1.0)
+    elif method == "median":
+        freq = counts / np.maximum(np.asarray(rep.class_image_pixels, dtype=np.float64), 1.0)
+    else:
+        raise SeglabError(f"loss.class_weights must be null, 'inverse', 'median' or a list, got {method!r}")
+    present = counts > 0
+    w = np.zeros_like(freq)
+    if not present.any():
+        return w.tolist()
+    w[present] = (np.median(freq[present]) if method == "median" else 1.0) / freq[present]
+    w[present] /= w[present].mean()
+    return w.tolist()
 
 

@@ -1,0 +1,83 @@
+"""Trained-model files: what ``seglab evaluate`` and ``seglab predict`` load.
+
+Training writes Lightning checkpoints (``checkpoints/best.ckpt``, ``last.ckpt``: model, optimiser,
+scheduler and loop state, for exact resume) and exports the weights of each as a seglab checkpoint
+(``best.pt``, ``last.pt``, see :mod:`seglab.models.weights`) whose ``extra`` carries what inference
+needs: the data set's classes / palette / ignored label, the normalisation and the training config.
+:func:`load_trained` reads either kind.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from ..data.base import DatasetInfo
+from ..errors import InputFileError
+
+
+@dataclasses.dataclass
+class Trained:
+    model: torch.nn.Module
+    info: DatasetInfo
+    mean: list
+    std: list
+    config: dict
+    path: Path
+
+
+def export(path, module, mean, std) -> Path:
+    """Write ``module.model`` as a seglab checkpoint with the inference metadata in ``extra``."""
+    from ..models.weights import save_checkpoint
+    from .module import model_create_args
+
+    cfg = module.cfg
+    return save_checkpoint(path, module.model, name=cfg["model"]["name"],
+                           config=model_create_args(cfg, module.info),
+                           extra={"info": module.info.to_dict(), "mean": list(mean), "std": list(std),
+                                  "train_config": cfg})
+
+
+def load_trained(path) -> Trained:
+    """Rebuild a trained model from a seglab ``.pt`` export or a Lightning ``.ckpt`` of ``seglab train``."""
+    from ..models.weights import FORMAT, load_state
+    from ..models import create
+    from .module import build_model, model_create_args, normalisation
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        msg = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise InputFileError(f"{path}: not a readable checkpoint ({msg})") from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        extra = obj.get("extra") or {}
+        if "info" not in extra:
+            raise InputFileError(f"{path}: seglab checkpoint without data-set metadata (not written by seglab train)")
+        info = DatasetInfo.from_dict(extra["info"])
+        model = create(obj["model"], **obj["config"])
+        load_state(model, obj["state_dict"], source=str(path))
+        return Trained(model.eval(), info, extra["mean"], extra["std"], extra.get("train_config", {}), path)
+    if isinstance(obj, dict) and "hyper_parameters" in obj and "state_dict" in obj:
+        hp = obj["hyper_parameters"]
+        if "config" not in hp or "info" not in hp:
+            raise InputFileError(f"{path}: Lightning checkpoint not written by seglab train")
+        cfg, info = hp["config"], DatasetInfo.from_dict(hp["info"])
+        model = build_model({**cfg, "model": {**cfg["model"], "pretrained": None}}, info)
+        sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        load_state(model, sd, source=str(path))
+        mean, std = normalisation(cfg, info)
+        return Trained(model.eval(), info, mean, std, cfg, path)
+    raise InputFileError(f"{path}: not a seglab checkpoint (expected best.pt / last.pt or a .ckpt from seglab train)")
+
+
+def check_compatible(trained: Trained, data_info: DatasetInfo) -> None:
+    """Refuse to score a model on a data set with other classes or channels (a checkpoint of another model)."""
+    t = trained.info
+    if t.num_classes != data_info.num_classes or t.in_channels != data_info.in_channels:
+        raise InputFileError(
+            f"{trained.path}: model trained on {t.name!r} ({t.num_classes} classes, {t.in_channels} channels) "
+            f"cannot be evaluated on {data_info.name!r} ({data_info.num_classes} classes, {data_info.in_channels} channels)")
