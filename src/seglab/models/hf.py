@@ -27,6 +27,7 @@ from torch import nn
 
 from ..errors import InputFileError, ParameterError, SeglabError
 from .base import SegmentationModel
+from .encoders.base import adapt_first_conv
 from .encoders.mit import MixTransformer
 from .encoders.vit import VisionTransformer
 
@@ -170,19 +171,6 @@ def _fuse_qkv(mapped: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) 
             mapped[f"{base}.kv.{suffix}"] = torch.cat((k, v))
 
 
-def adapt_in_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """Fit a first-layer kernel ``O x C x k x k`` to ``in_channels`` inputs: summed over ``C`` for one
-    channel (a grey image equals an image with that value in every channel), else repeated cyclically and
-    rescaled by ``C / in_channels`` so the response to a constant image stays the same."""
-    c = weight.shape[1]
-    if in_channels == c:
-        return weight
-    if in_channels == 1:
-        return weight.sum(1, keepdim=True)
-    idx = torch.arange(in_channels) % c
-    return weight[:, idx] * (c / in_channels)
-
-
 def convert_state_dict(sd: dict[str, torch.Tensor], config: dict, target: dict[str, torch.Tensor]
                        ) -> tuple[dict[str, torch.Tensor], str]:
     """Map a Hugging Face state dict onto the keys of ``target`` (a seglab model's state dict, whose
@@ -268,7 +256,7 @@ def load_hf_weights(model: nn.Module, path_or_repo: str | Path) -> nn.Module:
             mapped["encoder.patch_embed.pos_embed"] = resize_pos_embed(pe, (g, g), enc.patch_embed.grid)
     first = "encoder.stages.0.patch_embed.proj.weight" if kind == "segformer" else "encoder.patch_embed.proj.weight"
     if first in mapped and mapped[first].shape[1] != target[first].shape[1]:
-        mapped[first] = adapt_in_channels(mapped[first], target[first].shape[1])
+        mapped[first] = adapt_first_conv(mapped[first], target[first].shape[1])
 
     enc_keys = [k for k in target if k.startswith("encoder.")]
     missing = [k for k in enc_keys if k not in mapped]

@@ -92,7 +92,7 @@ def build_segformer(num_classes: int, *, in_channels: int = 3, mit_config: dict,
     return SegmentationModel(encoder, decoder, head, stride=encoder.reductions[-1])
 
 
-@register_model("segformer", family="transformer",
+@register_model("segformer", family="SegFormer",
                 description="Mix Transformer encoder (MiT-B0..B5) + all-MLP decoder; logits at 1/4, upsampled",
                 reference="Xie et al., SegFormer, NeurIPS 2021", default_encoder="mit_b0")
 def segformer(num_classes: int, *, encoder: str | None = None, in_channels: int = 3,

@@ -79,21 +79,29 @@ class MLADecoder(nn.Module):
         return torch.cat(outs[::-1], dim=1)
 
 
-@register_model("setr", family="transformer",
+@register_model("setr", family="SETR",
                 description="ViT-B/16 or ViT-L/16 encoder with the naive, PUP or MLA decoder",
                 reference="Zheng et al., SETR, CVPR 2021", default_encoder="vit_l16")
-def setr(num_classes: int, *, encoder: str | None = None, in_channels: int = 3, decoder: str = "pup",
+def setr(num_classes: int, *, encoder: str | dict | None = None, in_channels: int = 3, decoder: str = "pup",
          img_size: int = 512, channels: int = 256, drop_path_rate: float = 0.1, dropout: float = 0.1):
-    """SETR with ``decoder`` in ``("naive", "pup", "mla")`` on ``encoder`` ``"vit_b16"`` or ``"vit_l16"``.
+    """SETR with ``decoder`` in ``("naive", "pup", "mla")`` on ``encoder`` ``"vit_b16"`` or ``"vit_l16"``
+    (or a dict ``patch_size, dim, depth, num_heads`` for a custom ViT, e.g. a tiny one for tests).
 
     ``img_size`` is the input size the positional encoding is stored for (a 224-pixel Hugging Face
     checkpoint's is resized to it on loading; other sizes are interpolated at run time).
     """
-    name = encoder or "vit_l16"
     check_choice("decoder", decoder, DECODERS)
-    if name not in VIT_CONFIGS:
+    if isinstance(encoder, dict):
+        cfg = {k: int(encoder[k]) for k in ("patch_size", "dim", "depth", "num_heads") if k in encoder}
+        if len(cfg) != 4 or len(encoder) != 4:
+            raise ParameterError(f"parameter 'encoder' as a dict needs exactly patch_size, dim, depth, num_heads; "
+                                 f"got {sorted(encoder)}")
+    elif (encoder or "vit_l16") in VIT_CONFIGS:
+        cfg = VIT_CONFIGS[encoder or "vit_l16"]
+    else:
         raise ParameterError(f"unknown SETR encoder {encoder!r}; choose from: {', '.join(VIT_CONFIGS)}")
-    cfg = VIT_CONFIGS[name]
+    if decoder == "mla" and cfg["depth"] < 4:
+        raise ParameterError(f"the MLA decoder needs a ViT of depth >= 4, got {cfg['depth']}")
     depth, dim = cfg["depth"], cfg["dim"]
     out_indices = tuple(depth // 4 * i for i in (1, 2, 3, 4)) if decoder == "mla" else (depth,)
     enc = VisionTransformer(in_channels, img_size=img_size, drop_path_rate=drop_path_rate,

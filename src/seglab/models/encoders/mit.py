@@ -12,12 +12,15 @@ are made between them. The module tree mirrors Hugging Face's ``SegformerModel``
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from ...errors import ParameterError
 from ..blocks.attention import DropPath, MultiHeadSelfAttention
 from ..blocks.patch_embed import OverlapPatchEmbed
+from .base import EncoderMixin
 
 # Architecture of each variant (Table 6 of the paper; the same as the official checkpoints).
 MIT_CONFIGS: dict[str, dict] = {
@@ -87,7 +90,7 @@ class MiTStage(nn.Module):
         return self.norm(t).view(b, h, w, c)
 
 
-class MixTransformer(nn.Module):
+class MixTransformer(EncoderMixin, nn.Module):
     """Mix Transformer encoder: image ``B x C x H x W`` -> four maps at strides 4, 8, 16, 32.
 
     The maps are NCHW tensors in channels-last memory (``B x C_i x ceil(H / s_i) x ceil(W / s_i)``).
@@ -121,8 +124,10 @@ class MixTransformer(nn.Module):
             start += depths[i]
             prev = embed_dims[i]
         self.in_channels = in_channels
-        self.out_channels = list(embed_dims)
-        self.reductions = [int(torch.tensor(strides[:i + 1]).prod()) for i in range(n)]
+        self.out_channels = tuple(embed_dims[:n])
+        self.reductions = tuple(math.prod(strides[:i + 1]) for i in range(n))
+        self.output_stride = self.reductions[-1]
+        self.first_conv_key = "stages.0.patch_embed.proj.weight"
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = x.contiguous(memory_format=torch.channels_last)

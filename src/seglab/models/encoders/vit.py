@@ -16,6 +16,7 @@ from torch import nn
 from ...errors import ParameterError
 from ..blocks.attention import DropPath, MultiHeadSelfAttention
 from ..blocks.patch_embed import ViTPatchEmbed
+from .base import EncoderMixin
 
 VIT_CONFIGS: dict[str, dict] = {
     "vit_b16": dict(patch_size=16, dim=768, depth=12, num_heads=12),
@@ -44,7 +45,7 @@ class ViTBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(EncoderMixin, nn.Module):
     """ViT encoder: image ``B x C x H x W`` -> list of maps ``B x dim x H/P x W/P``, one per ``out_indices``.
 
     Parameters
@@ -74,8 +75,10 @@ class VisionTransformer(nn.Module):
         self.out_indices = out_indices
         self.in_channels = in_channels
         self.patch_size = patch_size
-        self.out_channels = [dim] * len(out_indices)
-        self.reductions = [patch_size] * len(out_indices)
+        self.out_channels = (dim,) * len(out_indices)
+        self.reductions = (patch_size,) * len(out_indices)
+        self.output_stride = patch_size
+        self.first_conv_key = "patch_embed.proj.weight"
 
     def hidden_states(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """All token sequences ``B x (1 + N) x dim``: the embeddings and each block's output, and the final
