@@ -18,7 +18,7 @@ absent from the target, the precision of a class never predicted. Means (``miou`
 ``mean_accuracy``, ...) are taken over the defined classes only (NaN-mean), so an absent class neither
 helps nor hurts. A class present in the prediction but not in the target has IoU 0 and counts.
 
-CPU inputs are histogrammed by a one-pass parallel numba kernel on the fused index
+CPU inputs are histogrammed by a one-pass numba kernel (threads over chunks) on the fused index
 ``target * C + pred`` (no one-hot, no temporaries); CUDA tensors by ``torch.bincount`` on the device.
 """
 from __future__ import annotations
@@ -35,31 +35,46 @@ from ..errors import InputFileError, ParameterError, SeglabError
 __all__ = ["ConfusionMatrix", "confusion_matrix", "metrics_from_matrix"]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _hist_kernel(target, pred, num_classes, ignore_index, nchunks, out):  # pragma: no cover - compiled
-    n = target.size
-    step = (n + nchunks - 1) // nchunks
-    local = np.zeros((nchunks, num_classes * num_classes), dtype=np.int64)
-    bad = np.zeros(nchunks, dtype=np.int64)
-    for c in numba.prange(nchunks):
-        lo = c * step
-        hi = min(n, lo + step)
-        h = local[c]
-        nb = 0
-        for i in range(lo, hi):
-            t = np.int64(target[i])
-            if t == ignore_index:
-                continue
-            p = np.int64(pred[i])
-            if t < 0 or t >= num_classes or p < 0 or p >= num_classes:
-                nb += 1
-                continue
-            h[t * num_classes + p] += 1
-        bad[c] = nb
-    for c in range(nchunks):
-        for k in range(num_classes * num_classes):
-            out[k] += local[c, k]
-    return bad.sum()
+@numba.njit(cache=True, nogil=True)
+def _hist_kernel(target, pred, num_classes, ignore_index, out):  # pragma: no cover - compiled
+    """Add the pairs (target, pred) to ``out[t * C + p]``; return the number of out-of-range pairs."""
+    bad = 0
+    for i in range(target.size):
+        t = np.int64(target[i])
+        if t == ignore_index:
+            continue
+        p = np.int64(pred[i])
+        if t < 0 or t >= num_classes or p < 0 or p >= num_classes:
+            bad += 1
+            continue
+        out[t * num_classes + p] += 1
+    return bad
+
+
+_POOL = None
+_CHUNK = 1 << 20
+
+
+def _histogram(t, p, num_classes, ignore_index):
+    """Fused-index histogram of two flat label arrays. Large inputs are split over a small thread pool
+    (the kernel releases the GIL); threads rather than numba's parallel layer keep it fork-safe (data
+    loader workers) and thread-safe."""
+    global _POOL
+    C2 = num_classes * num_classes
+    workers = min(4, os.cpu_count() or 1)
+    if t.size < 2 * _CHUNK or workers == 1:
+        out = np.zeros(C2, np.int64)
+        return out, _hist_kernel(t, p, num_classes, ignore_index, out)
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seglab-cm")
+    bounds = np.linspace(0, t.size, workers + 1).astype(np.int64)
+    outs = [np.zeros(C2, np.int64) for _ in range(workers)]
+    futs = [_POOL.submit(_hist_kernel, t[a:b], p[a:b], num_classes, ignore_index, o)
+            for a, b, o in zip(bounds[:-1], bounds[1:], outs)]
+    bad = sum(f.result() for f in futs)
+    return np.sum(outs, axis=0), bad
 
 
 def _as_array(x, name):
@@ -160,10 +175,8 @@ class ConfusionMatrix:
             t = t.view(np.uint8)
         p = np.ascontiguousarray(p).reshape(-1)
         t = np.ascontiguousarray(t).reshape(-1)
-        flat = np.zeros(self.num_classes * self.num_classes, dtype=np.int64)
         ign = -(2 ** 62) if self.ignore_index is None else self.ignore_index
-        nchunks = max(1, min(numba.get_num_threads() * 4, t.size // 65536 + 1))
-        bad = _hist_kernel(t, p, self.num_classes, ign, nchunks, flat)
+        flat, bad = _histogram(t, p, self.num_classes, ign)
         if bad:
             self._raise_bad(p, t)
         add = torch.from_numpy(flat.reshape(self.num_classes, self.num_classes))
