@@ -23,9 +23,10 @@ class EncoderMixin:
 def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     """Adapt a first-layer kernel ``O x C x k x k`` trained on ``C`` channels to ``in_channels`` inputs.
 
-    One channel: sum over the input channels (a gray image equal to R = G = B then gives the same
-    response). More channels: repeat the kernels cyclically and scale by ``C / in_channels`` so the response
-    to an image whose channels are all equal is unchanged. This is the rule of segmentation_models_pytorch
+    One channel: sum over the input channels (a gray image then gets the response the original kernel gives
+    to R = G = B = gray). More channels: repeat the kernels cyclically and scale by ``C / in_channels``,
+    which keeps the kernel's overall magnitude (for a multiple of ``C``, an image made of copies of the
+    original channels gets the original response). This is the rule of segmentation_models_pytorch
     (``patch_first_conv``).
     """
     c = weight.shape[1]
