@@ -1,0 +1,236 @@
+"""Maximum flow / minimum s-t cut by the Boykov-Kolmogorov algorithm (numba).
+
+Y. Boykov, V. Kolmogorov, An experimental comparison of min-cut/max-flow algorithms for energy
+minimization in vision, IEEE TPAMI 26(9) 2004. Two search trees grow from the source and the sink; a path
+found where they touch is augmented, the nodes it cuts off become orphans, and orphans are re-adopted
+(nearest valid parent first, with the time-stamp / distance marks of the paper) or freed. On image grids it
+is one to two orders of magnitude faster than SciPy's Dinic (``scipy.sparse.csgraph.maximum_flow``: 20 s
+on a 481 x 321 8-connected grid here), which is why we carry our own.
+
+The graph: ``n`` nodes; undirected-style edges (i, j) with capacity ``cap_ij`` from i to j and ``cap_ji``
+back; terminal capacities ``source[i]`` (s -> i) and ``sink[i]`` (i -> t). :func:`maxflow` returns the flow
+value and the source side of a minimum cut.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_TERMINAL = -1
+_ORPHAN = -2
+_NONE = -3
+_INF_D = 1 << 60
+
+
+@njit(cache=True)
+def _bk(first, head, rev, cap, tr):
+    n = tr.shape[0]
+    tree = np.zeros(n, np.int8)           # 0 free, 1 source tree, 2 sink tree
+    pa = np.full(n, _NONE, np.int64)      # arc from the node to its parent (or a marker)
+    ts = np.zeros(n, np.int64)
+    dist = np.zeros(n, np.int64)
+    queue = np.empty(n + 1, np.int64)     # active nodes, circular
+    inq = np.zeros(n, np.bool_)
+    qh = 0
+    qt = 0
+    orph = np.empty(n + 1, np.int64)      # orphans, circular
+    oh = 0
+    ot = 0
+    for v in range(n):
+        if tr[v] != 0:
+            tree[v] = 1 if tr[v] > 0 else 2
+            pa[v] = _TERMINAL
+            dist[v] = 1
+            queue[qt] = v
+            qt = (qt + 1) % (n + 1)
+            inq[v] = True
+    time = 0
+    flow = 0.0
+    while qh != qt:
+        v = queue[qh]
+        qh = (qh + 1) % (n + 1)
+        inq[v] = False
+        if tree[v] == 0:
+            continue
+        bridge = -1
+        a = first[v]
+        while a < first[v + 1]:
+            u = head[a]
+            if tree[v] == 1:
+                if cap[a] > 0:
+                    if tree[u] == 0:
+                        tree[u] = 1
+                        pa[u] = rev[a]
+                        ts[u] = ts[v]
+                        dist[u] = dist[v] + 1
+                        if not inq[u]:
+                            queue[qt] = u
+                            qt = (qt + 1) % (n + 1)
+                            inq[u] = True
+                    elif tree[u] == 2:
+                        bridge = a
+            else:
+                if cap[rev[a]] > 0:
+                    if tree[u] == 0:
+                        tree[u] = 2
+                        pa[u] = rev[a]
+                        ts[u] = ts[v]
+                        dist[u] = dist[v] + 1
+                        if not inq[u]:
+                            queue[qt] = u
+                            qt = (qt + 1) % (n + 1)
+                            inq[u] = True
+                    elif tree[u] == 1:
+                        bridge = rev[a]
+            if bridge < 0:
+                a += 1
+                continue
+            # ---- augment along source-root ... x -bridge-> y ... sink-root
+            time += 1
+            x = head[rev[bridge]]
+            y = head[bridge]
+            f = cap[bridge]
+            s = x
+            while pa[s] != _TERMINAL:
+                f = min(f, cap[rev[pa[s]]])
+                s = head[pa[s]]
+            f = min(f, tr[s])
+            s = y
+            while pa[s] != _TERMINAL:
+                f = min(f, cap[pa[s]])
+                s = head[pa[s]]
+            f = min(f, -tr[s])
+            cap[bridge] -= f
+            cap[rev[bridge]] += f
+            s = x
+            while pa[s] != _TERMINAL:
+                e = rev[pa[s]]
+                cap[e] -= f
+                cap[pa[s]] += f
+                p = head[pa[s]]
+                if cap[e] == 0:
+                    pa[s] = _ORPHAN
+                    orph[ot] = s
+                    ot = (ot + 1) % (n + 1)
+                s = p
+            tr[s] -= f
+            if tr[s] == 0:
+                pa[s] = _ORPHAN
+                orph[ot] = s
+                ot = (ot + 1) % (n + 1)
+            s = y
+            while pa[s] != _TERMINAL:
+                e = pa[s]
+                cap[e] -= f
+                cap[rev[e]] += f
+                p = head[e]
+                if cap[e] == 0:
+                    pa[s] = _ORPHAN
+                    orph[ot] = s
+                    ot = (ot + 1) % (n + 1)
+                s = p
+            tr[s] += f
+            if tr[s] == 0:
+                pa[s] = _ORPHAN
+                orph[ot] = s
+                ot = (ot + 1) % (n + 1)
+            flow += f
+            # ---- adopt the orphans
+            while oh != ot:
+                o = orph[oh]
+                oh = (oh + 1) % (n + 1)
+                t_o = tree[o]
+                best = -1
+                dmin = _INF_D
+                for b in range(first[o], first[o + 1]):
+                    u = head[b]
+                    if tree[u] != t_o:
+                        continue
+                    if (t_o == 1 and cap[rev[b]] <= 0) or (t_o == 2 and cap[b] <= 0):
+                        continue
+                    j = u
+                    d = 0
+                    while True:
+                        if ts[j] == time:
+                            d += dist[j]
+                            break
+                        d += 1
+                        if pa[j] == _TERMINAL:
+                            ts[j] = time
+                            dist[j] = 1
+                            break
+                        if pa[j] == _ORPHAN:
+                            d = _INF_D
+                            break
+                        j = head[pa[j]]
+                    if d < _INF_D:
+                        if d < dmin:
+                            best = b
+                            dmin = d
+                        j = u
+                        while ts[j] != time:
+                            ts[j] = time
+                            dist[j] = d
+                            d -= 1
+                            j = head[pa[j]]
+                if best >= 0:
+                    pa[o] = best
+                    ts[o] = time
+                    dist[o] = dmin + 1
+                    continue
+                # no valid parent: free the orphan; its tree neighbours may grow into it again
+                for b in range(first[o], first[o + 1]):
+                    u = head[b]
+                    if tree[u] != t_o:
+                        continue
+                    if (t_o == 1 and cap[rev[b]] > 0) or (t_o == 2 and cap[b] > 0):
+                        if not inq[u]:
+                            queue[qt] = u
+                            qt = (qt + 1) % (n + 1)
+                            inq[u] = True
+                    if pa[u] >= 0 and head[pa[u]] == o:
+                        pa[u] = _ORPHAN
+                        orph[ot] = u
+                        ot = (ot + 1) % (n + 1)
+                tree[o] = 0
+                pa[o] = _NONE
+            if tree[v] == 0:
+                break
+            bridge = -1   # v is still in its tree: look at the same arc again
+    return flow, tree
+
+
+def maxflow(n: int, i: np.ndarray, j: np.ndarray, cap_ij: np.ndarray, cap_ji: np.ndarray,
+            source: np.ndarray, sink: np.ndarray) -> tuple[float, np.ndarray]:
+    """Maximum s-t flow and a minimum cut (Boykov & Kolmogorov 2004).
+
+    Parameters
+    ----------
+    n : number of non-terminal nodes
+    i, j : edge end points (int arrays of equal length)
+    cap_ij, cap_ji : non-negative capacities i -> j and j -> i
+    source, sink : non-negative terminal capacities s -> node and node -> t (length n)
+
+    Returns
+    -------
+    flow : the maximum flow value (= the capacity of the minimum cut)
+    source_side : bool array, True for nodes on the source side of a minimum cut
+    """
+    i = np.asarray(i, np.int64)
+    j = np.asarray(j, np.int64)
+    m = len(i)
+    tail = np.concatenate([i, j])
+    head = np.concatenate([j, i])
+    cap = np.concatenate([np.asarray(cap_ij, np.float64), np.asarray(cap_ji, np.float64)])
+    rev = np.concatenate([np.arange(m, 2 * m), np.arange(m)])
+    order = np.argsort(tail, kind="stable")
+    pos = np.empty(2 * m, np.int64)
+    pos[order] = np.arange(2 * m)
+    first = np.searchsorted(tail[order], np.arange(n + 1)).astype(np.int64)
+    source = np.asarray(source, np.float64)
+    sink = np.asarray(sink, np.float64)
+    if np.any(cap < 0) or np.any(source < 0) or np.any(sink < 0):
+        raise ValueError("capacities must be non-negative")
+    base = np.minimum(source, sink)  # flow s -> v -> t that needs no search
+    flow, tree = _bk(first, head[order], pos[rev[order]], cap[order].copy(), source - sink)
+    return float(flow + base.sum()), tree == 1
