@@ -49,7 +49,9 @@ def evaluate_image(pred: Prediction, gt: GroundTruth, *, nthresh: int = NTHRESH,
     if pred.image_shape != gt.shape:
         raise SeglabError(f"{name or 'prediction'}: size {pred.image_shape} does not match its ground truth "
                           f"{gt.shape}")
-    if pred.kind == "segs":
+    if pred.thresholds is not None:
+        thr = np.asarray(pred.thresholds, dtype=float)
+    elif pred.kind == "segs":
         thr = np.arange(1, len(pred.data) + 1, dtype=float)
     else:
         thr = thresholds(nthresh)
@@ -236,8 +238,9 @@ def evaluate_folder(pred_dir, gt_dir, *, ids: list[str] | None = None, nthresh: 
     results are sorted by image id. A missing result is an error unless ``allow_missing``.
     """
     gt_dir = Path(gt_dir)
-    if not gt_dir.is_dir():
-        raise InputFileError(f"{gt_dir}: no such folder")
+    for d in (Path(pred_dir), gt_dir):
+        if not d.is_dir():
+            raise InputFileError(f"{d}: no such folder")
     if ids is None:
         ids = sorted(p.stem for p in gt_dir.glob("*.mat"))
     if not ids:

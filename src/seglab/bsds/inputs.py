@@ -34,7 +34,7 @@ class Prediction:
 
     kind: str
     data: object  # ucm2 array | list of label arrays | soft boundary array
-    labels: list | None = None  # optional names of the segmentations (sweep values)
+    thresholds: np.ndarray | None = None  # default: official linspace (ucm, soft) or 1..n (segs)
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -190,8 +190,9 @@ def read_soft_boundary(path) -> Prediction:
     return Prediction("soft", pb)
 
 
-def from_segmentations(segs: list[np.ndarray], labels: list | None = None, *, zero_is_region: bool = True):
-    """A ``segs`` prediction from label maps (e.g. one per value of a swept parameter).
+def from_segmentations(segs: list[np.ndarray], thresholds=None, *, zero_is_region: bool = True) -> Prediction:
+    """A ``segs`` prediction from label maps (e.g. one per value of a swept parameter, given as
+    ``thresholds`` in sweep order; default 1..n).
 
     With ``zero_is_region`` (seglab's convention) every label is a region: labels are shifted by +1.
     """
@@ -203,29 +204,31 @@ def from_segmentations(segs: list[np.ndarray], labels: list | None = None, *, ze
         raise SeglabError("no segmentation to score")
     if any(s.shape != out[0].shape for s in out):
         raise SeglabError("segmentations of one image differ in size")
-    return Prediction("segs", out, labels)
+    if thresholds is not None:
+        thresholds = np.asarray(thresholds, dtype=float)
+        if thresholds.shape != (len(out),):
+            raise SeglabError(f"{len(out)} segmentations but {thresholds.size} thresholds")
+    return Prediction("segs", out, thresholds)
 
 
-def from_hierarchy(hierarchy, image_shape: tuple[int, int] | None = None) -> Prediction:
-    """A ``ucm`` prediction from a hierarchy object with ``.ucm()`` (e.g. ``seglab.classical.rag``'s).
+def from_hierarchy(hierarchy, thresholds=None, nthresh: int = 99) -> Prediction:
+    """A ``ucm`` prediction from a hierarchy with ``.ucm2()`` (``seglab.classical.rag.rag_hierarchy``).
 
-    ``.ucm()`` may return the doubled-grid ucm2 ((2H+1) x (2W+1)) or an image-sized boundary-strength map
-    (H x W, a region's pixels at 0 and a boundary pixel at its merge level); the latter is placed on the
-    doubled grid so that thresholding reproduces the hierarchy's cuts on the image grid.
+    With ``thresholds`` (merge heights, increasing) the hierarchy is scored at exactly those heights,
+    which gives the same regions as ``hierarchy.cut(t)`` (for connected base regions). Without, the ucm2
+    is divided by its largest height and scored at the official ``nthresh`` thresholds in (0, 1).
     """
-    u = np.asarray(hierarchy.ucm(), dtype=np.float64)
-    if image_shape is not None and u.shape == tuple(image_shape):
-        return Prediction("ucm", read_ucm2_array(_image_ucm_to_ucm2(u), "hierarchy"))
-    return Prediction("ucm", read_ucm2_array(u, "hierarchy"))
+    u = np.asarray(hierarchy.ucm2(), dtype=np.float64)
+    if u.ndim != 2 or u.shape[0] % 2 == 0 or u.shape[1] % 2 == 0 or not np.all(np.isfinite(u)) or u.min() < 0:
+        raise SeglabError("hierarchy.ucm2() must be a finite, non-negative (2H+1) x (2W+1) array")
+    if thresholds is None:
+        top = u.max()
+        return Prediction("ucm", u / top if top > 0 else u, _official(nthresh))
+    thr = np.asarray(thresholds, dtype=float)
+    if thr.ndim != 1 or thr.size == 0 or np.any(np.diff(thr) < 0):
+        raise SeglabError("hierarchy thresholds must be a non-empty increasing sequence")
+    return Prediction("ucm", u, thr)
 
 
-def _image_ucm_to_ucm2(u: np.ndarray) -> np.ndarray:
-    """Place an image-grid ucm on the doubled grid: pixels at the centres, edgels between pixels take the
-    larger of their two pixels, corners the largest of their four."""
-    h, w = u.shape
-    out = np.zeros((2 * h + 1, 2 * w + 1))
-    out[1::2, 1::2] = u
-    out[2:-1:2, 1::2] = np.maximum(u[:-1, :], u[1:, :])
-    out[1::2, 2:-1:2] = np.maximum(u[:, :-1], u[:, 1:])
-    out[2:-1:2, 2:-1:2] = np.maximum(np.maximum(u[:-1, :-1], u[1:, :-1]), np.maximum(u[:-1, 1:], u[1:, 1:]))
-    return out
+def _official(n: int) -> np.ndarray:  # ``thresholds`` is shadowed by parameters above
+    return thresholds(n)
