@@ -1,4 +1,5 @@
 """Weights: torchvision files into encoders, seglab checkpoints, Hugging Face delegation, bad files."""
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -104,9 +105,11 @@ def test_wrong_checkpoints_fail_with_one_line(tmp_path, resnet18_file):
 def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
     torch.manual_seed(0)
     model = create("unet", 3, in_channels=1, depth=2, base_width=3, variant="valid").eval()
-    path = save_checkpoint(tmp_path / "ck" / "unet.pt", model, extra={"epoch": 7, "miou": 0.5})
+    extra = {"epoch": 7, "miou": np.float32(0.5), "out": tmp_path, "opt": torch.optim.SGD(model.parameters(), 0.1).state_dict()}
+    path = save_checkpoint(tmp_path / "ck" / "unet.pt", model, extra=extra)
     ck = read_checkpoint(path)
-    assert ck["model"] == "unet" and ck["extra"] == {"epoch": 7, "miou": 0.5}
+    assert ck["model"] == "unet" and ck["extra"]["epoch"] == 7 and ck["extra"]["miou"] == 0.5
+    assert ck["extra"]["out"] == str(tmp_path) and ck["extra"]["opt"]["param_groups"][0]["lr"] == 0.1
     assert ck["config"] == {"num_classes": 3, "in_channels": 1, "depth": 2, "base_width": 3, "variant": "valid"}
     again = load_checkpoint(path).eval()
     x = torch.randn(1, 1, 30, 41)

@@ -148,12 +148,30 @@ def _fits(model: nn.Module, state: dict) -> bool:
     return bool(keys & own) or bool(keys & enc_keys)
 
 
+def _plain(obj):
+    """``obj`` with numpy values, paths and tuples turned into what ``torch.load(weights_only=True)`` reads."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
 def save_checkpoint(path, model: nn.Module, *, extra: dict | None = None, name: str | None = None,
                     config: dict | None = None) -> Path:
     """Write ``model`` (its name, the ``create()`` arguments and its weights) to ``path`` atomically.
 
     ``name``/``config`` default to what :func:`seglab.models.create` recorded on the model; ``extra``
-    carries anything else (optimizer state, epoch, metrics, the training config).
+    carries anything else (optimizer state, epoch, metrics, the training config); numpy values become
+    tensors / Python numbers, tuples lists and paths strings, so the file loads with ``weights_only=True``.
     """
     name = name or getattr(model, "seglab_name", None)
     config = config if config is not None else getattr(model, "seglab_config", None)
@@ -161,8 +179,8 @@ def save_checkpoint(path, model: nn.Module, *, extra: dict | None = None, name: 
         raise SeglabError("save_checkpoint: the model was not built by seglab.models.create; "
                           "pass name= and config=")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "version": VERSION, "model": name, "config": dict(config),
-               "state_dict": state, "extra": dict(extra or {})}
+    payload = {"format": FORMAT, "version": VERSION, "model": name, "config": _plain(dict(config)),
+               "state_dict": state, "extra": _plain(dict(extra or {}))}
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
