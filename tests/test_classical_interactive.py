@@ -118,13 +118,20 @@ def test_random_walker_equals_scikit_image():
     seeds[:3] = 2
     seeds[-3:, -3:] = 3
     ours = seglab.segment(img, "random_walker", seeds=seeds, beta=200)
-    np.testing.assert_array_equal(ours, sk_random_walker(img, seeds, beta=200, tol=1e-3, channel_axis=-1))
+    np.testing.assert_array_equal(ours, sk_random_walker(img, seeds, beta=200, mode="bf", channel_axis=-1))
+    theirs_cg = sk_random_walker(img, seeds, beta=200, mode="cg_j", tol=1e-6, channel_axis=-1)
+    assert (ours == theirs_cg).mean() > 0.999
     binary = np.where(seeds == 3, 2, seeds)
     ours = seglab.segment(gray, "random_walker", seeds=binary)
-    theirs = sk_random_walker(gray, binary, beta=130, tol=1e-3)
+    theirs = sk_random_walker(gray, binary, beta=130, mode="bf")
     np.testing.assert_array_equal(ours, np.where(theirs == 2, 0, theirs))   # binary convention: bg -> 0
     assert (ours != truth).mean() < 0.02
     assert (seglab.segment(img, "random_walker") != truth).mean() < 0.05     # default seeds
+    # probabilities: the walker's definition on a 1 x 3 chain with equal weights is linear interpolation
+    from seglab.classical.interactive import walker_probabilities
+
+    p = walker_probabilities(np.zeros((1, 5)), np.array([[1, 0, 0, 0, 2]]))
+    np.testing.assert_allclose(p[0, 0], [1, 0.75, 0.5, 0.25, 0], atol=1e-12)
 
 
 @pytest.mark.parametrize("init", ["checkerboard", "disk", "small disk"])
