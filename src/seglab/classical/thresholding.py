@@ -8,8 +8,10 @@ from .registry import Param, register
 
 def _gray(image: np.ndarray) -> np.ndarray:
     """Luminance (ITU-R BT.601) of an RGB float image; gray images pass through."""
-    if image.ndim == 3:
-        return image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if image.ndim == 3:  # OpenCV's weighted sum: no BLAS call (slow under thread contention)
+        import cv2
+
+        return cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32), cv2.COLOR_RGB2GRAY)
     return image
 
 
@@ -47,19 +49,22 @@ def multi_otsu(image: np.ndarray, k: int = 3, nbins: int = 256) -> np.ndarray:
     """Labels 0 .. k-1 in increasing gray level (pixel > threshold goes up a class, as in :func:`otsu`).
 
     The search over threshold tuples is scikit-image's ``threshold_multiotsu`` (Liao's recursion over the
-    cumulative histogram). An image with at most ``k`` distinct gray levels cannot be split into ``k``
-    classes by thresholds: each of its levels becomes its own class instead.
+    cumulative histogram). An image whose histogram has at most ``k`` occupied bins cannot be split into
+    ``k`` classes by thresholds: each occupied bin (gray level) becomes its own class instead.
     """
     from skimage.filters import threshold_multiotsu
 
     gray = _gray(image)
-    levels = np.unique(gray)
-    if len(levels) <= k:
-        return np.searchsorted(levels, gray).astype(np.int32)
-    try:
-        thresholds = threshold_multiotsu(gray, classes=k, nbins=nbins)
-    except ValueError:  # too few occupied bins for k classes at this nbins
-        thresholds = threshold_multiotsu(gray, classes=min(k, 2), nbins=nbins)
+    lo, hi = float(gray.min()), float(gray.max())
+    if lo == hi:
+        return np.zeros(gray.shape, np.int32)
+    # The histogram scikit-image would compute, computed once here: thresholds are identical.
+    counts, edges = np.histogram(gray, bins=nbins, range=(lo, hi))
+    occupied = np.flatnonzero(counts)
+    if len(occupied) <= k:  # one class per occupied bin (e.g. an image with at most k gray levels)
+        bins = np.minimum(((gray - lo) * (nbins / (hi - lo))).astype(np.int64), nbins - 1)
+        return np.searchsorted(occupied, bins).clip(0, len(occupied) - 1).astype(np.int32)
+    thresholds = threshold_multiotsu(classes=k, hist=(counts, 0.5 * (edges[:-1] + edges[1:])))
     return _classes_from_thresholds(gray, thresholds)
 
 
@@ -121,9 +126,16 @@ def adaptive_threshold(image: np.ndarray, block_size: int = 35, kernel: str = "g
 
     if block_size % 2 == 0:
         raise ParameterError(f"parameter 'block_size' must be odd, got {block_size}")
-    gray = _gray(image).astype(np.float32, copy=False)
-    if kernel == "box":
-        local = ndi.uniform_filter(gray, block_size, mode="reflect")
+    import cv2
+
+    gray = np.ascontiguousarray(_gray(image), dtype=np.float32)
+    sigma = (block_size - 1) / 6.0
+    size = block_size if kernel == "box" else 2 * int(4.0 * sigma + 0.5) + 1  # scipy's 4-sigma truncation
+    if size > min(gray.shape):  # OpenCV cannot mirror a border wider than the image
+        local = (ndi.uniform_filter(gray, block_size, mode="reflect") if kernel == "box"
+                 else ndi.gaussian_filter(gray, sigma, mode="reflect"))
+    elif kernel == "box":
+        local = cv2.boxFilter(gray, -1, (size, size), normalize=True, borderType=cv2.BORDER_REFLECT)
     else:
-        local = ndi.gaussian_filter(gray, (block_size - 1) / 6.0, mode="reflect")
+        local = cv2.GaussianBlur(gray, (size, size), sigma, borderType=cv2.BORDER_REFLECT) if sigma > 0 else gray
     return (gray > local - np.float32(offset)).astype(np.int32)
