@@ -174,8 +174,8 @@ def graph_cut_terms(image: np.ndarray, seeds=None, box=None, lam: float = 50.0, 
     """The s-t graph of Boykov & Jolly's energy; returns (i, j, w, source, sink).
 
     E(L) = sum_p D_p(L_p) + sum_{p~q, L_p != L_q} w_pq with D_p(fg) = -log p(I_p | fg) and
-    D_p(bg) = -log p(I_p | bg) (colour models fitted to the fg / bg seeds; with a box, to the pixels inside /
-    outside it) and w_pq = lam * exp(-beta ||I_p - I_q||^2) / dist(p, q), beta = 1 / (2 <||I_p - I_q||^2>).
+    D_p(bg) = -log p(I_p | bg) (colour models fitted to the fg / bg seeds; without foreground seeds, to the
+    pixels inside the box (or the default box)) and w_pq = lam * exp(-beta ||I_p - I_q||^2) / dist(p, q), beta = 1 / (2 <||I_p - I_q||^2>).
     A pixel on the source side is foreground: source[p] = D_p(bg), sink[p] = D_p(fg); seeds are hard
     (K = 1 + the largest sum of a pixel's n-links and data terms). The cut's capacity is E(L).
     """
@@ -183,7 +183,7 @@ def graph_cut_terms(image: np.ndarray, seeds=None, box=None, lam: float = 50.0, 
     h, w, nch = img.shape
     tri = trimap(img.shape, seeds, box).ravel()
     x = img.reshape(-1, nch)
-    fg_samples = x[tri == FG] if box is None else x[tri != BG]
+    fg_samples = x[tri == FG] if np.any(tri == FG) else x[tri != BG]  # no scribble: the box interior
     bg_samples = x[tri == BG]
     d_fg = _neg_log_likelihood(x, fg_samples, model, bins, seed)
     d_bg = _neg_log_likelihood(x, bg_samples, model, bins, seed)
