@@ -25,14 +25,14 @@ class Sweep:
     values: list
 
 
-def default_sweep_values(method, param: str, n: int = 7) -> list:
-    """A geometric grid of ``n`` values around the parameter's default (x 1/8 .. x 8), clipped to its range;
-    integers rounded and deduplicated. Used when ``--sweep PARAM`` gives no values."""
+def default_sweep_values(method, param: str, n: int = 7, factor: float = 8.0) -> list:
+    """A geometric grid of ``n`` values around the parameter's default (x 1/factor .. x factor), clipped to
+    its range; integers rounded and deduplicated. Used when ``--sweep PARAM`` gives no values."""
     p = method.param(param)
     if p.type not in (int, float):
         raise ParameterError(f"parameter {param!r} of {method.name!r} is not numeric; give --sweep {param}=v1,v2,...")
     default = p.default if p.default not in (None, 0) else (p.high if p.high not in (None, 0) else 1.0)
-    vals = float(default) * np.geomspace(1 / 8, 8, n)
+    vals = float(default) * np.geomspace(1 / factor, factor, n)
     if p.low is not None:
         vals = np.maximum(vals, p.low)
     if p.high is not None:
