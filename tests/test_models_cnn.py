@@ -133,7 +133,7 @@ def test_segnet_unpools_with_encoder_indices():
     model = create("segnet", 2).eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        bottom, pools = model.encode(x)
+        bottom, pools = model.encoder(x)
         assert [tuple(size) for _, size in pools] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
         sparse = model.decoder.unpool(bottom, *pools[-1])
     nz = sparse[0].flatten(1) != 0

@@ -63,10 +63,6 @@ class SegmentationModel(nn.Module):
         with stricter rules, such as the valid-convolution U-Net)."""
         return int(math.ceil((n + 2 * self.margin) / self.stride) * self.stride)
 
-    def encode(self, x: torch.Tensor):
-        """Run the encoder (SegNet overrides this to keep the pooling indices)."""
-        return self.encoder(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
             raise SeglabError(f"model input must be N x C x H x W, got shape {tuple(x.shape)}")
@@ -76,7 +72,7 @@ class SegmentationModel(nn.Module):
         pad = (m, pw - w - m, m, ph - h - m)
         if any(pad):
             x = mirror_pad(x, pad) if self.pad_mode == "reflect" else F.pad(x, pad)
-        logits = self.head(self.decoder(self.encode(x)))
+        logits = self.head(self.decoder(self.encoder(x)))
         out_h, out_w = ph - 2 * m, pw - 2 * m
         if logits.shape[-2:] != (out_h, out_w):
             logits = F.interpolate(logits, size=(out_h, out_w), mode="bilinear", align_corners=False)

@@ -8,7 +8,6 @@ feature maps are copied, only the indices, which keeps memory low.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ._common import require_encoder
@@ -44,13 +43,10 @@ class SegNetDecoder(nn.Module):
 
 class SegNet(SegmentationModel):
     def __init__(self, num_classes: int, *, in_channels: int = 3):
-        encoder = create_encoder("vgg16_bn", in_channels=in_channels)
+        encoder = create_encoder("vgg16_bn", in_channels=in_channels, return_indices=True)
         decoder = SegNetDecoder()
         super().__init__(encoder, decoder, nn.Conv2d(decoder.out_channels, num_classes, 3, padding=1),
                          stride=32)
-
-    def encode(self, x: torch.Tensor):
-        return self.encoder.forward_with_indices(x)
 
 
 @register_model("segnet", family="SegNet", description="VGG16-BN encoder, max-unpooling decoder",

@@ -19,7 +19,7 @@ import math
 
 from torch import nn
 
-from ..errors import check_choice, check_range
+from ..errors import ParameterError, check_choice, check_range
 from .base import SegmentationModel
 from .blocks import ConcatSkip, ConvBNReLU
 from .encoders import ENCODERS, create_encoder
@@ -98,6 +98,8 @@ class UNet(SegmentationModel):
     def __init__(self, num_classes: int, *, in_channels: int = 3, depth: int = 4, base_width: int = 64,
                  variant: str = "padded", batch_norm: bool | None = None, encoder: str | None = None):
         padded = variant == "padded"
+        if not padded and not isinstance(self, ValidUNet):
+            raise ValueError("build the valid-convolution U-Net as ValidUNet (its input sizes differ)")
         bn = padded if batch_norm is None else batch_norm
         if encoder is None:
             enc = UNetEncoder(in_channels, depth, base_width, padded, bn)
@@ -112,11 +114,16 @@ class UNet(SegmentationModel):
         super().__init__(enc, decoder, nn.Conv2d(decoder.out_channels, num_classes, 1), stride=2 ** depth,
                          margin=margin, pad_mode="constant" if padded else "reflect")
 
+
+class ValidUNet(UNet):
+    """The paper's valid-convolution U-Net; only the accepted input sizes differ from :class:`UNet`."""
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(num_classes, variant="valid", **kwargs)
+
     def padded_size(self, n: int) -> int:
-        if self.margin == 0:
-            return super().padded_size(n)
-        # valid convolutions: bottom size b gives output 2^D b - 4 (2^D - 1) and needs input
-        # 2^D (b + 4) + 4 (2^D - 1); take the smallest b whose output covers n.
+        # bottom size b gives output 2^D b - 4 (2^D - 1) and needs input 2^D (b + 4) + 4 (2^D - 1);
+        # take the smallest b whose output covers n.
         s = 2 ** self.depth
         b = max(1, math.ceil((n + 4 * (s - 1)) / s))
         return s * (b + 4) + 4 * (s - 1)
@@ -136,8 +143,9 @@ def unet(num_classes: int, *, encoder: str | None = None, in_channels: int = 3, 
     if encoder is not None:
         check_choice("encoder", encoder, ENCODERS)
         if variant != "padded":
-            from ..errors import ParameterError
-
             raise ParameterError("parameter 'variant' must be 'padded' with a pretrained encoder")
-    return UNet(num_classes, in_channels=in_channels, depth=depth, base_width=base_width, variant=variant,
-                batch_norm=batch_norm, encoder=encoder)
+    if variant == "valid":
+        return ValidUNet(num_classes, in_channels=in_channels, depth=depth, base_width=base_width,
+                         batch_norm=batch_norm)
+    return UNet(num_classes, in_channels=in_channels, depth=depth, base_width=base_width, batch_norm=batch_norm,
+                encoder=encoder)

@@ -30,7 +30,8 @@ class VGG(nn.Module, EncoderMixin):
     first_conv_key = "features.0.weight"
 
     def __init__(self, *, batch_norm: bool = False, in_channels: int = 3, include_head: bool = False,
-                 keep_fc: bool = False, num_classes: int = 1000, dropout: float = 0.5, fc_channels: int = 4096):
+                 keep_fc: bool = False, num_classes: int = 1000, dropout: float = 0.5, fc_channels: int = 4096,
+                 return_indices: bool = False):
         super().__init__()
         check_range("in_channels", in_channels, 1)
         self.in_channels, self.batch_norm = in_channels, batch_norm
@@ -46,7 +47,7 @@ class VGG(nn.Module, EncoderMixin):
             layers.append(nn.ReLU(inplace=True))
             cin = v
         self.features = nn.Sequential(*layers)
-        self.keep_fc = keep_fc
+        self.keep_fc, self.return_indices = keep_fc, return_indices
         self.out_channels = (64, 128, 256, 512, 512) + ((fc_channels,) if keep_fc else ())
         self.reductions = (2, 4, 8, 16, 32) + ((32,) if keep_fc else ())
         if include_head or keep_fc:
@@ -67,7 +68,9 @@ class VGG(nn.Module, EncoderMixin):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor):
+        if self.return_indices:
+            return self.forward_with_indices(x)
         out = []
         for layer in self.features:
             x = layer(x)
