@@ -291,3 +291,27 @@ def test_missing_result_is_named(tmp_path):
         bsds.evaluate_folder(tmp_path / "pred", tmp_path / "gt")
     res, summary = bsds.evaluate_folder(tmp_path / "pred", tmp_path / "gt", allow_missing=True)
     assert summary["images"] == 1 and summary["region"]["covering"]["ods"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# hierarchies from seglab.classical.rag
+# ---------------------------------------------------------------------------------------------------
+def test_rag_hierarchy_scored_through_its_ucm2_equals_its_cuts():
+    rag = pytest.importorskip("seglab.classical.rag")
+    import skimage.data
+
+    image = skimage.data.astronaut()[100:160:2, 150:230:2].astype(np.float32) / 255
+    h = rag.rag_hierarchy(image, n_segments=40)
+    gts = [rag.over_segmentation(image, 6), rag.over_segmentation(image, 12)]
+    gts = [g + 1 for g in gts]
+    thr = np.quantile(h.heights, [0.2, 0.5, 0.8, 0.95])
+    pred = bsds.from_hierarchy(h, thresholds=thr)
+    gt = bsds.GroundTruth(gts, [bsds.seg2bdry(g) for g in gts])
+    via_ucm = bsds.evaluate_image(pred, gt, boundary=False)
+    flat = bsds.evaluate_image(bsds.from_segmentations([h.cut(t) for t in thr], thr), gt, boundary=False)
+    np.testing.assert_allclose(via_ucm.region, flat.region, rtol=1e-12)
+    # default: heights scaled to [0, 1], official thresholds
+    pred = bsds.from_hierarchy(h, nthresh=9)
+    assert pred.data.max() == pytest.approx(1.0) and len(pred.thresholds) == 9
+    res = bsds.evaluate_image(pred, gt)
+    assert res.region.shape == (9, 7) and res.boundary.shape == (9, 4)

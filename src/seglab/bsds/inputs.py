@@ -3,9 +3,10 @@
 A :class:`Prediction` is one image's result in one of three kinds:
 
 - ``"ucm"``: a hierarchy as an ultrametric contour map on the doubled grid, ``(2H+1) x (2W+1)`` in [0, 1]
-  (official ``ucm2`` .mat files, or :func:`from_hierarchy` for a ``rag_merge`` hierarchy). At threshold t
+  (official ``ucm2`` .mat files, or :func:`from_hierarchy` for a ``rag_hierarchy``). At threshold t
   the segmentation is the 8-connected labelling of ``ucm2 <= t`` read at ``[1::2, 1::2]`` and the boundary
-  map is ``ucm2[2::2, 2::2] >= t``; n thresholds run over ``linspace(1/(n+1), 1-1/(n+1), n)``;
+  map is ``ucm2[2::2, 2::2] >= t``; n thresholds run over ``linspace(1/(n+1), 1-1/(n+1), n)`` unless the
+  prediction carries its own increasing ``thresholds``;
 - ``"segs"``: a list of flat segmentations (official ``segs`` .mat cell, label maps from a parameter sweep,
   one label PNG); the "threshold" is the index 1..n;
 - ``"soft"``: a soft boundary map in [0, 1] (official ``png/``: 8-bit PNG divided by 255); boundary
