@@ -323,85 +323,84 @@ def gmm(image: np.ndarray, k: int = 3, features: str = "lab", xy_weight: float =
 
 # --------------------------------------------------------------------------------------- mean shift
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
 def _meanshift_filter(feat, hs, hr, max_iter, eps):
     """Mode of every pixel under the flat kernel of the joint domain (|dx|, |dy| <= hs, |df| < hr).
 
-    Speed-up of EDISON (Comaniciu & Meer 2002, Sec. 4 'basin of attraction'): pixels met near the
-    trajectory (within hs/2 in space and hr/2 in range of the current mean) converge to the same mode
-    and are not started again; a trajectory that reaches a pixel already converged to a mode within
-    hr/2 of its current mean takes that mode and stops.
+    ``feat`` is H x W x 3 (Lab). Speed-up of EDISON (Comaniciu & Meer 2002, Sec. 4 'basin of
+    attraction'): pixels met near the trajectory (within hs/2 in space and hr/2 in range of the current
+    mean) converge to the same mode and are not started again; a trajectory that reaches a pixel already
+    converged to a mode within hr/2 of its current mean takes that mode and stops.
     """
-    h, w, nc = feat.shape
-    modes = np.empty((h, w, nc), np.float32)
-    state = np.zeros((h, w), np.int8)  # 0: not done, 1: done
+    h, w, _ = feat.shape
+    modes = np.empty((h, w, 3), np.float32)
+    state = np.zeros((h, w), np.int8)  # 0: to do, 1: done, 2: in the current trajectory's basin
     inv_hr2 = 1.0 / (hr * hr)
+    hr2 = hr * hr
+    quarter = 0.25 * hr2
     half = hs // 2
     basin = np.empty(h * w, np.int64)
-    y = np.empty(nc)
-    s = np.empty(nc)
     for r0 in range(h):
         for c0 in range(w):
             if state[r0, c0]:
                 continue
             yr = float(r0)
             yc = float(c0)
-            for q in range(nc):
-                y[q] = feat[r0, c0, q]
+            y0 = float(feat[r0, c0, 0])
+            y1 = float(feat[r0, c0, 1])
+            y2 = float(feat[r0, c0, 2])
             nb = 0
             basin[nb] = r0 * w + c0
             nb += 1
-            adopted = False
+            state[r0, c0] = 2
             for _ in range(max_iter):
                 ir = int(yr + 0.5)
                 ic = int(yc + 0.5)
                 sr = 0.0
                 sc = 0.0
-                for q in range(nc):
-                    s[q] = 0.0
-                cnt = 0
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                cnt = 0.0
                 for r in range(max(0, ir - hs), min(h, ir + hs + 1)):
-                    for c in range(max(0, ic - hs), min(w, ic + hs + 1)):
-                        d = 0.0
-                        for q in range(nc):
-                            t = feat[r, c, q] - y[q]
-                            d += t * t
-                        d *= inv_hr2
-                        if d < 1.0:
-                            sr += r
-                            sc += c
-                            for q in range(nc):
-                                s[q] += feat[r, c, q]
-                            cnt += 1
-                            if d < 0.25 and state[r, c] == 0 and abs(r - ir) <= half and abs(c - ic) <= half:
-                                state[r, c] = 2  # joins this trajectory's basin
+                    for c in range(max(0, ic - hs), min(w, ic + hs + 1)):  # branch-free: vectorised
+                        f0 = feat[r, c, 0]
+                        f1 = feat[r, c, 1]
+                        f2 = feat[r, c, 2]
+                        d = (f0 - y0) ** 2 + (f1 - y1) ** 2 + (f2 - y2) ** 2
+                        m = 1.0 if d < hr2 else 0.0
+                        sr += m * r
+                        sc += m * c
+                        s0 += m * f0
+                        s1 += m * f1
+                        s2 += m * f2
+                        cnt += m
+                for r in range(max(0, ir - half), min(h, ir + half + 1)):  # basin capture, inner window
+                    for c in range(max(0, ic - half), min(w, ic + half + 1)):
+                        if state[r, c] == 0:
+                            d = (feat[r, c, 0] - y0) ** 2 + (feat[r, c, 1] - y1) ** 2 + (feat[r, c, 2] - y2) ** 2
+                            if d < quarter:
+                                state[r, c] = 2
                                 basin[nb] = r * w + c
                                 nb += 1
                 if cnt == 0:
                     break
-                shift = 0.0
                 nr = sr / cnt
                 ncol = sc / cnt
-                shift += ((nr - yr) ** 2 + (ncol - yc) ** 2) / (hs * hs)
-                dr = 0.0
-                for q in range(nc):
-                    t = s[q] / cnt
-                    dr += (t - y[q]) ** 2
-                    y[q] = t
-                shift += dr * inv_hr2
-                yr = nr
-                yc = ncol
+                n0 = s0 / cnt
+                n1 = s1 / cnt
+                n2 = s2 / cnt
+                shift = ((nr - yr) ** 2 + (ncol - yc) ** 2) / (hs * hs)
+                shift += ((n0 - y0) ** 2 + (n1 - y1) ** 2 + (n2 - y2) ** 2) * inv_hr2
+                yr, yc, y0, y1, y2 = nr, ncol, n0, n1, n2
                 ir = int(yr + 0.5)
                 ic = int(yc + 0.5)
                 if state[ir, ic] == 1:  # reached a pixel whose mode is known
-                    d = 0.0
-                    for q in range(nc):
-                        t = modes[ir, ic, q] - y[q]
-                        d += t * t
-                    if d * inv_hr2 < 0.25:
-                        for q in range(nc):
-                            y[q] = modes[ir, ic, q]
-                        adopted = True
+                    m0 = modes[ir, ic, 0]
+                    m1 = modes[ir, ic, 1]
+                    m2 = modes[ir, ic, 2]
+                    if (m0 - y0) ** 2 + (m1 - y1) ** 2 + (m2 - y2) ** 2 < quarter:
+                        y0, y1, y2 = m0, m1, m2
                         break
                 if shift < eps:
                     break
@@ -409,23 +408,37 @@ def _meanshift_filter(feat, hs, hr, max_iter, eps):
                 p = basin[i]
                 r = p // w
                 c = p - r * w
-                for q in range(nc):
-                    modes[r, c, q] = y[q]
+                modes[r, c, 0] = y0
+                modes[r, c, 1] = y1
+                modes[r, c, 2] = y2
                 state[r, c] = 1
     return modes
 
 
 @njit(cache=True)
+def _compact(parent, h, w):
+    out = np.empty((h, w), np.int32)
+    ids = np.full(h * w, -1, np.int32)
+    m = 0
+    for r in range(h):
+        for c in range(w):
+            a = find(parent, r * w + c)
+            if ids[a] < 0:
+                ids[a] = m
+                m += 1
+            out[r, c] = ids[a]
+    return out, m
+
+
+@njit(cache=True)
 def _fuse_modes(modes, hr):
     """Union of 4-neighbours whose modes are within hr / 2, then of adjacent regions whose mean modes are
-    within hr / 2 (EDISON's connect and fuse steps); returns labels 0..n-1 in raster order."""
+    within hr / 2 (EDISON's connect and fuse steps, a few sweeps); returns labels 0..n-1 in raster order."""
     h, w, nc = modes.shape
-    n = h * w
-    parent = np.arange(n)
+    parent = np.arange(h * w)
     lim = 0.25 * hr * hr
     for r in range(h):
         for c in range(w):
-            p = r * w + c
             for k in range(2):
                 rr = r + k
                 cc = c + 1 - k
@@ -435,58 +448,62 @@ def _fuse_modes(modes, hr):
                         t = modes[r, c, q] - modes[rr, cc, q]
                         d += t * t
                     if d < lim:
-                        a = find(parent, p)
+                        a = find(parent, r * w + c)
                         b = find(parent, rr * w + cc)
                         if a != b:
                             parent[max(a, b)] = min(a, b)
-    for _ in range(3):  # region fusion on the means, a few sweeps reach the transitive closure in practice
+    labels, n = _compact(parent, h, w)
+    for _ in range(3):  # region fusion on the mean modes
         size = np.zeros(n)
         mean = np.zeros((n, nc))
-        for p in range(n):
-            a = find(parent, p)
-            size[a] += 1
-            for q in range(nc):
-                mean[a, q] += modes[p // w, p % w, q]
-        for p in range(n):
-            if size[p] > 0:
+        for r in range(h):
+            for c in range(w):
+                l = labels[r, c]
+                size[l] += 1
                 for q in range(nc):
-                    mean[p, q] /= size[p]
+                    mean[l, q] += modes[r, c, q]
+        for l in range(n):
+            for q in range(nc):
+                mean[l, q] /= size[l]
+        rp = np.arange(n)
         merged = 0
         for r in range(h):
             for c in range(w):
-                p = r * w + c
                 for k in range(2):
                     rr = r + k
                     cc = c + 1 - k
-                    if rr < h and cc < w:
-                        a = find(parent, p)
-                        b = find(parent, rr * w + cc)
+                    if rr < h and cc < w and labels[r, c] != labels[rr, cc]:
+                        a = find(rp, labels[r, c])
+                        b = find(rp, labels[rr, cc])
                         if a != b:
                             d = 0.0
                             for q in range(nc):
-                                t = mean[a, q] - mean[b, q]
+                                t = mean[labels[r, c], q] - mean[labels[rr, cc], q]
                                 d += t * t
                             if d < lim:
-                                parent[max(a, b)] = min(a, b)
+                                rp[max(a, b)] = min(a, b)
                                 merged += 1
         if merged == 0:
             break
-    out = np.empty((h, w), np.int32)
-    ids = np.full(n, -1, np.int32)
-    m = 0
-    for p in range(n):
-        a = find(parent, p)
-        if ids[a] < 0:
-            ids[a] = m
-            m += 1
-        out[p // w, p % w] = ids[a]
-    return out
+        ids = np.full(n, -1, np.int32)
+        m = 0
+        for r in range(h):
+            for c in range(w):
+                a = find(rp, labels[r, c])
+                if ids[a] < 0:
+                    ids[a] = m
+                    m += 1
+                labels[r, c] = ids[a]
+        n = m
+    return labels
 
 
 def meanshift_filter(image: np.ndarray, hs: int, hr: float, max_iter: int = 20) -> np.ndarray:
     """Mean-shift filtered image in CIELAB (H x W x C): each pixel replaced by its mode's colour."""
-    feat = np.ascontiguousarray(lab_features(image), dtype=np.float32)
-    return _meanshift_filter(feat, int(hs), float(hr), max_iter, 1e-3)
+    feat = lab_features(image)
+    if feat.shape[2] == 1:  # gray: L only, a = b = 0
+        feat = np.concatenate([feat, np.zeros(feat.shape[:2] + (2,), np.float32)], axis=2)
+    return _meanshift_filter(np.ascontiguousarray(feat, dtype=np.float32), int(hs), float(hr), max_iter, 1e-3)
 
 
 @register(
