@@ -13,6 +13,7 @@ from . import classical  # noqa: F401,E402
 from . import models  # noqa: F401,E402
 from . import train, data  # noqa: F401,E402
 from . import bsds  # noqa: F401,E402
+from . import export  # noqa: F401,E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,7 +64,7 @@ class AllMLPDecoder(nn.Module):
         for i, (f, w) in enumerate(zip(feats, weights)):
             # Project channels-last: NCHW view -> NHWC -> linear -> NCHW view of channels-last memory.
             y = F.linear(f.permute(0, 2, 3, 1), w, bias if i == 0 else None).permute(0, 3, 1, 2)
-            if y.shape[-2:] != size:
+            if i > 0:  # deeper stages are smaller (no shape test: keeps exported graphs size-agnostic)
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             out = y if out is None else out.add_(y)
         if self.training:

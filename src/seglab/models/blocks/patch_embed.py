@@ -36,8 +36,9 @@ class OverlapPatchEmbed(nn.Module):
 def resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int], new_grid: tuple[int, int],
                      num_prefix: int = 1) -> torch.Tensor:
     """Bicubically resize a ``1 x (num_prefix + gh*gw) x C`` positional encoding to ``new_grid``; the
-    ``num_prefix`` leading (class-token) entries are kept as they are."""
-    if tuple(grid) == tuple(new_grid):
+    ``num_prefix`` leading (class-token) entries are kept as they are. (While exporting, the resizing is
+    always recorded, so the exported graph serves every input size.)"""
+    if tuple(grid) == tuple(new_grid) and not torch.compiler.is_exporting():
         return pos
     prefix, patch = pos[:, :num_prefix], pos[:, num_prefix:]
     c = pos.shape[-1]
