@@ -199,3 +199,13 @@ def test_bad_parameters():
         seglab.segment(img, "chan_vese", init="square")
     with pytest.raises(ParameterError, match="lam"):
         seglab.segment(img, "graph_cut", lam=-1)
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_graph_cut_grid_path_reaches_the_max_flow_of_the_generic_graph(connectivity):
+    img = np.random.default_rng(2).random((23, 31, 3))
+    i, j, w, source, sink = graph_cut_terms(img, lam=3.0, connectivity=connectivity)
+    flow, _ = maxflow(img.shape[0] * img.shape[1], i, j, w, w, source, sink)
+    fg = seglab.segment(img, "graph_cut", lam=3.0, connectivity=connectivity).ravel().astype(bool)
+    energy = sink[fg].sum() + source[~fg].sum() + w[fg[i] != fg[j]].sum()
+    assert energy == pytest.approx(flow, rel=1e-9)

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import ParameterError
-from ._maxflow import maxflow
+from ._maxflow import grid_maxflow
 from .registry import BOX, LABELS, Param, register
 
 FG, BG = 1, 2
@@ -138,12 +138,26 @@ def _gmm_nll(x: np.ndarray, samples: np.ndarray, seed: int, k: int = 5, iters: i
 def _component_logpdf(x, weights, means, covs):
     """log(w_c N(x; mean_c, cov_c)) for every row of x and component c."""
     d = x.shape[1]
-    out = np.empty((len(x), len(weights)))
-    for c in range(len(weights)):
-        chol = np.linalg.cholesky(covs[c])
-        z = np.linalg.solve(chol, (x - means[c]).T)
-        out[:, c] = (np.log(weights[c]) - 0.5 * (z ** 2).sum(0) - np.log(np.diag(chol)).sum()
-                     - 0.5 * d * np.log(2 * np.pi))
+    prec = np.linalg.inv(covs)
+    const = np.log(weights) - 0.5 * np.linalg.slogdet(covs)[1] - 0.5 * d * np.log(2 * np.pi)
+    return _logpdf_kernel(np.ascontiguousarray(x), means, prec, const)
+
+
+@njit(cache=True)
+def _logpdf_kernel(x, means, prec, const):
+    n, d = x.shape
+    k = means.shape[0]
+    out = np.empty((n, k))
+    diff = np.empty(d)
+    for i in range(n):
+        for c in range(k):
+            for a in range(d):
+                diff[a] = x[i, a] - means[c, a]
+            q = 0.0
+            for a in range(d):
+                for b in range(d):
+                    q += diff[a] * prec[c, a, b] * diff[b]
+            out[i, c] = const[c] - 0.5 * q
     return out
 
 
@@ -169,6 +183,18 @@ def _grid_edges(img: np.ndarray, connectivity: int):
     return np.concatenate(ii), np.concatenate(jj), np.concatenate(d2), np.concatenate(ln)
 
 
+def _data_terms(img: np.ndarray, tri: np.ndarray, model: str, bins: int, seed: int):
+    """(D(bg), D(fg)) per pixel, H x W each, shifted by a common constant so that the smallest is 0."""
+    h, w, nch = img.shape
+    x = img.reshape(-1, nch)
+    t = tri.ravel()
+    fg_samples = x[t == FG] if np.any(t == FG) else x[t != BG]  # no scribble: the box interior
+    d_fg = _neg_log_likelihood(x, fg_samples, model, bins, seed)
+    d_bg = _neg_log_likelihood(x, x[t == BG], model, bins, seed)
+    shift = min(d_fg.min(), d_bg.min())  # a common constant: the minimiser does not change
+    return (d_bg - shift).reshape(h, w), (d_fg - shift).reshape(h, w)
+
+
 def graph_cut_terms(image: np.ndarray, seeds=None, box=None, lam: float = 50.0, model: str = "gmm",
                     bins: int = 16, connectivity: int = 8, seed: int = 0):
     """The s-t graph of Boykov & Jolly's energy; returns (i, j, w, source, sink).
@@ -181,14 +207,9 @@ def graph_cut_terms(image: np.ndarray, seeds=None, box=None, lam: float = 50.0, 
     """
     img = _features(image)
     h, w, nch = img.shape
-    tri = trimap(img.shape, seeds, box).ravel()
-    x = img.reshape(-1, nch)
-    fg_samples = x[tri == FG] if np.any(tri == FG) else x[tri != BG]  # no scribble: the box interior
-    bg_samples = x[tri == BG]
-    d_fg = _neg_log_likelihood(x, fg_samples, model, bins, seed)
-    d_bg = _neg_log_likelihood(x, bg_samples, model, bins, seed)
-    shift = min(d_fg.min(), d_bg.min())  # a common constant: the minimiser does not change
-    d_fg, d_bg = d_fg - shift, d_bg - shift
+    tri = trimap(img.shape, seeds, box)
+    d_bg, d_fg = (t.ravel() for t in _data_terms(img, tri, model, bins, seed))
+    tri = tri.ravel()
     i, j, d2, ln = _grid_edges(img, connectivity)
     mean_d2 = d2.mean() if len(d2) else 0.0
     beta = 1.0 / (2.0 * mean_d2) if mean_d2 > 0 else 0.0
@@ -225,12 +246,52 @@ def graph_cut(image: np.ndarray, seeds=None, box=None, lam: float = 50.0, model:
               connectivity: int = 8, seed: int = 0) -> np.ndarray:
     """Interactive graph cut (Boykov & Jolly 2001): 1 = foreground (source side), 0 = background.
 
-    The global minimum of the energy of :func:`graph_cut_terms`, by our Boykov-Kolmogorov max-flow.
+    The global minimum of the energy of :func:`graph_cut_terms` (built here directly on the pixel grid, in
+    numba), by our Boykov-Kolmogorov max-flow.
     """
-    h, w = image.shape[:2]
-    i, j, wgt, source, sink = graph_cut_terms(image, seeds, box, lam, model, bins, connectivity, seed)
-    _, fg = maxflow(h * w, i, j, wgt, wgt, source, sink)
-    return fg.reshape(h, w).astype(np.int32)
+    img = _features(image)
+    h, w, nch = img.shape
+    tri = trimap(img.shape, seeds, box)
+    source, sink = _data_terms(img, tri, model, bins, seed)
+    cap = _grid_caps(img, float(lam), connectivity)
+    big_k = 1.0 + cap.sum(2).max() + max(source.max(), sink.max())
+    source[tri == FG], sink[tri == FG] = big_k, 0.0
+    source[tri == BG], sink[tri == BG] = 0.0, big_k
+    _, fg = grid_maxflow(cap, source, sink)
+    return fg.astype(np.int32)
+
+
+@njit(cache=True)
+def _grid_caps(img, lam, k):
+    """n-link capacities H x W x k in the slot order of ``GRID_OFFSETS`` (see :func:`graph_cut_terms`)."""
+    h, w, nch = img.shape
+    offs = np.array([[0, 1], [0, -1], [1, 0], [-1, 0], [1, 1], [-1, -1], [1, -1], [-1, 1]])
+    total = 0.0
+    count = 0
+    for r in range(h):  # beta from the unique pairs: slots 0, 2, 4, 6 (right, down, down-right, down-left)
+        for c in range(w):
+            for s in range(0, k, 2):
+                rr, cc = r + offs[s, 0], c + offs[s, 1]
+                if 0 <= rr < h and 0 <= cc < w:
+                    d2 = 0.0
+                    for ch in range(nch):
+                        d2 += (img[r, c, ch] - img[rr, cc, ch]) ** 2
+                    total += d2
+                    count += 1
+    beta = 0.0
+    if count > 0 and total > 0:
+        beta = 1.0 / (2.0 * total / count)
+    cap = np.zeros((h, w, k))
+    for r in range(h):
+        for c in range(w):
+            for s in range(k):
+                rr, cc = r + offs[s, 0], c + offs[s, 1]
+                if 0 <= rr < h and 0 <= cc < w:
+                    d2 = 0.0
+                    for ch in range(nch):
+                        d2 += (img[r, c, ch] - img[rr, cc, ch]) ** 2
+                    cap[r, c, s] = lam * np.exp(-beta * d2) / (1.4142135623730951 if s >= 4 else 1.0)
+    return cap
 
 
 # ---------------------------------------------------------------------------------------------------------
