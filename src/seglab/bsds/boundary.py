@@ -265,6 +265,25 @@ def _assign(rows, ptr, col, cost, n_rows, n_cols, outlier, row_match, col_match)
     settled = np.empty(nc, np.int64)
     reached = np.empty(n_rows, np.int64)
     for i0 in rows:
+        # fast path: the row's cheapest column (in reduced cost) is free, so it is the shortest path
+        best = inf
+        jb = -1
+        for e in range(ptr[i0], ptr[i0 + 1]):
+            j = col[e]
+            r = cost[e] - u[i0] - v[j]
+            if r < best:
+                best = r
+                jb = j
+        j = n_cols + i0
+        r = outlier - u[i0] - v[j]
+        if r < best:
+            best = r
+            jb = j
+        if col_match[jb] < 0:
+            u[i0] += best
+            row_match[i0] = jb
+            col_match[jb] = i0
+            continue
         nt = 0
         ns = 0
         nr = 0

@@ -69,16 +69,23 @@ def evaluate_image(pred: Prediction, gt: GroundTruth, *, nthresh: int = NTHRESH,
         gts = [GroundTruthBoundary(b, max_dist) for b in gt.boundaries]
         bdry = np.zeros((len(thr), 4))
         if pred.kind == "segs":
-            maps = (seg2bdry(s) for s in pred.data)
+            cache: dict[bytes, tuple] = {}
+            for t, seg in enumerate(pred.data):
+                bmap = seg2bdry(seg)
+                key = _digest(bmap)
+                if key not in cache:  # a sweep often gives the same segmentation twice
+                    cache[key] = boundary_counts(bmap, gts, thin_map=thin)
+                bdry[t] = cache[key]
         else:
             pb = pred.data[2::2, 2::2] if pred.kind == "ucm" else pred.data
-            maps = (pb >= t for t in thr)
-        cache: dict[bytes, tuple] = {}
-        for t, bmap in enumerate(maps):
-            key = _digest(bmap)
-            if key not in cache:  # consecutive thresholds often give the same map
-                cache[key] = boundary_counts(bmap, gts, thin_map=thin)
-            bdry[t] = cache[key]
+            # pb >= t changes only where a value of pb lies in [previous t, t): count values below each t
+            levels = np.unique(pb)
+            below = np.searchsorted(levels, thr, side="left")
+            for t in range(len(thr)):
+                if t > 0 and below[t] == below[t - 1]:
+                    bdry[t] = bdry[t - 1]
+                else:
+                    bdry[t] = boundary_counts(pb >= thr[t], gts, thin_map=thin)
     return ImageResult(name, thr, reg, best, bdry)
 
 
