@@ -182,6 +182,112 @@ def cv_watershed(img, h=0.04, sigma=1.0, **_):
     return out  # -1 on the watershed lines
 
 
+# ------------------------------------------------------------- region, mrf, rag, interactive
+# region_growing, split_merge, mrf: no peer (scikit-image's flood fill compares every pixel with the seed's
+# value only, not with a growing region's mean; neither library has split-and-merge or an MRF).
+
+def _sk_slic_base(img, n_segments, compactness):
+    """The over-segmentation rag_merge uses by default (scikit-image SLIC, gray on the 0..100 L scale)."""
+    from seglab.classical.rag import over_segmentation
+
+    return over_segmentation(img, n_segments, compactness)
+
+
+def sk_rag_merge(img, threshold=0.1, weight="color", mode="hierarchical", n_segments=400, compactness=10.0,
+                 base_labels=None, **_):
+    """scikit-image's RAG on the same base regions (4-connected like ours): rag_mean_color / rag_boundary
+    (Sobel edge map), then cut_threshold or merge_hierarchical with the matching merge rules."""
+    from scipy import ndimage as ndi
+    from skimage import graph
+
+    base = _sk_slic_base(img, n_segments, compactness) if base_labels is None else np.asarray(base_labels)
+    if weight == "color":
+        rag = graph.rag_mean_color(img, base, connectivity=1)
+    else:
+        chans = img[..., None] if img.ndim == 2 else img
+        edges = np.sqrt(sum(ndi.sobel(chans[..., c], 0) ** 2 + ndi.sobel(chans[..., c], 1) ** 2
+                            for c in range(chans.shape[2])) / chans.shape[2]) / 8.0
+        rag = graph.rag_boundary(base, edges, connectivity=1)
+    if mode == "threshold":
+        return graph.cut_threshold(base, rag, threshold)
+
+    def merge_mean(g, src, dst):
+        g.nodes[dst]["total color"] += g.nodes[src]["total color"]
+        g.nodes[dst]["pixel count"] += g.nodes[src]["pixel count"]
+        g.nodes[dst]["mean color"] = g.nodes[dst]["total color"] / g.nodes[dst]["pixel count"]
+
+    def weight_mean(g, src, dst, n):
+        return {"weight": np.linalg.norm(g.nodes[dst]["mean color"] - g.nodes[n]["mean color"])}
+
+    def weight_boundary(g, src, dst, n):
+        default = {"weight": 0.0, "count": 0}
+        a, b = g[src].get(n, default), g[dst].get(n, default)
+        count = a["count"] + b["count"]
+        return {"count": count, "weight": (a["count"] * a["weight"] + b["count"] * b["weight"]) / count}
+
+    merge, wfun = (merge_mean, weight_mean) if weight == "color" else (lambda g, s, d: None, weight_boundary)
+    return graph.merge_hierarchical(base, rag, threshold, rag_copy=False, in_place_merge=True,
+                                    merge_func=merge, weight_func=wfun)
+
+
+def _trimap(img, seeds, box):
+    from seglab.classical.interactive import trimap
+
+    return trimap(img.shape, seeds, box)
+
+
+def cv_grabcut(img, box=None, seeds=None, iterations=5, seed=0, **_):
+    """cv2.grabCut from the same box / scribbles (mask initialisation, as ours)."""
+    import cv2
+
+    tri = _trimap(img, seeds, box)
+    mask = np.where(tri == 2, cv2.GC_BGD, np.where(tri == 1, cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    if not ((mask == cv2.GC_BGD).any() and (mask != cv2.GC_BGD).any()):
+        return (mask != cv2.GC_BGD).astype(np.int32)
+    cv2.setRNGSeed(seed)
+    cv2.grabCut(_rgb_u8(img), mask, None, np.zeros((1, 65)), np.zeros((1, 65)), iterations,
+                cv2.GC_INIT_WITH_MASK)
+    return ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.int32)
+
+
+def cv_grabcut_1(img, box=None, seeds=None, seed=0, **_):
+    """Closest library s-t graph cut: one GrabCut iteration (mixtures fitted to the box / scribbles, one
+    min cut). Neither library exposes a plain Boykov-Jolly cut (PyMaxflow is not a dependency)."""
+    return cv_grabcut(img, box=box, seeds=seeds, iterations=1, seed=seed)
+
+
+def _walker_seeds(img, seeds):
+    from seglab.classical.interactive import default_walker_seeds
+
+    return default_walker_seeds(img.shape) if seeds is None else np.asarray(seeds)
+
+
+def _sk_walker(img, seeds, beta, mode):
+    from skimage.segmentation import random_walker
+
+    s = _walker_seeds(img, seeds)
+    out = random_walker(img, s, beta=beta, mode=mode, tol=1e-3, channel_axis=-1 if img.ndim == 3 else None)
+    return np.where(out == 2, 0, out) if set(np.unique(s[s > 0]).tolist()) <= {1, 2} else out
+
+
+def sk_random_walker_bf(img, seeds=None, beta=130.0, **_):
+    return _sk_walker(img, seeds, beta, "bf")
+
+
+def sk_random_walker_cg_j(img, seeds=None, beta=130.0, **_):
+    return _sk_walker(img, seeds, beta, "cg_j")
+
+
+def sk_chan_vese(img, mu=0.25, lambda1=1.0, lambda2=1.0, tol=1e-3, max_iter=500, dt=0.5, init="checkerboard",
+                 init_mask=None, **_):
+    """scikit-image's Chan-Vese (gray only: colour images are given their luminance, ours uses all channels)."""
+    from skimage.segmentation import chan_vese
+
+    start = init if init_mask is None else (np.asarray(init_mask) > 0) - 0.5
+    return chan_vese(_gray(img).astype(np.float64), mu=mu, lambda1=lambda1, lambda2=lambda2, tol=tol,
+                     max_num_iter=max_iter, dt=dt, init_level_set=start).astype(np.int32)
+
+
 PEERS: dict[str, list[tuple[str, object]]] = {
     # thresholding
     "otsu": [("skimage.threshold_otsu", sk_otsu), ("cv2.threshold OTSU", cv_otsu)],
@@ -198,6 +304,13 @@ PEERS: dict[str, list[tuple[str, object]]] = {
     "felzenszwalb": [("skimage.felzenszwalb", sk_felzenszwalb)],
     # watershed
     "watershed": [("skimage.watershed", sk_watershed), ("cv2.watershed", cv_watershed)],
+    # rag, interactive (region_growing, split_merge, mrf: no peer, see their section)
+    "rag_merge": [("skimage.graph RAG + merge_hierarchical / cut_threshold", sk_rag_merge)],
+    "graph_cut": [("cv2.grabCut, 1 iteration", cv_grabcut_1)],
+    "grabcut": [("cv2.grabCut", cv_grabcut)],
+    "random_walker": [("skimage.random_walker mode=bf", sk_random_walker_bf),
+                      ("skimage.random_walker mode=cg_j", sk_random_walker_cg_j)],
+    "chan_vese": [("skimage.chan_vese (luminance)", sk_chan_vese)],
 }
 
 BENCH_PARAMS: dict[str, dict] = {
