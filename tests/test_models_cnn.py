@@ -83,6 +83,8 @@ def test_bad_arguments():
         create("fcn8s", 3, encoder="resnet18")
     with pytest.raises(ParameterError, match="does not take encoder 'vgg16'"):
         create("deeplabv3", 3, encoder="vgg16")
+    with pytest.raises(ParameterError, match="model 'unet' has no option 'output_stride'; options: base_width"):
+        create("unet", 3, output_stride=16)
     with pytest.raises(ParameterError, match="variant"):
         create("unet", 3, variant="same")
     with pytest.raises(ParameterError, match="variant"):
@@ -200,6 +202,7 @@ def test_models_cli_json(monkeypatch, capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(rows) == {"patch_classifier", "fcn8s"}
     assert rows["fcn8s"]["parameters"] == 134_489_759 and rows["fcn8s"]["gflops_512"] > 200
+    assert rows["patch_classifier"]["options"] == {"encoder": None, "width": 16, "hidden": 64}
     assert main(["models"]) == 0 and "fcn8s" in capsys.readouterr().out
 
 

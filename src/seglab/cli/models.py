@@ -42,15 +42,16 @@ def model_cost(name: str, *, num_classes: int = NUM_CLASSES, size: int = SIZE, *
 def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")):
     """List every segmentation network with parameters and GFLOPs at 512 x 512 (21 classes)."""
     from ..models import list_models
+    from ..models.registry import model_options
 
     rows = []
     for spec in list_models():
         params, gflops = model_cost(spec.name)
         rows.append({"name": spec.name, "family": spec.family, "default_encoder": spec.default_encoder,
                      "parameters": params, "gflops_512": round(gflops, 2), "description": spec.description,
-                     "reference": spec.reference})
+                     "reference": spec.reference, "options": model_options(spec.name)})
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2, default=repr))
         return
     table = Table(title=f"{len(rows)} segmentation models (GFLOPs: one 1x3x{SIZE}x{SIZE} forward, "
                         f"{NUM_CLASSES} classes, multiply-add = 2)")

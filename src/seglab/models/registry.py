@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from typing import Callable
 
 from ..errors import ParameterError
@@ -63,6 +64,24 @@ def get_model_spec(name: str) -> ModelSpec:
         raise ParameterError(f"unknown model {name!r}; choose from: {', '.join(sorted(_MODELS))}") from None
 
 
+def model_options(name: str) -> dict[str, object]:
+    """The keyword options of model ``name`` (beyond ``num_classes`` and ``in_channels``) with defaults."""
+    sig = inspect.signature(get_model_spec(name).builder)
+    return {p.name: p.default for p in sig.parameters.values()
+            if p.kind is p.KEYWORD_ONLY and p.name != "in_channels"}
+
+
+def _check_options(spec: ModelSpec, kw: dict) -> None:
+    params = inspect.signature(spec.builder).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    allowed = model_options(spec.name)
+    for key in kw:
+        if key not in allowed:
+            raise ParameterError(f"model {spec.name!r} has no option {key!r}; options: "
+                                 f"{', '.join(sorted(allowed)) or 'none'}")
+
+
 def create(name: str, num_classes: int, *, encoder: str | None = None, in_channels: int = 3,
            pretrained: str | None = None, **kwargs):
     """Build model ``name`` with ``num_classes`` outputs.
@@ -79,6 +98,7 @@ def create(name: str, num_classes: int, *, encoder: str | None = None, in_channe
     kw = dict(kwargs)
     if encoder is not None:
         kw["encoder"] = encoder
+    _check_options(spec, kw)
     model = spec.builder(num_classes, in_channels=in_channels, **kw)
     # What save_checkpoint records so that load_checkpoint can rebuild the model.
     model.seglab_name = name
