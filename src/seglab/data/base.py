@@ -52,10 +52,18 @@ def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
 class Sample:
     """One image and its target: ``target`` is a label-map path, or a callable returning the raw map."""
 
-    image: Path
+    image: Path | Callable[[], tuple]  # a callable returns (image, target), for generated data
     target: Path | Callable[[], np.ndarray] | None
     key: str = ""
     page: int | None = None  # page of a TIFF stack (image and target)
+
+    @property
+    def name(self) -> str:
+        """What error messages call this sample: the target file, else the image file, else the key."""
+        for p in (self.target, self.image):
+            if isinstance(p, Path):
+                return str(p) + (f" (page {self.page})" if self.page is not None else "")
+        return self.key
 
 
 class SegDataset:
@@ -105,6 +113,8 @@ class SegDataset:
     def read_image(self, i: int) -> np.ndarray:
         """Image ``i`` as uint8 H x W x C (C = 1 or 3)."""
         s = self.samples[i]
+        if callable(s.image):
+            return as_uint8_image(s.image()[0], s.key)
         img = self._read_stack_page(s.image, s.page, False) if s.page is not None else read_image(s.image)
         return as_uint8_image(img, s.image)
 
@@ -114,7 +124,8 @@ class SegDataset:
         if s.target is None:
             raise InputFileError(f"{s.image}: has no target")
         if callable(s.target):
-            return np.asarray(s.target())
+            out = s.target()
+            return np.asarray(out[1] if isinstance(out, tuple) else out)
         if s.page is not None:
             return self._read_stack_page(s.target, s.page, True).astype(np.int64)
         return read_labels(s.target)
@@ -127,7 +138,7 @@ class SegDataset:
         if bad.any():
             s = self.samples[i]
             values = np.unique(np.asarray(raw)[bad])[:5].tolist()
-            raise InputFileError(f"{s.target if not callable(s.target) else s.image}: label values {values} are "
+            raise InputFileError(f"{s.name}: label values {values} are "
                                  f"outside the {self.info.num_classes} declared classes of {self.info.name!r}")
         return out
 
@@ -135,8 +146,8 @@ class SegDataset:
         image, target = self.read_image(i), self.read_target(i)
         if image.shape[:2] != target.shape[:2]:
             s = self.samples[i]
-            raise InputFileError(f"{s.target}: target size {target.shape[:2]} does not match image "
-                                 f"{s.image} size {image.shape[:2]}")
+            raise InputFileError(f"{s.name}: target size {target.shape[:2]} does not match image "
+                                 f"size {image.shape[:2]}")
         return image, target
 
     def __getitem__(self, i: int):

@@ -76,16 +76,16 @@ def check_split(ds: SegDataset, progress=None) -> SplitReport:
             raw = ds.read_raw_target(i)
             target = np.asarray(ds.label_map(raw) if ds.label_map is not None else raw, dtype=np.int64)
         except (SeglabError, OSError, KeyError, ValueError) as exc:
-            rep.unreadable.append(str(exc) if isinstance(exc, SeglabError) else f"{s.target}: {exc}")
+            rep.unreadable.append(str(exc) if isinstance(exc, SeglabError) else f"{s.name}: {exc}")
             continue
         if image.shape[:2] != target.shape[:2]:
-            rep.size_mismatch.append(f"{s.image.name}: image {image.shape[0]}x{image.shape[1]}, "
+            rep.size_mismatch.append(f"{Path(s.name).name}: image {image.shape[0]}x{image.shape[1]}, "
                                      f"target {target.shape[0]}x{target.shape[1]}")
             continue
         bad = invalid_mask(target, ds.info)
         if bad.any():
             values = np.unique(np.asarray(raw)[bad])[:8].tolist()
-            name = s.target.name if isinstance(s.target, Path) else s.key
+            name = Path(s.name).name
             rep.bad_labels.append(f"{name}: values {values} outside the {k} declared classes ({int(bad.sum())} px)")
         valid = target[(~bad) & (target != ds.info.ignore_index)]
         c = np.bincount(valid.ravel(), minlength=k)[:k]

@@ -15,7 +15,7 @@ from ..errors import ParameterError, SeglabError
 from .base import SegDataset
 
 _FORMATS: dict[str, "FormatSpec"] = {}
-_MODULES = ("folder", "voc", "cityscapes", "camvid", "ade20k", "coco", "bsds", "isbi")
+_MODULES = ("folder", "voc", "cityscapes", "camvid", "ade20k", "coco", "bsds", "isbi", "synthetic")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "augment": dict(AUGMENT_DEFAULTS),
     "loss": {"name": "ce", "options": {}, "class_weights": None},  # class_weights: null|inverse|median|[...]
     "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "momentum": 0.9},
-    "schedule": {"name": "poly", "power": 0.9, "warmup_steps": 0, "warmup_start": 0.1, "min_lr": 0.0},
+    # by_time: decay over trainer.max_minutes instead of the step count when that ends first (the rate
+    # then depends on the machine's speed, so such runs are not bit-reproducible)
+    "schedule": {"name": "poly", "power": 0.9, "warmup_steps": 0, "warmup_start": 0.1, "min_lr": 0.0,
+                 "by_time": False},
     "trainer": {
         "max_epochs": 10, "max_steps": -1, "max_minutes": None, "accumulate": 1,
         "precision": "auto",         # auto: bf16-mixed on a GPU that supports it, fp32 on CPU

@@ -112,15 +112,29 @@ class SegModule(L.LightningModule):
             v = m[key]
             self.log(f"val/{name}", 0.0 if math.isnan(v) else float(v), prog_bar=key == "miou", sync_dist=False)
 
+    def time_fraction(self) -> float:
+        """Fraction of ``trainer.max_minutes`` used so far (0 without a time limit)."""
+        from lightning.pytorch.callbacks import Timer
+
+        timers = [c for c in (self.trainer.callbacks if self._trainer else []) if isinstance(c, Timer)]
+        if not timers or timers[0]._duration is None:
+            return 0.0
+        return min(1.0, timers[0].time_elapsed("train") / timers[0]._duration)
+
     def configure_optimizers(self):
         opt = build_optimizer(self.model.parameters(), self.cfg)
         s = self.cfg["schedule"]
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         base = float(self.cfg["optimizer"]["lr"])
         min_factor = float(s["min_lr"]) / base if base > 0 else 0.0
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(
-            step, total, name=s["name"], power=float(s["power"]), warmup_steps=int(s["warmup_steps"]),
-            warmup_start=float(s["warmup_start"]), min_factor=min_factor))
+        def factor(step):
+            if s.get("by_time") and step >= int(s["warmup_steps"]):
+                step = max(step, int(self.time_fraction() * total))
+            return lr_factor(step, total, name=s["name"], power=float(s["power"]),
+                             warmup_steps=int(s["warmup_steps"]), warmup_start=float(s["warmup_start"]),
+                             min_factor=min_factor)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

@@ -113,10 +113,12 @@ def train(cfg: dict, *, callbacks=(), log=print) -> Path:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     monitor, mode = cfg["checkpoint"]["monitor"], cfg["checkpoint"]["mode"]
-    ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_last=True,
+    ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_last=False,
                               save_top_k=1, enable_version_counter=False)
+    # last.ckpt after every training epoch (not only after validation), so an interruption loses < 1 epoch
+    last_cb = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, save_on_train_epoch_end=True)
     thr = Throughput()
-    cbs = [ckpt_cb, thr, LearningRateMonitor(logging_interval="step"), *callbacks]
+    cbs = [ckpt_cb, last_cb, thr, LearningRateMonitor(logging_interval="step"), *callbacks]
     if tr["progress"]:
         cbs.append(TQDMProgressBar(refresh_rate=max(1, int(tr["log_every"]))))
     es = cfg["early_stopping"]
@@ -135,6 +137,9 @@ def train(cfg: dict, *, callbacks=(), log=print) -> Path:
     if devices == "auto" and world > 1:
         devices = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     max_time = {"minutes": float(tr["max_minutes"])} if tr.get("max_minutes") else None
+    on_gpu = torch.cuda.is_available() and accelerator != "cpu"
+    # PyTorch's SyncBatchNorm is GPU-only: on CPU each process normalises with its own batch statistics
+    sync_bn = bool(tr["sync_batchnorm"]) and world > 1 and on_gpu
     deterministic = bool(tr["deterministic"])
     if deterministic and torch.cuda.is_available() and accelerator != "cpu":
         deterministic = "warn"
@@ -142,7 +147,7 @@ def train(cfg: dict, *, callbacks=(), log=print) -> Path:
         max_epochs=int(tr["max_epochs"]), max_steps=int(tr["max_steps"]), max_time=max_time,
         accumulate_grad_batches=int(tr["accumulate"]), precision=_precision(str(tr["precision"]), accelerator),
         accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=1,
-        sync_batchnorm=bool(tr["sync_batchnorm"]) and world > 1, deterministic=deterministic,
+        sync_batchnorm=sync_bn, deterministic=deterministic,
         check_val_every_n_epoch=int(tr["val_every"]), log_every_n_steps=int(tr["log_every"]),
         limit_train_batches=tr["limit_train_batches"], limit_val_batches=tr["limit_val_batches"],
         gradient_clip_val=tr["grad_clip"], logger=loggers, callbacks=cbs, use_distributed_sampler=False,
