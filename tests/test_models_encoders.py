@@ -122,3 +122,22 @@ def test_bad_encoder_arguments():
         create_encoder("resnet18", output_stride=4)
     with pytest.raises(ParameterError, match="in_channels"):
         create_encoder("resnet18", in_channels=0)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_resnet_matches_monai_resnet_with_the_same_weights(name):
+    """Peer check of the whole forward pass: MONAI's 2-D ResNet (shortcut B, 7x7/2 stem) has torchvision's
+    layout plus a bias in each downsample convolution, which we set to zero."""
+    nets = pytest.importorskip("monai.networks.nets")
+    peer = getattr(nets, name)(spatial_dims=2, n_input_channels=3, conv1_t_size=7, conv1_t_stride=2,
+                               shortcut_type="B", num_classes=1000).eval()
+    sd = random_state(LAYOUTS[name](), seed=5)
+    ours = create_encoder(name, include_head=True).eval()
+    ours.load_state_dict(sd, strict=True)
+    result = peer.load_state_dict(sd, strict=False)
+    assert not result.unexpected_keys and all(k.endswith("downsample.0.bias") for k in result.missing_keys)
+    for k in result.missing_keys:
+        peer.state_dict()[k].zero_()
+    x = torch.randn(2, 3, 48, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.classify(x), peer(x), rtol=1e-4, atol=1e-4)
