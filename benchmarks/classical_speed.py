@@ -63,6 +63,7 @@ def run(n: int, reps: int, only: list[str] | None) -> dict:
         impls = [("seglab", None)] + list(PEERS[name])
         times = {label: [] for label, _ in impls}
         cover = {label: [] for label, _ in impls}
+        failed: dict[str, list] = {}
         for label, fn in impls:  # warm-up: imports, numba compilation, OpenCV/scikit-image initialisation
             small = images[0][:64, :64]
             p = _params_for(m, small)
@@ -70,32 +71,46 @@ def run(n: int, reps: int, only: list[str] | None) -> dict:
         for img, gt in zip(images, gts):
             p = _params_for(m, img)
             ours_p = resolve_params(m, p)
+            failed_here: set[str] = set()
             per = {label: [] for label, _ in impls}
             last = {}
             for _ in range(reps):
                 for label, fn in impls:
+                    if label in failed_here:
+                        continue
                     t0 = time.perf_counter()
-                    last[label] = m.func(img, **ours_p) if fn is None else fn(img, **p)
+                    try:
+                        last[label] = m.func(img, **ours_p) if fn is None else fn(img, **p)
+                    except Exception as exc:  # a peer that cannot handle this image: reported, not timed
+                        if fn is None:
+                            raise
+                        failed_here.add(label)
+                        failed.setdefault(label, []).append(f"{type(exc).__name__}: {exc}")
+                        continue
                     per[label].append(time.perf_counter() - t0)
             for label, _ in impls:
-                times[label].append(float(np.median(per[label])))
-                cover[label].append(float(covering(_covering_labels(last[label]), gt)))
+                if per[label]:
+                    times[label].append(float(np.median(per[label])))
+                    cover[label].append(float(covering(_covering_labels(last[label]), gt)))
         ours = float(np.median(times["seglab"]))
         row = {"method": name, "params": {k: v for k, v in _params_for(m, images[0]).items()},
                "seglab_s": ours, "seglab_covering": float(np.mean(cover["seglab"])), "peers": []}
         for label, _ in impls[1:]:
-            t = float(np.median(times[label]))
+            t = float(np.median(times[label])) if times[label] else float("nan")
             row["peers"].append({"peer": label, "seconds": t, "ratio_peer_over_ours": t / ours,
-                                 "covering": float(np.mean(cover[label]))})
+                                 "covering": float(np.mean(cover[label])) if cover[label] else float("nan"),
+                                 "n_images": len(times[label]),
+                                 "failures": failed.get(label, [])})
         rows.append(row)
-        fastest = min(row["peers"], key=lambda r: r["seconds"])
+        fastest = min(row["peers"], key=lambda r: r["seconds"] if r["n_images"] else np.inf)
         print(f"{name:20s} ours {ours * 1000:8.1f} ms  fastest peer {fastest['peer']} "
               f"{fastest['seconds'] * 1000:8.1f} ms  (x{fastest['ratio_peer_over_ours']:.2f})", flush=True)
     return {
         "benchmark": "classical_speed", "images": ids, "n_images": len(ids), "reps": reps, "rows": rows,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other jobs)",
-        "command": "python benchmarks/classical_speed.py " + " ".join(sys.argv[1:]),
+        "command": "".join(f"{k}={os.environ[k]} " for k in ("OMP_NUM_THREADS",) if k in os.environ)
+                   + "python benchmarks/classical_speed.py " + " ".join(sys.argv[1:]),
     }
 
 
@@ -107,7 +122,8 @@ def markdown(res: dict) -> str:
         f"{res['n_images']} ids in sorted order), median of {res['reps']} interleaved runs per image, each "
         "implementation with the same parameters (our defaults). `ratio` = peer time / our time (> 1: we are "
         "faster). `cov` = mean segmentation covering of the human segmentations on the same images (a sanity "
-        "check at default parameters, not the benchmark's ODS/OIS; see `bsds500.md`).",
+        "check at default parameters, not the benchmark's ODS/OIS; see `bsds500.md`). A peer that raised on "
+        "an image is timed and scored on the others only (noted in the table).",
         "",
         f"Machine: {res['machine']}. The cores were shared with other jobs while this ran; runs were "
         "interleaved so that the load hit every implementation alike, but absolute times are noisy.",
@@ -120,7 +136,8 @@ def markdown(res: dict) -> str:
         for i, p in enumerate(r["peers"]):
             head = (f"| {r['method']} | {r['seglab_s'] * 1000:.1f} | {r['seglab_covering']:.3f} "
                     if i == 0 else "| | | ")
-            lines.append(f"{head}| {p['peer']} | {p['seconds'] * 1000:.1f} | {p['covering']:.3f} | "
+            note = f" (failed on {len(p['failures'])} images)" if p.get("failures") else ""
+            lines.append(f"{head}| {p['peer']}{note} | {p['seconds'] * 1000:.1f} | {p['covering']:.3f} | "
                          f"{p['ratio_peer_over_ours']:.2f} |")
     lines += ["", "Parameters:", ""]
     for r in res["rows"]:

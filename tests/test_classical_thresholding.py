@@ -77,3 +77,14 @@ def test_tiny_constant_and_colour_images(method, shape, rng):
 def test_bad_parameters_raise(method, params):
     with pytest.raises(ParameterError):
         seglab.segment(np.zeros((5, 5)), method, **params)
+
+
+def test_gray_histogram_equals_numpy(rng):
+    from seglab.classical.thresholding import gray_histogram
+
+    for x in (rng.random((50, 70)).astype(np.float32), (rng.integers(0, 256, (40, 40)) / 255).astype(np.float32),
+              np.linspace(0.1, 0.9, 1001, dtype=np.float32).reshape(7, 143)):
+        for nbins in (2, 7, 256, 1000):
+            counts, centers = gray_histogram(x, nbins)
+            ref, edges = np.histogram(x, bins=nbins)
+            assert np.array_equal(counts, ref) and np.allclose(centers, (edges[:-1] + edges[1:]) / 2)
