@@ -86,11 +86,11 @@ class MobileNetV2(nn.Module, EncoderMixin):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out, start = [], 0
-        for end in _STAGE_ENDS:
-            x = self.features[start:end + 1](x)
-            out.append(x)
-            start = end + 1
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in _STAGE_ENDS:
+                out.append(x)
         return out
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
