@@ -127,6 +127,11 @@ def test_fcn_skip_scores_start_at_zero_and_upsampling_as_bilinear():
     for layer in (model.decoder.score_pool4, model.decoder.score_pool3):
         assert torch.count_nonzero(layer.weight) == 0 and torch.count_nonzero(layer.bias) == 0
     assert model.head.stride == (8, 8) and create("fcn32s", 3, fc_channels=16).head.stride == (32, 32)
+    assert not model.head.weight.requires_grad and all(up.weight.requires_grad for up in model.decoder.up)
+    x = torch.randn(1, 3, 4, 5)
+    with torch.no_grad():  # the final upsampling is bilinear interpolation (away from the border)
+        torch.testing.assert_close(model.head(x)[..., 8:-8, 8:-8],
+                                   F.interpolate(x, scale_factor=8, mode="bilinear")[..., 8:-8, 8:-8])
     assert len(create("fcn16s", 3, fc_channels=16).decoder.up) == 1
 
 

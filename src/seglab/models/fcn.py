@@ -5,7 +5,8 @@ fully connected layers become convolutions (fc6: 7x7, fc7: 1x1), so the classifi
 and scores every 32 x 32 block at once; a learned 1x1 "score" layer predicts class scores. FCN-32s
 upsamples them 32x; the skip architecture fuses them with scores predicted from pool4 (FCN-16s) and pool3
 (FCN-8s) by summation after 2x upsampling, to recover detail. Every upsampling is a transposed convolution
-initialised as bilinear interpolation; the skip score layers start at zero, as in the paper.
+initialised as bilinear interpolation; the 2x ones are learned, the final one stays bilinear (as in the
+authors' reference models); the skip score layers start at zero.
 
 Differences from the Caffe original: the input is padded to a multiple of 32 (instead of conv1's
 100-pixel padding and the crop offsets that it needed) and fc6 pads by 3, so the score maps align with the
@@ -57,9 +58,9 @@ class FCN(SegmentationModel):
                  fc_channels: int = 4096):
         encoder = create_encoder("vgg16", in_channels=in_channels, keep_fc=True, dropout=dropout,
                                  fc_channels=fc_channels)
-        final = 32 // 2 ** skips
-        super().__init__(encoder, FCNDecoder(num_classes, skips, (256, 512, fc_channels)),
-                         TransposedConvUpsample(num_classes, num_classes, final), stride=32)
+        final = TransposedConvUpsample(num_classes, num_classes, 32 // 2 ** skips)
+        final.weight.requires_grad_(False)  # fixed bilinear, as in the reference Caffe models (lr_mult 0)
+        super().__init__(encoder, FCNDecoder(num_classes, skips, (256, 512, fc_channels)), final, stride=32)
 
 
 def _builder(skips: int, name: str):
