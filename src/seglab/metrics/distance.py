@@ -50,20 +50,35 @@ def _spacing(spacing, ndim):
     return s
 
 
+def _bbox(m):
+    """Slices of the bounding box of a non-empty mask (projections are cheaper than nonzero())."""
+    sl = []
+    for ax in range(m.ndim):
+        proj = m.any(axis=tuple(a for a in range(m.ndim) if a != ax))
+        idx = np.flatnonzero(proj)
+        sl.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return tuple(sl)
+
+
+def _surface_points(m):
+    """Integer coordinates of the surface pixels of a boolean mask (empty (0, ndim) array if none)."""
+    if not m.any():
+        return np.zeros((0, m.ndim), np.int64), None
+    sl = _bbox(m)
+    sub = m[sl]
+    # everything outside the bounding box is background, so eroding the crop with border_value=0 is exact
+    surf = sub & ~ndimage.binary_erosion(sub, structure=ndimage.generate_binary_structure(m.ndim, 1),
+                                         border_value=0)
+    return np.argwhere(surf) + np.array([s.start for s in sl]), (sl, surf)
+
+
 def surface(mask) -> np.ndarray:
     """Boolean surface (boundary) of a 2D/3D mask: mask pixels with a face-neighbour outside it or on the border."""
     m = _mask(mask, "mask")
-    if not m.any():
-        return np.zeros_like(m)
-    # crop to the bounding box plus one pixel of background so the erosion touches only what matters
-    idx = np.nonzero(m)
-    lo = [max(0, int(i.min()) - 1) for i in idx]
-    hi = [int(i.max()) + 2 for i in idx]
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
-    sub = m[sl]
     out = np.zeros_like(m)
-    out[sl] = sub & ~ndimage.binary_erosion(sub, structure=ndimage.generate_binary_structure(m.ndim, 1),
-                                            border_value=0)
+    _, crop = _surface_points(m)
+    if crop is not None:
+        out[crop[0]] = crop[1]
     return out
 
 
@@ -74,8 +89,8 @@ def surface_distances(pred, target, spacing=None):
     if p.shape != t.shape:
         raise SeglabError(f"pred shape {p.shape} does not match target shape {t.shape}")
     s = _spacing(spacing, p.ndim)
-    sp = np.argwhere(surface(p)) * s
-    st = np.argwhere(surface(t)) * s
+    sp = _surface_points(p)[0] * s
+    st = _surface_points(t)[0] * s
     if len(sp) == 0 or len(st) == 0:
         return np.full(len(sp), np.inf), np.full(len(st), np.inf)
     d_pt = cKDTree(st).query(sp, k=1)[0]
