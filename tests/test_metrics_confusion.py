@@ -202,3 +202,29 @@ def test_large_input_threaded_path_matches_bincount(rng):
     t[-1] = 0
     with pytest.raises(SeglabError, match="prediction has label 40"):
         ConfusionMatrix(C, 255).update(p, t)
+
+
+def _child_update(path):
+    from seglab.metrics import confusion as mod
+
+    rng = np.random.default_rng(1)
+    n = 2 * mod._CHUNK + 1
+    t, p = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    np.save(path, ConfusionMatrix(3).update(p, t).matrix)
+
+
+def test_threaded_path_works_in_forked_child(tmp_path):
+    import multiprocessing as mp
+
+    from seglab.metrics import confusion as mod
+
+    big = np.zeros(2 * mod._CHUNK + 1, np.uint8)
+    ConfusionMatrix(2).update(big, big)  # the parent's thread pool exists before the fork
+    proc = mp.get_context("fork").Process(target=_child_update, args=(str(tmp_path / "m.npy"),))
+    proc.start()
+    proc.join(timeout=60)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("confusion matrix update hung in a forked child")
+    assert proc.exitcode == 0
+    assert np.load(tmp_path / "m.npy").sum() == 2 * mod._CHUNK + 1

@@ -65,13 +65,13 @@ def _histogram(t, p, num_classes, ignore_index):
     if t.size < 2 * _CHUNK or workers == 1:
         out = np.zeros(C2, np.int64)
         return out, _hist_kernel(t, p, num_classes, ignore_index, out)
-    if _POOL is None:
+    if _POOL is None or _POOL[0] != os.getpid():  # a forked child inherits the pool but not its threads
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seglab-cm")
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seglab-cm"))
     bounds = np.linspace(0, t.size, workers + 1).astype(np.int64)
     outs = [np.zeros(C2, np.int64) for _ in range(workers)]
-    futs = [_POOL.submit(_hist_kernel, t[a:b], p[a:b], num_classes, ignore_index, o)
+    futs = [_POOL[1].submit(_hist_kernel, t[a:b], p[a:b], num_classes, ignore_index, o)
             for a, b, o in zip(bounds[:-1], bounds[1:], outs)]
     bad = sum(f.result() for f in futs)
     return np.sum(outs, axis=0), bad
