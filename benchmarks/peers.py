@@ -113,7 +113,7 @@ def sk_gmm(img, k=3, features="lab", xy_weight=0.0, covariance="full", max_iter=
     return model.fit(x).predict(x).reshape(img.shape[:2])
 
 
-def cv_pyr_meanshift(img, hs=7, hr=6.5, **_):
+def cv_pyr_meanshift(img, hs=7, hr=10.0, **_):
     """OpenCV's mean-shift filtering in 8-bit Lab (hr scaled to its 0..255 L axis), then connected
     components of equal filtered colour (OpenCV has no region fusion or pruning step)."""
     import cv2
@@ -126,7 +126,7 @@ def cv_pyr_meanshift(img, hs=7, hr=6.5, **_):
     return connected_components(packed)[0]
 
 
-def sk_quickshift(img, hs=7, hr=6.5, **_):
+def sk_quickshift(img, hs=7, hr=10.0, **_):
     """Quick shift (Vedaldi & Soatto 2008), mode seeking in (x, y, Lab): Gaussian of sigma hs/2, links
     cut beyond the joint distance hs (ratio hs/hr weighs colour against space)."""
     from skimage.segmentation import quickshift
@@ -146,7 +146,7 @@ def sk_slic(img, n_segments=100, compactness=10.0, slic_zero=False, max_num_iter
                 channel_axis=-1 if img.ndim == 3 else None)
 
 
-def sk_felzenszwalb(img, scale=300.0, sigma=0.8, min_size=100, **_):
+def sk_felzenszwalb(img, scale=700.0, sigma=0.8, min_size=200, **_):
     from skimage.segmentation import felzenszwalb
 
     return felzenszwalb(img, scale=scale, sigma=sigma, min_size=min_size,

@@ -223,20 +223,21 @@ def _forest_labels(parent, h, w):
     description="Graph-based segmentation: Kruskal-style merging while the edge is lighter than both "
                 "components' internal difference plus scale / size.",
     reference="P. F. Felzenszwalb, D. P. Huttenlocher, Efficient graph-based image segmentation, IJCV 59(2), 2004.",
-    params=[Param("scale", float, 300.0, "k of the paper, in 0..255 gray units: larger gives larger regions.",
+    params=[Param("scale", float, 700.0, "k of the paper, in 0..255 gray units: larger gives larger regions.",
                   low=0.0, high=1e9),
             Param("sigma", float, 0.8, "Gaussian pre-smoothing, in pixels.", low=0.0, high=100.0),
-            Param("min_size", int, 100, "Smallest region, in pixels (smaller ones are merged).", low=1,
+            Param("min_size", int, 200, "Smallest region, in pixels (smaller ones are merged).", low=1,
                   high=1_000_000_000)],
     scale_param="scale",
 )
-def felzenszwalb(image: np.ndarray, scale: float = 300.0, sigma: float = 0.8, min_size: int = 100) -> np.ndarray:
+def felzenszwalb(image: np.ndarray, scale: float = 700.0, sigma: float = 0.8, min_size: int = 200) -> np.ndarray:
     """Felzenszwalb-Huttenlocher segmentation on the 8-connected pixel grid.
 
     As in the authors' code (and scikit-image), the image is smoothed by a Gaussian of ``sigma``, edge
     weights are Euclidean RGB distances on the 0..255 scale, edges are visited by increasing weight and
     two components merge when the weight is at most min(Int(C) + k / |C|) of both; finally components
-    smaller than ``min_size`` are merged across the lightest remaining edges.
+    smaller than ``min_size`` are merged across the lightest remaining edges. The defaults (k = 700,
+    min_size = 200) are the best single setting we measured for BSDS500-sized photos (481 x 321).
     """
     img = _gaussian(image.astype(np.float32) * np.float32(255.0), sigma)
     img = np.ascontiguousarray(img.reshape(image.shape[:2] + (-1,)))
