@@ -77,14 +77,13 @@ def test_matches_brute_force_definition(rng):
 
 
 def test_matches_torchmetrics_hausdorff(rng):
-    from torchmetrics.functional.segmentation import hausdorff_distance as tm_hd
+    from torchmetrics.segmentation import HausdorffDistance
 
     for _ in range(3):
         p, t = _blob(rng, (40, 40)), _blob(rng, (40, 40))
-        P = torch.from_numpy(p.astype(np.int64))[None]
-        T = torch.from_numpy(t.astype(np.int64))[None]
-        ref = float(tm_hd(P, T, num_classes=2, include_background=False, input_format="index")[0, 0])
-        assert hausdorff_distance(p, t) == pytest.approx(ref, rel=1e-5)
+        tm = HausdorffDistance(num_classes=2, include_background=False, input_format="index")
+        tm.update(torch.from_numpy(p.astype(np.int64))[None], torch.from_numpy(t.astype(np.int64))[None])
+        assert hausdorff_distance(p, t) == pytest.approx(float(tm.compute()), rel=1e-5)
 
 
 def test_empty_mask_conventions_match_monai():
