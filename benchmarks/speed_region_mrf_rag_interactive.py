@@ -66,8 +66,9 @@ def cases():
 
     def sk_hier(s):
         img, base = s
-        return graph.merge_hierarchical(base, graph.rag_mean_color(img, base), 0.1, rag_copy=False,
-                                        in_place_merge=True, merge_func=merge_mean, weight_func=weight_mean)
+        rag = graph.rag_mean_color(img, base, connectivity=1)  # 4-connected, as ours
+        return graph.merge_hierarchical(base, rag, 0.1, rag_copy=False, in_place_merge=True,
+                                        merge_func=merge_mean, weight_func=weight_mean)
 
     ident = lambda img: img  # noqa: E731
     with_base = lambda img: (img, over_segmentation(img, 400, 10.0))  # noqa: E731
@@ -85,7 +86,7 @@ def cases():
             with_base, lambda s: seglab.segment(s[0], "rag_merge", threshold=0.1, mode="threshold",
                                                 base_labels=s[1]),
             "skimage rag_mean_color + cut_threshold",
-            lambda s: graph.cut_threshold(s[1], graph.rag_mean_color(s[0], s[1]), 0.1)),
+            lambda s: graph.cut_threshold(s[1], graph.rag_mean_color(s[0], s[1], connectivity=1), 0.1)),
         "graph_cut (default box)": (ident, lambda s: seglab.segment(s, "graph_cut"),
                                     "cv2.grabCut, 1 iteration", lambda s: grabcut_peer(s, 1)),
         "grabcut (default box, 5 it)": (ident, lambda s: seglab.segment(s, "grabcut"),

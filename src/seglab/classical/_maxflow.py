@@ -29,6 +29,7 @@ def _bk(first, head, rev, cap, tr):
     n = tr.shape[0]
     tree = np.zeros(n, np.int8)           # 0 free, 1 source tree, 2 sink tree
     pa = np.full(n, _NONE, np.int64)      # arc from the node to its parent (or a marker)
+    pn = np.full(n, -1, np.int64)         # the parent node itself (= head[pa]), kept to spare memory reads
     ts = np.zeros(n, np.int64)
     dist = np.zeros(n, np.int64)
     queue = np.empty(n + 1, np.int64)     # active nodes, circular
@@ -38,6 +39,20 @@ def _bk(first, head, rev, cap, tr):
     orph = np.empty(n + 1, np.int64)      # orphans, circular
     oh = 0
     ot = 0
+    flow = 0.0
+    for v in range(n):  # greedy pre-flow along the paths s -> v -> u -> t (no trees needed for those)
+        if tr[v] > 0:
+            for a in range(first[v], first[v + 1]):
+                u = head[a]
+                if tr[u] < 0 and cap[a] > 0:
+                    f = min(tr[v], cap[a], -tr[u])
+                    tr[v] -= f
+                    tr[u] += f
+                    cap[a] -= f
+                    cap[rev[a]] += f
+                    flow += f
+                    if tr[v] == 0:
+                        break
     for v in range(n):
         if tr[v] != 0:
             tree[v] = 1 if tr[v] > 0 else 2
@@ -47,7 +62,6 @@ def _bk(first, head, rev, cap, tr):
             qt = (qt + 1) % (n + 1)
             inq[v] = True
     time = 0
-    flow = 0.0
     while qh != qt:
         v = queue[qh]
         qh = (qh + 1) % (n + 1)
@@ -63,6 +77,7 @@ def _bk(first, head, rev, cap, tr):
                     if tree[u] == 0:
                         tree[u] = 1
                         pa[u] = rev[a]
+                        pn[u] = v
                         ts[u] = ts[v]
                         dist[u] = dist[v] + 1
                         if not inq[u]:
@@ -73,6 +88,7 @@ def _bk(first, head, rev, cap, tr):
                         bridge = a
                     elif ts[u] <= ts[v] and dist[u] > dist[v]:  # shorten u's path to the source
                         pa[u] = rev[a]
+                        pn[u] = v
                         ts[u] = ts[v]
                         dist[u] = dist[v] + 1
             else:
@@ -80,6 +96,7 @@ def _bk(first, head, rev, cap, tr):
                     if tree[u] == 0:
                         tree[u] = 2
                         pa[u] = rev[a]
+                        pn[u] = v
                         ts[u] = ts[v]
                         dist[u] = dist[v] + 1
                         if not inq[u]:
@@ -90,6 +107,7 @@ def _bk(first, head, rev, cap, tr):
                         bridge = rev[a]
                     elif ts[u] <= ts[v] and dist[u] > dist[v]:  # shorten u's path to the sink
                         pa[u] = rev[a]
+                        pn[u] = v
                         ts[u] = ts[v]
                         dist[u] = dist[v] + 1
             if bridge < 0:
@@ -103,12 +121,12 @@ def _bk(first, head, rev, cap, tr):
             s = x
             while pa[s] != _TERMINAL:
                 f = min(f, cap[rev[pa[s]]])
-                s = head[pa[s]]
+                s = pn[s]
             f = min(f, tr[s])
             s = y
             while pa[s] != _TERMINAL:
                 f = min(f, cap[pa[s]])
-                s = head[pa[s]]
+                s = pn[s]
             f = min(f, -tr[s])
             cap[bridge] -= f
             cap[rev[bridge]] += f
@@ -117,7 +135,7 @@ def _bk(first, head, rev, cap, tr):
                 e = rev[pa[s]]
                 cap[e] -= f
                 cap[pa[s]] += f
-                p = head[pa[s]]
+                p = pn[s]
                 if cap[e] == 0:
                     pa[s] = _ORPHAN
                     orph[ot] = s
@@ -133,7 +151,7 @@ def _bk(first, head, rev, cap, tr):
                 e = pa[s]
                 cap[e] -= f
                 cap[rev[e]] += f
-                p = head[e]
+                p = pn[s]
                 if cap[e] == 0:
                     pa[s] = _ORPHAN
                     orph[ot] = s
@@ -172,7 +190,7 @@ def _bk(first, head, rev, cap, tr):
                         if pa[j] == _ORPHAN:
                             d = _INF_D
                             break
-                        j = head[pa[j]]
+                        j = pn[j]
                     if d < _INF_D:
                         if d < dmin:
                             best = b
@@ -182,9 +200,10 @@ def _bk(first, head, rev, cap, tr):
                             ts[j] = time
                             dist[j] = d
                             d -= 1
-                            j = head[pa[j]]
+                            j = pn[j]
                 if best >= 0:
                     pa[o] = best
+                    pn[o] = head[best]
                     ts[o] = time
                     dist[o] = dmin + 1
                     continue
@@ -198,7 +217,7 @@ def _bk(first, head, rev, cap, tr):
                             queue[qt] = u
                             qt = (qt + 1) % (n + 1)
                             inq[u] = True
-                    if pa[u] >= 0 and head[pa[u]] == o:
+                    if pa[u] >= 0 and pn[u] == o:
                         pa[u] = _ORPHAN
                         orph[ot] = u
                         ot = (ot + 1) % (n + 1)
@@ -240,11 +259,10 @@ def _grid_arrays(h, w, k):
 
 @functools.lru_cache(maxsize=4)
 def _grid_graph(h: int, w: int, k: int):
-    """The grid's arc arrays (read-only, cached: a benchmark segments many images of one size)."""
+    """The grid's arc arrays (cached: a benchmark segments many images of one size; never modified, and
+    left writeable so that the max-flow kernel compiles once for grid and general graphs)."""
     first, head, rev = _grid_arrays(h, w, k)
     outside = np.flatnonzero(head == np.repeat(np.arange(h * w), k))
-    for a in (first, head, rev, outside):
-        a.flags.writeable = False
     return first, head, rev, outside
 
 

@@ -201,7 +201,8 @@ def graph_cut_terms(image: np.ndarray, seeds=None, box=None, lam: float = 50.0, 
 
     E(L) = sum_p D_p(L_p) + sum_{p~q, L_p != L_q} w_pq with D_p(fg) = -log p(I_p | fg) and
     D_p(bg) = -log p(I_p | bg) (colour models fitted to the fg / bg seeds; without foreground seeds, to the
-    pixels inside the box (or the default box)) and w_pq = lam * exp(-beta ||I_p - I_q||^2) / dist(p, q), beta = 1 / (2 <||I_p - I_q||^2>).
+    pixels inside the box, or the default box) and w_pq = lam * exp(-beta ||I_p - I_q||^2) / dist(p, q),
+    beta = 1 / (2 <||I_p - I_q||^2>).
     A pixel on the source side is foreground: source[p] = D_p(bg), sink[p] = D_p(fg); seeds are hard
     (K = 1 + the largest sum of a pixel's n-links and data terms). The cut's capacity is E(L).
     """
