@@ -46,6 +46,19 @@ class Throughput(L.Callback):
         return self.images / self.seconds if self.seconds > 0 else None
 
 
+class SaveLast(L.Callback):
+    """``last.ckpt`` after every training epoch (after its validation), so an interruption loses < 1 epoch.
+
+    Lightning's own ``save_last`` only writes when a monitored checkpoint is written in the same step.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+
+
 def _precision(p: str, accelerator: str) -> str:
     if p != "auto":
         return p
@@ -115,8 +128,7 @@ def train(cfg: dict, *, callbacks=(), log=print) -> Path:
     monitor, mode = cfg["checkpoint"]["monitor"], cfg["checkpoint"]["mode"]
     ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_last=False,
                               save_top_k=1, enable_version_counter=False)
-    # last.ckpt after every training epoch (not only after validation), so an interruption loses < 1 epoch
-    last_cb = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, save_on_train_epoch_end=True)
+    last_cb = SaveLast(ckpt_dir / "last.ckpt")
     thr = Throughput()
     cbs = [ckpt_cb, last_cb, thr, LearningRateMonitor(logging_interval="step"), *callbacks]
     if tr["progress"]:

@@ -1,0 +1,114 @@
+"""Engine pieces without training: configs, schedules, samplers, tiled inference and TTA."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from seglab.engine.config import DEFAULTS, load_config, resolve_root
+from seglab.engine.inference import predict_proba, sliding_window, window
+from seglab.engine.sampling import EpochSampler
+from seglab.engine.schedule import lr_factor
+from seglab.errors import InputFileError, ParameterError
+
+
+def test_file_and_set_overrides(tmp_path):
+    f = tmp_path / "e.yaml"
+    f.write_text("name: x\nmodel: {name: segnet}\ntrainer: {max_epochs: 3}\naugment: {crop: [8, 8]}\n")
+    cfg = load_config(f, {"trainer.max_epochs": "5", "augment.crop": "[16, 24]", "model.options.depth": "2",
+                          "data.root": "$SEGLAB_DATA/camvid", "loss.class_weights": "null"})
+    assert cfg["name"] == "x" and cfg["model"]["name"] == "segnet"
+    assert cfg["trainer"]["max_epochs"] == 5 and cfg["augment"]["crop"] == [16, 24]
+    assert cfg["model"]["options"] == {"depth": 2} and cfg["loss"]["class_weights"] is None
+    assert cfg["optimizer"] == DEFAULTS["optimizer"]  # untouched sections keep their defaults
+    assert resolve_root(cfg["data"]["root"]).name == "camvid" and "$" not in str(resolve_root(cfg["data"]["root"]))
+
+
+@pytest.mark.parametrize("text,sets,msg", [
+    ("trainer: {max_epoch: 3}\n", {}, "unknown config key 'trainer.max_epoch'"),
+    ("", {"model.encoderr": "x"}, "--set model.encoderr: unknown config key 'model.encoderr'"),
+    ("", {"nope.x": "1"}, "unknown config key 'nope'"),
+    ("trainer: 3\n", {}, "'trainer' must be a section"),
+    ("model: [1, 2\n", {}, "not valid YAML"),
+])
+def test_bad_keys_give_one_line_errors(tmp_path, text, sets, msg):
+    f = tmp_path / "e.yaml"
+    f.write_text(text)
+    with pytest.raises((ParameterError, InputFileError)) as e:
+        load_config(f, sets)
+    assert msg in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(InputFileError, match="no such config file"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_schedules_match_their_formulas():
+    assert lr_factor(0, 100, name="poly", power=0.9) == 1.0
+    assert lr_factor(50, 100, name="poly", power=0.9) == pytest.approx(0.5 ** 0.9)
+    assert lr_factor(100, 100, name="poly") == 0.0
+    assert lr_factor(25, 100, name="cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_factor(100, 100, name="cosine", min_factor=0.1) == pytest.approx(0.1)
+    # linear warm-up from 0.1 over 10 steps, then the decay over the remaining 90
+    assert lr_factor(0, 100, warmup_steps=10) == pytest.approx(0.1)
+    assert lr_factor(5, 100, warmup_steps=10) == pytest.approx(0.55)
+    assert lr_factor(55, 100, name="poly", power=1.0, warmup_steps=10) == pytest.approx(0.5)
+    assert lr_factor(7, 10, name="constant") == 1.0
+    with pytest.raises(ParameterError, match="schedule.name"):
+        lr_factor(0, 10, name="step")
+
+
+def test_distributed_sampler_splits_the_single_process_batches():
+    one = [i for i, _ in EpochSampler(10, shuffle=True, seed=3)]
+    ranks = [[i for i, _ in EpochSampler(10, shuffle=True, seed=3, rank=r, world=2)] for r in (0, 1)]
+    b = 4  # global batch 4 = 2 per rank: step k's union equals the single-process batch k
+    for k in range(2):
+        assert sorted(one[k * b:(k + 1) * b]) == sorted(ranks[0][k * 2:(k + 1) * 2] + ranks[1][k * 2:(k + 1) * 2])
+    s = EpochSampler(10, shuffle=True, seed=3)
+    s.set_epoch(1)
+    assert [i for i, _ in s] != one and {e for _, e in s} == {1}
+    val = [[i for i, _ in EpochSampler(5, shuffle=False, seed=0, rank=r, world=2, pad=False)] for r in (0, 1)]
+    assert sorted(val[0] + val[1]) == list(range(5))  # evaluation counts every image once
+
+
+def test_window_is_positive_and_peaks_in_the_centre():
+    for kind in ("gaussian", "cosine"):
+        w = window(16, 20, kind)
+        assert w.min() > 0 and w.max() <= 1 and w[8, 10] == w.max()
+        assert w[0, 0] < 0.05
+    with pytest.raises(ParameterError):
+        window(4, 4, "box")
+
+
+def test_sliding_window_equals_whole_image_for_a_pointwise_model():
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 4, 1).eval()
+    x = torch.randn(2, 3, 37, 53)
+    whole = torch.softmax(model(x), 1)
+    for kind in ("gaussian", "cosine", "uniform"):
+        tiled = sliding_window(model, x, (16, 20), overlap=0.5, kind=kind)
+        torch.testing.assert_close(tiled, whole, atol=1e-6, rtol=1e-5)
+
+
+def test_tiles_blend_smoothly_for_a_conv_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.ReLU(), nn.Conv2d(8, 3, 5, padding=2)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    whole = torch.softmax(model(x), 1)
+    tiled = sliding_window(model, x, 32, overlap=0.5)
+    # zero padding at tile borders changes a 4-pixel band; the window down-weights it
+    assert (tiled - whole).abs().mean() < 0.01
+
+
+def test_flip_and_scale_tta():
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 2, 1).eval()
+    x = torch.randn(1, 3, 16, 16)
+    base = predict_proba(model, x)
+    torch.testing.assert_close(predict_proba(model, x, flip=True), base)  # a 1x1 conv commutes with flips
+    ms = predict_proba(model, x, scales=(0.5, 1.0, 2.0))
+    assert ms.shape == base.shape and torch.allclose(ms.sum(1), torch.ones(1, 16, 16))
+    with pytest.raises(ParameterError):
+        predict_proba(model, x, scales=(0,))
