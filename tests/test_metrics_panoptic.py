@@ -6,7 +6,9 @@ import torch
 from scipy import ndimage
 
 from seglab.errors import SeglabError
-from seglab.metrics import PanopticQuality, id_to_rgb, read_coco_panoptic, rgb_to_id, segments_from_label_maps
+from seglab.errors import InputFileError
+from seglab.metrics import (PanopticQuality, coco_panoptic_evaluate, id_to_rgb, read_coco_panoptic, rgb_to_id,
+                            segments_from_label_maps)
 
 THINGS, STUFF, VOID = (1, 2), (3, 4), 255
 
@@ -110,6 +112,38 @@ def test_label_divisor_and_png_round_trip(tmp_path, rng):
     np.testing.assert_array_equal(rgb_to_id(id_to_rgb(np.array([[0, 1, 300, 70000]]))), [[0, 1, 300, 70000]])
     pq = PanopticQuality({c: c in THINGS for c in THINGS + STUFF}).update(ids_c, segs_c, ids_a, segs_a).compute()
     assert pq["all"]["pq"] == pytest.approx(1.0)
+
+
+def test_coco_panoptic_folders(tmp_path, rng):
+    import json
+
+    from PIL import Image
+
+    cats = [{"id": c, "name": str(c), "isthing": int(c in THINGS)} for c in THINGS + STUFF]
+    direct = PanopticQuality({c: c in THINGS for c in THINGS + STUFF})
+    gt = {"images": [], "annotations": [], "categories": cats}
+    pr = {"annotations": []}
+    for d in ("gt", "pred"):
+        (tmp_path / d).mkdir()
+    for img in range(2):
+        gs, gi = _scene(rng)
+        ps, pi = _perturb(rng, gs, gi)
+        for d, (s_, i_), ign, js in (("gt", (gs, gi), VOID, gt), ("pred", (ps, pi), None, pr)):
+            ids, segs = segments_from_label_maps(s_, i_, things=THINGS, ignore_index=ign)
+            Image.fromarray(id_to_rgb(ids)).save(tmp_path / d / f"{img}.png")
+            js["annotations"].append({"image_id": img, "file_name": f"{img}.png", "segments_info": [
+                {"id": k, "category_id": v["category_id"], "iscrowd": 0} for k, v in segs.items()]})
+            if d == "gt":
+                g_ids, g_segs = ids, segs
+            else:
+                direct.update(ids, segs, g_ids, g_segs)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "pred.json").write_text(json.dumps(pr))
+    res = coco_panoptic_evaluate(tmp_path / "gt.json", tmp_path / "pred.json")  # folders beside the JSON files
+    assert res["all"] == direct.compute()["all"] and 0 < res["all"]["pq"] < 1
+    pr["annotations"].pop()
+    with pytest.raises(InputFileError, match="no annotation for image 1"):
+        coco_panoptic_evaluate(gt, pr, tmp_path / "gt", tmp_path / "pred")
 
 
 def test_bad_input():

@@ -9,7 +9,7 @@ The training engine calls :func:`build_loss`::
 Every loss is an ``nn.Module`` called as ``loss(logits, target)``; it computes in float32 (fp16/bf16
 inputs are fine), excludes ``ignore_index`` pixels, and returns a finite value when a class is absent.
 Modes: ``"multiclass"`` (softmax, integer targets), ``"binary"`` / ``"multilabel"`` (sigmoid, 0/1 targets
-shaped like the logits). See ``docs/losses`` in ``docs/metrics.md``.
+shaped like the logits). Usage and references: ``docs/metrics.md``.
 """
 from .factory import ALIASES, LOSSES, CombinedLoss, build_loss
 from .instance import mask_loss

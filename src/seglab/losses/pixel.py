@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ParameterError
-from ._common import as_class_vector, check_mode, probs_and_onehot, reduce
+from ._common import as_class_vector, check_mode, reduce
 
 __all__ = ["CrossEntropyLoss", "BCEWithLogitsLoss", "FocalLoss"]
 

@@ -15,7 +15,7 @@ from .distance import assd, boundary_f, distances_per_class, hausdorff_distance,
 from .connectomics import (adapted_rand_error, info_scores, isbi_scores, labels_from_membranes, pixel_error,
                            rand_scores, thin_boundaries)
 from .instance import class_confusion, coco_evaluate, instances_from_label_map
-from .panoptic import PanopticQuality, id_to_rgb, read_coco_panoptic, rgb_to_id, segments_from_label_maps
+from .panoptic import PanopticQuality, coco_panoptic_evaluate, id_to_rgb, read_coco_panoptic, rgb_to_id, segments_from_label_maps
 from .overlap import dice, dice_per_class, dice_to_jaccard, jaccard, jaccard_per_class, jaccard_to_dice
 
 __all__ = [
@@ -24,5 +24,5 @@ __all__ = [
     "surface", "surface_distances", "hausdorff_distance", "hd95", "assd", "boundary_f", "distances_per_class",
     "rand_scores", "info_scores", "isbi_scores", "adapted_rand_error", "pixel_error", "labels_from_membranes",
     "thin_boundaries", "coco_evaluate", "class_confusion", "instances_from_label_map",
-    "PanopticQuality", "rgb_to_id", "id_to_rgb", "read_coco_panoptic", "segments_from_label_maps",
+    "PanopticQuality", "coco_panoptic_evaluate", "rgb_to_id", "id_to_rgb", "read_coco_panoptic", "segments_from_label_maps",
 ]

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import SeglabError
 
-__all__ = ["PanopticQuality", "rgb_to_id", "id_to_rgb", "segments_from_label_maps", "read_coco_panoptic"]
+__all__ = ["PanopticQuality", "rgb_to_id", "id_to_rgb", "segments_from_label_maps", "read_coco_panoptic",
+           "coco_panoptic_evaluate"]
 
 _OFFSET = 1 << 32
 
@@ -78,16 +79,11 @@ def segments_from_label_maps(semantic, instance=None, *, things=(), ignore_index
     key = sem * _OFFSET + np.where(is_thing, inst, 0)
     key = np.where(void, -1, key)
     uniq, inv = np.unique(key, return_inverse=True)
-    inv = inv.reshape(sem.shape)
-    ids = np.zeros(sem.shape, np.int64)
-    segments = {}
-    next_id = 1
-    for k_idx, k in enumerate(uniq):
-        if k < 0:
-            continue
-        ids[inv == k_idx] = next_id
-        segments[next_id] = {"category_id": int(k // _OFFSET), "iscrowd": 0}
-        next_id += 1
+    keep = uniq >= 0
+    lut = np.zeros(len(uniq), np.int64)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1)
+    ids = lut[inv.reshape(sem.shape)]
+    segments = {int(i): {"category_id": int(k // _OFFSET), "iscrowd": 0} for i, k in zip(lut[keep], uniq[keep])}
     return ids, segments
 
 
@@ -205,3 +201,53 @@ class PanopticQuality:
             out[name] = {k: float(np.mean([per[c][k] for c in cats])) for k in ("pq", "sq", "rq")}
             out[name]["n"] = len(cats)
         return out
+
+
+def coco_panoptic_evaluate(gt_json, pred_json, gt_folder=None, pred_folder=None) -> dict:
+    """PQ of a COCO panoptic prediction set, as the COCO panoptic API's ``pq_compute``.
+
+    ``gt_json`` / ``pred_json``: paths (or dicts) in the COCO panoptic format, whose ``annotations`` give
+    per image a ``file_name`` (PNG) and ``segments_info``; categories and ``isthing`` come from the ground
+    truth. PNGs are read from ``gt_folder`` / ``pred_folder`` (default: the JSON file's stem as a folder
+    beside it, COCO's layout). Every ground-truth image needs a prediction."""
+    import json
+    from pathlib import Path
+
+    from ..errors import InputFileError
+
+    def load(x, folder, what):
+        if isinstance(x, (str, Path)):
+            path = Path(x)
+            if not path.is_file():
+                raise InputFileError(f"{path}: no such {what} JSON file")
+            try:
+                d = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InputFileError(f"{path}: not valid JSON ({exc})") from None
+            folder = Path(folder) if folder is not None else path.with_suffix("")
+        else:
+            d = x
+            if folder is None:
+                raise InputFileError(f"{what}: give the PNG folder when the JSON is passed as a dict")
+            folder = Path(folder)
+        if not isinstance(d, dict) or "annotations" not in d:
+            raise InputFileError(f"{what}: COCO panoptic JSON needs 'annotations'")
+        return d, folder
+
+    gt, gdir = load(gt_json, gt_folder, "ground-truth")
+    pr, pdir = load(pred_json, pred_folder, "prediction")
+    if "categories" not in gt:
+        raise InputFileError("ground-truth COCO panoptic JSON needs 'categories' (with 'isthing')")
+    pq = PanopticQuality({int(c["id"]): bool(c.get("isthing", 0)) for c in gt["categories"]})
+    preds = {a["image_id"]: a for a in pr["annotations"]}
+    for ann in gt["annotations"]:
+        if ann["image_id"] not in preds:
+            raise InputFileError(f"prediction has no annotation for image {ann['image_id']!r}")
+        pa = preds[ann["image_id"]]
+        for folder, a in ((gdir, ann), (pdir, pa)):
+            if not (folder / a["file_name"]).is_file():
+                raise InputFileError(f"{folder / a['file_name']}: no such panoptic PNG")
+        g_ids, g_segs = read_coco_panoptic(gdir / ann["file_name"], ann["segments_info"])
+        p_ids, p_segs = read_coco_panoptic(pdir / pa["file_name"], pa["segments_info"])
+        pq.update(p_ids, p_segs, g_ids, g_segs)
+    return pq.compute()
