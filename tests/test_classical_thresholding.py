@@ -20,6 +20,9 @@ def three_level(rng, shape=(60, 80)):
 def test_otsu_and_multi_otsu_use_skimage_thresholds(rng):
     img = three_level(rng).astype(np.float32)
     assert np.array_equal(seglab.segment(img, "otsu"), img > threshold_otsu(img))
+    for x in (rng.random((40, 50)).astype(np.float32), rng.beta(2, 5, (30, 30)).astype(np.float32)):
+        for nbins in (16, 256, 1000):
+            assert np.array_equal(seglab.segment(x, "otsu", nbins=nbins), x > threshold_otsu(x, nbins=nbins))
     for k in (2, 3, 4):
         t = threshold_multiotsu(img, classes=k)
         expected = np.digitize(img, t.astype(np.float32), right=True)

@@ -34,6 +34,39 @@ def gray_histogram(gray: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarray
 
 
 @njit(cache=True)
+def _otsu_index(counts, centers):
+    """Index of the bin centre that maximises the between-class variance; the same arithmetic, in the
+    same order, as scikit-image's ``threshold_otsu`` (so the same threshold)."""
+    n = counts.shape[0]
+    w1 = np.empty(n, np.int64)
+    w2 = np.empty(n, np.int64)
+    m1 = np.empty(n)
+    m2 = np.empty(n)
+    acc_w = 0
+    acc = 0.0
+    for i in range(n):
+        acc_w += counts[i]
+        acc += counts[i] * np.float64(centers[i])
+        w1[i] = acc_w
+        m1[i] = acc / acc_w
+    acc_w = 0
+    acc = 0.0
+    for i in range(n - 1, -1, -1):
+        acc_w += counts[i]
+        acc += counts[i] * np.float64(centers[i])
+        w2[i] = acc_w
+        m2[i] = acc / acc_w
+    best = -1.0
+    idx = 0
+    for i in range(n - 1):
+        v = (w1[i] * w2[i + 1]) * (m1[i] - m2[i + 1]) ** 2
+        if v > best:
+            best = v
+            idx = i
+    return idx
+
+
+@njit(cache=True)
 def _above(gray, t):
     out = np.empty(gray.shape, np.int32)
     for i in range(gray.size):
@@ -57,14 +90,13 @@ def _gray(image: np.ndarray) -> np.ndarray:
     params=[Param("nbins", int, 256, "Histogram bins.", low=2, high=65536)],
 )
 def otsu(image: np.ndarray, nbins: int = 256) -> np.ndarray:
-    """Two classes: 0 below the Otsu threshold, 1 above. A constant image gives one class (all 0)."""
-    from skimage.filters import threshold_otsu
-
+    """Two classes: 0 up to the Otsu threshold, 1 above; the threshold equals scikit-image's
+    ``threshold_otsu``. A constant image gives one class (all 0)."""
     gray = np.ascontiguousarray(_gray(image))
     counts, centers = gray_histogram(gray, nbins)
     if np.count_nonzero(counts) < 2:  # constant image
         return np.zeros(gray.shape, np.int32)
-    return _above(gray, gray.dtype.type(threshold_otsu(hist=(counts, centers))))
+    return _above(gray, centers[_otsu_index(counts, centers)])
 
 
 def _classes_from_thresholds(gray: np.ndarray, thresholds) -> np.ndarray:
