@@ -275,3 +275,17 @@ def test_mask_loss_matches_per_instance_bce():
         mask_loss(z, m)
     with pytest.raises(SeglabError):
         mask_loss(z, m, torch.tensor([0, 1, 2, 3]))
+
+
+def test_lovasz_per_image_and_ignore(batch):
+    logits, target = batch
+    t = target.clone()
+    t[:, :2] = 255
+    per = LovaszSoftmaxLoss(per_image=True, ignore_index=255)(logits, t)
+    singles = [LovaszSoftmaxLoss(ignore_index=255)(logits[i:i + 1], t[i:i + 1]) for i in range(3)]
+    assert per.item() == pytest.approx(torch.stack(singles).mean().item(), rel=1e-6)
+    # ignored pixels are removed: changing their logits changes nothing
+    moved = logits.clone()
+    moved[:, :, :2] += 10.0
+    assert LovaszSoftmaxLoss(ignore_index=255)(moved, t).item() == pytest.approx(
+        LovaszSoftmaxLoss(ignore_index=255)(logits, t).item(), rel=1e-6)

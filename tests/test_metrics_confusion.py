@@ -228,3 +228,10 @@ def test_threaded_path_works_in_forked_child(tmp_path):
         pytest.fail("confusion matrix update hung in a forked child")
     assert proc.exitcode == 0
     assert np.load(tmp_path / "m.npy").sum() == 2 * mod._CHUNK + 1
+
+
+def test_torch_views_and_grad_tensors(rng):
+    logits = torch.randn(2, 3, 6, 8, requires_grad=True)
+    t = torch.from_numpy(rng.integers(0, 3, (2, 8, 6))).transpose(1, 2)  # non-contiguous view
+    ref = sk_confusion(t.reshape(-1).numpy(), logits.argmax(1).reshape(-1).numpy(), labels=range(3))
+    np.testing.assert_array_equal(ConfusionMatrix(3).update(logits, t).matrix, ref)
