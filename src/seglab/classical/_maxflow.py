@@ -201,6 +201,8 @@ def _bk(first, head, rev, cap, tr):
                             dist[j] = d
                             d -= 1
                             j = pn[j]
+                        if dmin == 1:  # a neighbour hanging from the terminal: no parent can be closer
+                            break
                 if best >= 0:
                     pa[o] = best
                     pn[o] = head[best]
