@@ -9,8 +9,8 @@ from scipy import ndimage
 from skimage.metrics import adapted_rand_error as sk_are
 
 from seglab.errors import SeglabError
-from seglab.metrics import (adapted_rand_error, info_scores, isbi_scores, labels_from_membranes, pixel_error,
-                            rand_scores, thin_boundaries)
+from seglab.metrics import (adapted_rand_error, best_isbi_scores, info_scores, isbi_scores, labels_from_membranes,
+                            pixel_error, rand_scores, thin_boundaries)
 
 
 def _direct(pred, gt):
@@ -113,6 +113,30 @@ def test_isbi_real_labels_eroded_and_pixel_error(isbi_gt):
     assert pe == pytest.approx(np.mean((eroded > 0) != (gt > 0))) and 0 < pe < 0.2
     assert pixel_error(gt, gt) == 0.0
     assert pixel_error(np.where(gt > 0, 0.9, 0.1), gt > 0) == 0.0
+
+
+def test_stack_pools_counts_over_thinned_slices(data_dir):
+    lab = np.stack([np.asarray(Image.open(data_dir / "isbi2012" / "label" / f"{i}.png")) for i in (3, 4)])
+    gt = labels_from_membranes(lab, stack=True)
+    assert gt[1][gt[1] > 0].min() == gt[0].max() + 1  # labels unique over the stack
+    pred = labels_from_membranes(ndimage.binary_erosion(lab > 0, structure=np.ones((1, 3, 3))), stack=True)
+    thinned = np.concatenate([thin_boundaries(pred[i], gt[i] > 0) for i in range(2)], axis=1)
+    flat_gt = np.concatenate(list(gt), axis=1)
+    ref = isbi_scores(thinned, flat_gt, thin=False)
+    got = isbi_scores(pred, gt, stack=True)
+    assert got == pytest.approx(ref, rel=1e-12)
+
+
+def test_best_over_thresholds_on_real_labels(isbi_gt, data_dir):
+    lab = np.asarray(Image.open(data_dir / "isbi2012" / "label" / "0.png"))[:200, :200]
+    gt = isbi_gt[:200, :200]
+    prob = ndimage.gaussian_filter((lab > 0).astype(float), 1.0)  # a soft, slightly blurred interior map
+    best = best_isbi_scores(prob, gt)
+    per = [isbi_scores(labels_from_membranes(prob > t), gt)["v_rand"] for t in np.arange(0, 1, 0.1)]
+    assert best["v_rand"] == pytest.approx(max(per))
+    assert best["rand_threshold"] == pytest.approx(np.arange(0, 1, 0.1)[int(np.argmax(per))])
+    assert 0.9 < best["v_rand"] <= 1.0 and best["v_info"] > 0.9
+    assert best_isbi_scores(prob, gt, [0.0])["v_rand"] < best["v_rand"]  # t = 0: everything one cell
 
 
 def test_bad_input():

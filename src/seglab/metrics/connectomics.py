@@ -33,7 +33,7 @@ from scipy import ndimage
 from ..errors import SeglabError
 
 __all__ = ["labels_from_membranes", "thin_boundaries", "contingency", "rand_scores", "info_scores",
-           "isbi_scores", "adapted_rand_error", "pixel_error"]
+           "isbi_scores", "best_isbi_scores", "adapted_rand_error", "pixel_error"]
 
 
 def _labels(x, name):
@@ -54,10 +54,19 @@ def _pair(pred, target):
     return p, t
 
 
-def labels_from_membranes(mask, connectivity: int = 1) -> np.ndarray:
+def labels_from_membranes(mask, connectivity: int = 1, *, stack: bool = False) -> np.ndarray:
     """Cells of a binary membrane map: connected components of the non-zero (interior) pixels, numbered
-    from 1, membranes 0. ``connectivity`` 1 = 4-neighbours (6 in 3D), ``mask.ndim`` = 8 (26)."""
+    from 1, membranes 0. ``connectivity`` 1 = 4-neighbours (6 in 3D), ``mask.ndim`` = 8 (26).
+    ``stack=True``: axis 0 holds independent 2D slices, labelled separately (labels unique over the stack)."""
     m = np.asarray(mask) != 0
+    if stack:
+        out = np.zeros(m.shape, np.int64)
+        offset = 0
+        for i in range(m.shape[0]):
+            lab = labels_from_membranes(m[i], connectivity)
+            out[i] = np.where(lab > 0, lab + offset, 0)
+            offset += int(lab.max())
+        return out
     labels, _ = ndimage.label(m, structure=ndimage.generate_binary_structure(m.ndim, connectivity))
     return labels
 
@@ -92,12 +101,14 @@ def contingency(pred, target, mask=None):
     return up[keys // len(ut)], ut[keys % len(ut)], counts
 
 
-def _marginals(pred, target, thin):
+def _marginals(pred, target, thin, stack=False):
     p, t = _pair(pred, target)
     fg = t > 0
     if not fg.any():
         raise SeglabError("target has no foreground (label > 0) pixel: the foreground-restricted scores are undefined")
-    if thin:
+    if thin and stack:  # thin each 2D slice on its own, then pool the counts over the stack
+        p = np.stack([thin_boundaries(p[i], fg[i]) for i in range(p.shape[0])])
+    elif thin:
         p = thin_boundaries(p, fg)
     ps, ts, n = contingency(p, t, fg)
     pij = n / n.sum()
@@ -106,9 +117,11 @@ def _marginals(pred, target, thin):
     return pij, s, tt
 
 
-def rand_scores(pred, target, *, thin: bool = True) -> dict:
-    """Foreground-restricted Rand scores ``{"v_rand", "split", "merge", "error"}`` (see module docs)."""
-    pij, s, t = _marginals(pred, target, thin)
+def rand_scores(pred, target, *, thin: bool = True, stack: bool = False) -> dict:
+    """Foreground-restricted Rand scores ``{"v_rand", "split", "merge", "error"}`` (see module docs).
+
+    ``stack=True``: axis 0 holds 2D slices, thinned one by one, counts pooled over the stack."""
+    pij, s, t = _marginals(pred, target, thin, stack)
     a = float(np.sum(pij ** 2))
     split, merge = a / float(np.sum(t ** 2)), a / float(np.sum(s ** 2))
     v = a / (0.5 * float(np.sum(t ** 2)) + 0.5 * float(np.sum(s ** 2)))
@@ -120,11 +133,11 @@ def _entropy(p):
     return float(-np.sum(p * np.log(p)))
 
 
-def info_scores(pred, target, *, thin: bool = True) -> dict:
+def info_scores(pred, target, *, thin: bool = True, stack: bool = False) -> dict:
     """Foreground-restricted information-theoretic scores ``{"v_info", "split", "merge", "error"}``.
 
     When both segmentations are a single segment (all entropies 0) the scores are 1 (identical)."""
-    pij, s, t = _marginals(pred, target, thin)
+    pij, s, t = _marginals(pred, target, thin, stack)
     hs, ht = _entropy(s), _entropy(t)
     mi = hs + ht - _entropy(pij)
     mi = max(mi, 0.0)
@@ -136,13 +149,32 @@ def info_scores(pred, target, *, thin: bool = True) -> dict:
     return {"v_info": v, "split": ratio(mi, hs), "merge": ratio(mi, ht), "error": 1.0 - v}
 
 
-def isbi_scores(pred, target, *, thin: bool = True) -> dict:
+def isbi_scores(pred, target, *, thin: bool = True, stack: bool = False) -> dict:
     """Both ISBI 2012 scores at once: ``{"v_rand", "v_info", "rand_error", "info_error", "v_rand_split",
     "v_rand_merge", "v_info_split", "v_info_merge"}``."""
-    r, i = rand_scores(pred, target, thin=thin), info_scores(pred, target, thin=thin)
+    r, i = rand_scores(pred, target, thin=thin, stack=stack), info_scores(pred, target, thin=thin, stack=stack)
     return {"v_rand": r["v_rand"], "v_info": i["v_info"], "rand_error": r["error"], "info_error": i["error"],
             "v_rand_split": r["split"], "v_rand_merge": r["merge"], "v_info_split": i["split"],
             "v_info_merge": i["merge"]}
+
+
+def best_isbi_scores(interior_prob, target, thresholds=None, *, stack: bool = False) -> dict:
+    """The challenge's protocol for probability maps: threshold the cell-interior probability at each of
+    ``thresholds`` (default 0.0, 0.1, ..., 0.9, as the official Fiji script), label the cells (4-connected
+    components of ``prob > t``), and keep the best ``V_rand`` and the best ``V_info`` with their thresholds.
+    ``target``: ground-truth cell labels (0 = membrane)."""
+    prob = np.asarray(interior_prob, dtype=np.float64)
+    ths = np.round(np.arange(0.0, 1.0, 0.1), 10) if thresholds is None else np.asarray(thresholds, float)
+    best = {"v_rand": -1.0, "v_info": -1.0, "rand_threshold": None, "info_threshold": None}
+    for th in ths:
+        pred = labels_from_membranes(prob > th, stack=stack)
+        s = isbi_scores(pred, target, stack=stack)
+        if s["v_rand"] > best["v_rand"]:
+            best["v_rand"], best["rand_threshold"] = s["v_rand"], float(th)
+        if s["v_info"] > best["v_info"]:
+            best["v_info"], best["info_threshold"] = s["v_info"], float(th)
+    best["rand_error"], best["info_error"] = 1.0 - best["v_rand"], 1.0 - best["v_info"]
+    return best
 
 
 def adapted_rand_error(pred, target) -> tuple[float, float, float]:
