@@ -10,7 +10,7 @@ from skimage.metrics import adapted_rand_error as sk_are
 
 from seglab.errors import SeglabError
 from seglab.metrics import (adapted_rand_error, best_isbi_scores, info_scores, isbi_scores, labels_from_membranes,
-                            pixel_error, rand_scores, thin_boundaries)
+                            pixel_error, rand_error, rand_scores, thin_boundaries, v_info, v_rand)
 
 
 def _direct(pred, gt):
@@ -137,6 +137,16 @@ def test_best_over_thresholds_on_real_labels(isbi_gt, data_dir):
     assert best["rand_threshold"] == pytest.approx(np.arange(0, 1, 0.1)[int(np.argmax(per))])
     assert 0.9 < best["v_rand"] <= 1.0 and best["v_info"] > 0.9
     assert best_isbi_scores(prob, gt, [0.0])["v_rand"] < best["v_rand"]  # t = 0: everything one cell
+
+
+def test_boolean_masks_are_cell_maps(isbi_gt):
+    gt_mask = isbi_gt > 0
+    pred_mask = ndimage.binary_erosion(gt_mask)
+    pred_mask[100:300, 200] = False  # an extra membrane line splits cells
+    ref = isbi_scores(labels_from_membranes(pred_mask), isbi_gt)
+    assert v_rand(pred_mask, gt_mask) == pytest.approx(ref["v_rand"], rel=1e-12) < 1.0
+    assert rand_error(pred_mask, gt_mask) == pytest.approx(ref["rand_error"], rel=1e-12)
+    assert v_info(pred_mask, gt_mask) == pytest.approx(ref["v_info"], rel=1e-12)
 
 
 def test_bad_input():

@@ -4,7 +4,8 @@ the adapted Rand error of SNEMI3D, and the pixel error.
 
 Inputs are instance label maps (2D or 3D, any integer labels) where **0 is the boundary / background**;
 a binary membrane map (ISBI style: 255 or 1 = cell interior, 0 = membrane) becomes one with
-:func:`labels_from_membranes` (connected components of the interior).
+:func:`labels_from_membranes` (connected components of the interior). Boolean arrays are taken as such
+cell-interior masks and labelled that way automatically (4-connectivity).
 
 ``V_rand`` / ``V_info`` (the challenge's final metrics, paper Eq. 3 and 6): restrict to pixels where the
 ground truth is foreground (label > 0); thin the prediction's boundaries by growing its segments (3 x 3
@@ -33,13 +34,14 @@ from scipy import ndimage
 from ..errors import SeglabError
 
 __all__ = ["labels_from_membranes", "thin_boundaries", "contingency", "rand_scores", "info_scores",
-           "isbi_scores", "best_isbi_scores", "adapted_rand_error", "pixel_error"]
+           "isbi_scores", "best_isbi_scores", "adapted_rand_error", "pixel_error", "v_rand", "v_info",
+           "rand_error"]
 
 
 def _labels(x, name):
     a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
-    if a.dtype == np.bool_:
-        a = a.astype(np.int64)
+    if a.dtype == np.bool_:  # a cell-interior mask, not a labelling: its cells are its components
+        return labels_from_membranes(a)
     if not np.issubdtype(a.dtype, np.integer):
         raise SeglabError(f"{name}: instance labels must be integers, got {a.dtype}")
     if a.size and a.min() < 0:
@@ -156,6 +158,21 @@ def isbi_scores(pred, target, *, thin: bool = True, stack: bool = False) -> dict
     return {"v_rand": r["v_rand"], "v_info": i["v_info"], "rand_error": r["error"], "info_error": i["error"],
             "v_rand_split": r["split"], "v_rand_merge": r["merge"], "v_info_split": i["split"],
             "v_info_merge": i["merge"]}
+
+
+def v_rand(pred, target, **kw) -> float:
+    """Foreground-restricted Rand F-score ``V_rand`` (see :func:`rand_scores`)."""
+    return rand_scores(pred, target, **kw)["v_rand"]
+
+
+def rand_error(pred, target, **kw) -> float:
+    """ISBI 2012 Rand error ``1 - V_rand``."""
+    return rand_scores(pred, target, **kw)["error"]
+
+
+def v_info(pred, target, **kw) -> float:
+    """Foreground-restricted information-theoretic score ``V_info`` (see :func:`info_scores`)."""
+    return info_scores(pred, target, **kw)["v_info"]
 
 
 def best_isbi_scores(interior_prob, target, thresholds=None, *, stack: bool = False) -> dict:
