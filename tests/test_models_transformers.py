@@ -160,6 +160,9 @@ def test_segformer_any_size_train_step_and_variants():
         assert model(torch.randn(1, 1, 17, 23)).shape == (1, 3, 17, 23)
     with pytest.raises(ParameterError, match="encoder"):
         create("segformer", 2, encoder="resnet50")
+    for bad in (dict(decoder_dim=0), dict(dropout=1.0), dict(drop_path_rate=-0.1)):
+        with pytest.raises(ParameterError, match=next(iter(bad))):
+            create("segformer", 2, **bad)
     with torch.device("meta"):
         b2 = create("segformer", 150, encoder="mit_b2")
     assert b2.decoder.dim == 768
@@ -189,6 +192,12 @@ def test_setr_defaults_and_bad_arguments():
     assert model.encoder.out_indices == (6, 12, 18, 24) and model.encoder.patch_embed.grid == (32, 32)
     with pytest.raises(ParameterError, match="decoder"):
         create("setr", 2, encoder=TINY_VIT, decoder="fancy")
+    with pytest.raises(ParameterError, match="channels"):
+        create("setr", 2, encoder=TINY_VIT, channels=1)
+    with pytest.raises(ParameterError, match="img_size"):
+        create("setr", 2, encoder=TINY_VIT, img_size=8)
+    with pytest.raises(ParameterError, match="encoder"):
+        create("setr", 2, encoder=dict(TINY_VIT, width=3))
     with pytest.raises(ParameterError, match="encoder"):
         create("setr", 2, encoder="vit_h14")
     with pytest.raises(ParameterError, match="depth"):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ParameterError
+from ..errors import ParameterError, check_range
 from .base import SegmentationModel
 from .encoders.mit import MIT_CONFIGS, MixTransformer
 from .registry import register_model
@@ -86,6 +86,9 @@ def build_segformer(num_classes: int, *, in_channels: int = 3, mit_config: dict,
     """SegFormer from an explicit Mix Transformer configuration (keyword arguments of
     :class:`~seglab.models.encoders.mit.MixTransformer`); used for non-standard sizes and by
     :func:`seglab.models.hf.model_from_hf`."""
+    check_range("decoder_dim", decoder_dim, 1)
+    check_range("dropout", dropout, 0.0, 1.0, high_inclusive=False)
+    check_range("drop_path_rate", drop_path_rate, 0.0, 1.0, high_inclusive=False)
     encoder = MixTransformer(in_channels, drop_path_rate=drop_path_rate, **mit_config)
     decoder = AllMLPDecoder(encoder.out_channels, decoder_dim)
     head = SegFormerHead(decoder_dim, num_classes, dropout)
@@ -107,7 +110,7 @@ def segformer(num_classes: int, *, encoder: str | None = None, in_channels: int 
     if name not in MIT_CONFIGS:
         raise ParameterError(f"unknown SegFormer encoder {encoder!r}; choose from: {', '.join(MIT_CONFIGS)}")
     cfg = dict(MIT_CONFIGS[name])
-    dim = decoder_dim or cfg.pop("decoder_dim")
-    cfg.pop("decoder_dim", None)
+    default_dim = cfg.pop("decoder_dim")
+    dim = default_dim if decoder_dim is None else decoder_dim
     return build_segformer(num_classes, in_channels=in_channels, mit_config=cfg, decoder_dim=dim,
                            dropout=dropout, drop_path_rate=drop_path_rate)

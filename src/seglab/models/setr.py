@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ParameterError, check_choice
+from ..errors import ParameterError, check_choice, check_range
 from .base import SegmentationModel
 from .encoders.vit import VIT_CONFIGS, VisionTransformer
 from .registry import register_model
@@ -91,6 +91,9 @@ def setr(num_classes: int, *, encoder: str | dict | None = None, in_channels: in
     checkpoint's is resized to it on loading; other sizes are interpolated at run time).
     """
     check_choice("decoder", decoder, DECODERS)
+    check_range("channels", channels, 2)
+    check_range("dropout", dropout, 0.0, 1.0, high_inclusive=False)
+    check_range("drop_path_rate", drop_path_rate, 0.0, 1.0, high_inclusive=False)
     if isinstance(encoder, dict):
         cfg = {k: int(encoder[k]) for k in ("patch_size", "dim", "depth", "num_heads") if k in encoder}
         if len(cfg) != 4 or len(encoder) != 4:
