@@ -36,15 +36,15 @@ def test_region_growing_fills_exactly_the_connected_homogeneous_region(rng):
 def test_region_growing_seed_labels_are_kept_and_compete(rng):
     img, truth = _pieces()
     seeds = np.zeros(truth.shape, np.int32)
-    seeds[2, 2] = 7
+    seeds[2, 2] = 2 ** 30                                   # any label value is kept
     seeds[35, 3] = 3
     labels = seglab.segment(img, "region_growing", seeds=seeds, threshold=0.05)
-    np.testing.assert_array_equal(labels == 7, truth == 0)
+    np.testing.assert_array_equal(labels == 2 ** 30, truth == 0)
     np.testing.assert_array_equal(labels == 3, truth == 2)
     # a huge threshold lets both seeds grow over everything: every pixel is taken, each region connected
     labels = seglab.segment(img, "region_growing", seeds=seeds, threshold=2.0)
-    assert set(np.unique(labels)) == {3, 7}
-    for v in (3, 7):
+    assert set(np.unique(labels)) == {3, 2 ** 30}
+    for v in (3, 2 ** 30):
         assert ndi.label(labels == v)[1] == 1
 
 

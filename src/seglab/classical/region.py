@@ -309,8 +309,8 @@ def _seed_array(shape, seeds, points) -> np.ndarray:
         if not np.issubdtype(seeds.dtype, np.integer) and not np.issubdtype(seeds.dtype, np.bool_):
             if not np.all(np.mod(seeds, 1) == 0):
                 raise ParameterError("parameter 'seeds' must hold integer labels")
-        if seeds.min() < 0:
-            raise ParameterError("parameter 'seeds' must hold labels >= 0 (0 = not a seed)")
+        if seeds.min() < 0 or seeds.max() >= 2 ** 31 - 1 - (0 if points is None else len(points)):
+            raise ParameterError("parameter 'seeds' must hold labels >= 0 (0 = not a seed) that fit in int32")
         labels[:] = seeds.astype(np.int64)
     if points is not None:
         for k, p in enumerate(points):
@@ -364,7 +364,11 @@ def region_growing(image: np.ndarray, threshold: float = 0.08, seeds=None, point
         order = np.argsort(grad.ravel(), kind="stable").astype(np.int64)
     else:
         order = np.empty(0, np.int64)
-    _grow(img, labels, float(threshold), connectivity == 8, order)
+    present = np.unique(labels[labels > 0])  # grow on labels 1..K, whatever values the seeds use
+    compact = np.searchsorted(present, labels).astype(np.int32) + (labels > 0)
+    compact[labels == 0] = 0
+    _grow(img, compact, float(threshold), connectivity == 8, order)
+    labels = compact if automatic else np.concatenate([[0], present]).astype(np.int32)[compact]
     if automatic:
         labels -= 1
         labels = merge_small_regions(labels, img, min_size)
