@@ -209,3 +209,15 @@ def test_graph_cut_grid_path_reaches_the_max_flow_of_the_generic_graph(connectiv
     fg = seglab.segment(img, "graph_cut", lam=3.0, connectivity=connectivity).ravel().astype(bool)
     energy = sink[fg].sum() + source[~fg].sum() + w[fg[i] != fg[j]].sum()
     assert energy == pytest.approx(flow, rel=1e-9)
+
+
+def test_gaussian_mixture_colour_model_equals_scikit_learn_at_convergence():
+    from sklearn.mixture import GaussianMixture
+
+    from seglab.classical.interactive import _gmm_nll
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0.2, 0.05, (1500, 3)), rng.normal(0.7, 0.1, (1500, 3))])
+    ref = GaussianMixture(2, covariance_type="full", reg_covar=1e-4, tol=1e-12, max_iter=300, random_state=0)
+    ref.fit(x)
+    np.testing.assert_allclose(_gmm_nll(x[:200], x, 0, k=2, iters=80), -ref.score_samples(x[:200]), atol=1e-8)
