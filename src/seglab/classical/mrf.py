@@ -4,9 +4,9 @@ The energy of a labelling x of the pixels p into k classes is
 
     E(x) = sum_p  -log N(I_p; mu_{x_p}, diag(var_{x_p}))  +  beta * #{4-neighbour pairs p~q : x_p != x_q}
 
-The class means and (diagonal) variances come from a k-means clustering of the colours and stay fixed, so
-every algorithm minimises the same energy from the same start (the k-means labels) and energies are
-comparable:
+The class means and (diagonal) variances come from a k-means clustering of the colours
+(:func:`class_model`) and stay fixed, so every algorithm minimises the same energy from the same start
+(the k-means labels) and energies are comparable:
 
 * ``algorithm="icm"``: iterated conditional modes (Besag 1986), raster sweeps that give each pixel its
   locally best class; the energy never increases; stops when a sweep changes nothing.
@@ -14,8 +14,8 @@ comparable:
   from ``temperature`` to 0.05 over ``max_iter`` sweeps, then ICM sweeps to the nearest local minimum.
 * ``multiscale=True``: the same optimiser on a 2x2-mean pyramid, coarsest level first; each level starts
   from the labels of the level above (upsampled), the Potts weight is ``beta / 2^L`` on level L (a
-  coarse pixel stands for 4^L pixels, a coarse edge for 2^L edges), and annealing on finer levels restarts cool
-  (``temperature / 8``, ``max_iter // 4`` sweeps), so the fine level needs fewer sweeps.
+  coarse pixel stands for 4^L pixels, a coarse edge for 2^L edges), and annealing on finer levels
+  restarts cool (``temperature / 8``, ``max_iter // 4`` sweeps), so the fine level needs fewer sweeps.
 
 :func:`mrf_segment` returns the labels and, with ``return_energy=True``, the energy before and after
 every sweep on the finest level. The sweeps are numba code.
@@ -33,51 +33,65 @@ MIN_COARSE_SIDE = 16  # the pyramid stops before a side would drop below this
 MAX_LEVELS = 4
 
 
-def _kmeans(x: np.ndarray, k: int, seed: int, iters: int = 30, max_samples: int = 20000) -> np.ndarray:
-    """Centres of a k-means++ / Lloyd clustering of the rows of ``x`` (on a seeded subsample)."""
-    rng = np.random.default_rng(seed)
-    if len(x) > max_samples:
-        x = x[rng.choice(len(x), max_samples, replace=False)]
-    centres = [x[rng.integers(len(x))]]
-    d2 = ((x - centres[0]) ** 2).sum(1)
-    for _ in range(1, k):
-        total = d2.sum()
-        i = rng.choice(len(x), p=d2 / total) if total > 0 else rng.integers(len(x))
-        centres.append(x[i])
-        d2 = np.minimum(d2, ((x - x[i]) ** 2).sum(1))
-    c = np.array(centres)
-    for _ in range(iters):
-        lab = ((x[:, None, :] - c[None]) ** 2).sum(2).argmin(1)
-        new = np.array([x[lab == j].mean(0) if np.any(lab == j) else c[j] for j in range(k)])
-        if np.allclose(new, c):
-            break
-        c = new
-    return c
+def class_model(img: np.ndarray, k: int, seed: int):
+    """The k Gaussian classes: k-means (:func:`seglab.classical.clustering.kmeans_fit`, k-means++ seeded by
+    ``seed``) on the colours of ``img`` (H x W x C float64), then each cluster's mean and per-channel
+    variance (floored at ``VAR_FLOOR``; a one-pixel cluster gets the image's variance). Empty clusters and
+    clusters of coinciding points (a constant image) are dropped. Returns (k-means labels, mu, var)."""
+    from .clustering import kmeans_fit
+
+    h, w, nch = img.shape
+    x = img.reshape(-1, nch)
+    labels, _, _ = kmeans_fit(x, k, np.random.default_rng(seed))
+    _, labels = np.unique(labels, return_inverse=True)
+    labels = labels.astype(np.int64)
+    kk = int(labels.max()) + 1
+    count = np.bincount(labels, minlength=kk).astype(np.float64)
+    mu = np.stack([np.bincount(labels, x[:, c], kk) for c in range(nch)], 1) / count[:, None]
+    sq = np.stack([np.bincount(labels, x[:, c] ** 2, kk) for c in range(nch)], 1) / count[:, None]
+    var = np.maximum(sq - mu ** 2, VAR_FLOOR)
+    var[count < 2] = np.maximum(x.var(0), VAR_FLOOR)
+    return labels.reshape(h, w).astype(np.int32), mu, var
 
 
-def _nearest(img: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    d = ((img[:, :, None, :] - centres[None, None]) ** 2).sum(-1)
-    return np.ascontiguousarray(d.argmin(-1).astype(np.int32))
+@njit(cache=True)
+def _nearest(img, centres):
+    """Index of the nearest centre (Euclidean) per pixel."""
+    h, w, nch = img.shape
+    out = np.empty((h, w), np.int32)
+    for r in range(h):
+        for c in range(w):
+            best = 0
+            bd = np.inf
+            for j in range(centres.shape[0]):
+                d = 0.0
+                for ch in range(nch):
+                    d += (img[r, c, ch] - centres[j, ch]) ** 2
+                if d < bd:
+                    bd = d
+                    best = j
+            out[r, c] = best
+    return out
 
 
-def _data_term(img: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
+@njit(cache=True)
+def _data_term(img, mu, var):
     """-log N(I_p; mu_c, diag(var_c)) for every pixel and class: H x W x k."""
-    diff = img[:, :, None, :] - mu[None, None]
-    return np.ascontiguousarray(0.5 * (diff ** 2 / var + np.log(2 * np.pi * var)).sum(-1))
-
-
-def _class_params(img: np.ndarray, labels: np.ndarray, centres: np.ndarray):
-    x = img.reshape(-1, img.shape[-1])
-    lab = labels.ravel()
-    var_all = np.maximum(x.var(0), VAR_FLOOR)
-    mu = centres.copy()
-    var = np.tile(var_all, (len(centres), 1))
-    for j in range(len(centres)):
-        sel = x[lab == j]
-        if len(sel) > 0:
-            mu[j] = sel.mean(0)
-            var[j] = np.maximum(sel.var(0), VAR_FLOOR) if len(sel) > 1 else var_all
-    return mu, var
+    h, w, nch = img.shape
+    k = mu.shape[0]
+    const = np.zeros(k)
+    for j in range(k):
+        for ch in range(nch):
+            const[j] += 0.5 * np.log(2 * np.pi * var[j, ch])
+    out = np.empty((h, w, k))
+    for r in range(h):
+        for c in range(w):
+            for j in range(k):
+                e = const[j]
+                for ch in range(nch):
+                    e += 0.5 * (img[r, c, ch] - mu[j, ch]) ** 2 / var[j, ch]
+                out[r, c, j] = e
+    return out
 
 
 @njit(cache=True)
@@ -212,13 +226,12 @@ def mrf_segment(image: np.ndarray, k: int = 3, beta: float = 1.5, algorithm: str
     img = np.asarray(image, dtype=np.float64)
     if img.ndim == 2:
         img = img[..., None]
-    x = img.reshape(-1, img.shape[-1])
-    centres = np.unique(_kmeans(x, k, seed), axis=0)  # coinciding centres (e.g. a constant image) merge
-    mu, var = _class_params(img, _nearest(img, centres), centres)
+    img = np.ascontiguousarray(img)
+    labels0, mu, var = class_model(img, k, seed)
     pyramid = [img]
     while multiscale and len(pyramid) < MAX_LEVELS and min(pyramid[-1].shape[:2]) >= 2 * MIN_COARSE_SIDE:
         pyramid.append(_downsample(pyramid[-1]))
-    labels = _nearest(pyramid[-1], mu)
+    labels = labels0 if len(pyramid) == 1 else _nearest(np.ascontiguousarray(pyramid[-1]), mu)
     for level in range(len(pyramid) - 1, -1, -1):
         lvl_img = pyramid[level]
         if labels.shape != lvl_img.shape[:2]:  # upsample the coarser result as this level's start
