@@ -205,4 +205,12 @@ def adaptive_threshold(image: np.ndarray, block_size: int = 35, kernel: str = "g
         local = cv2.boxFilter(gray, -1, (size, size), normalize=True, borderType=cv2.BORDER_REFLECT)
     else:
         local = cv2.GaussianBlur(gray, (size, size), sigma, borderType=cv2.BORDER_REFLECT) if sigma > 0 else gray
-    return (gray > local - np.float32(offset)).astype(np.int32)
+    return _above_local(gray, np.ascontiguousarray(local, dtype=np.float32), np.float32(offset))
+
+
+@njit(cache=True)
+def _above_local(gray, local, offset):
+    out = np.empty(gray.shape, np.int32)
+    for i in range(gray.size):
+        out.flat[i] = 1 if gray.flat[i] > local.flat[i] - offset else 0
+    return out
