@@ -112,3 +112,19 @@ def test_flip_and_scale_tta():
     assert ms.shape == base.shape and torch.allclose(ms.sum(1), torch.ones(1, 16, 16))
     with pytest.raises(ParameterError):
         predict_proba(model, x, scales=(0,))
+
+
+def test_isbi_connectomics_of_a_stack():
+    from seglab.engine.evaluate import connectomics
+
+    t = np.ones((2, 20, 20), bool)
+    t[:, 10, :] = False  # a membrane splits every slice into two cells
+    perfect = connectomics(t, t.astype(np.float32), t)
+    assert perfect["pixel_error"] == 0 and perfect["rand_error"] == pytest.approx(0, abs=1e-12)
+    merged = np.ones_like(t)  # the membrane missed: the two cells merge
+    m = connectomics(merged, merged.astype(np.float32), t)
+    assert m["pixel_error"] == pytest.approx(20 / 400) and m["rand_error"] > 0.3
+    assert m["v_rand_split"] == pytest.approx(1.0) and m["v_rand_merge"] < 0.7
+    # a probability map whose best threshold recovers the membrane
+    prob = np.where(t, 0.8, 0.3).astype(np.float32)
+    assert connectomics(prob > 0.5, prob, t)["best_threshold"]["rand_error"] == pytest.approx(0, abs=1e-12)

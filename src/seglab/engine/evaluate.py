@@ -1,9 +1,12 @@
 """Scoring a trained model on a data set split: the metrics, a per-class table and a confusion-matrix image.
 
 Semantic metrics come from :class:`seglab.metrics.ConfusionMatrix` over the whole split (pixels with the
-ignored label are skipped). For two-class cell / membrane data (ISBI 2012) the connectomics metrics of
-:mod:`seglab.metrics` (pixel error, Rand error, V_rand) are added when that package provides them,
-computed per image on the cells (connected components of the foreground class) and averaged.
+ignored label are skipped). For ISBI 2012 (cell / membrane) the connectomics metrics of
+:mod:`seglab.metrics.connectomics` are added, as the challenge computes them: the cells are the
+4-connected components of each slice's interior, the slices are scored as one stack (pooled counts);
+``pixel_error``, ``rand_error`` = 1 - ``v_rand`` and ``info_error`` = 1 - ``v_info`` are those of the
+arg-max prediction, ``best_threshold`` holds the challenge's protocol for probability maps (best V_rand /
+V_info over interior-probability thresholds 0.0 .. 0.9).
 """
 from __future__ import annotations
 
@@ -40,16 +43,6 @@ def predict_image(trained, image: np.ndarray, *, tile=None, overlap=0.5, window=
     return p[0].float().cpu().numpy()
 
 
-def _connectomics():
-    try:
-        from .. import metrics as M
-    except ImportError:  # pragma: no cover
-        return None
-    names = ("pixel_error", "rand_error", "v_rand")
-    fns = {n: getattr(M, n, None) for n in names}
-    return fns if any(fns.values()) else None
-
-
 def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", flip=False, scales=(1.0,),
                      device="cpu", progress=None) -> dict:
     """Every metric of ``trained`` on ``ds`` (a :class:`~seglab.data.SegDataset`)."""
@@ -57,28 +50,31 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
 
     info = trained.info
     cm = ConfusionMatrix(info.num_classes, info.ignore_index)
-    conn = _connectomics() if info.num_classes == 2 and info.name == "isbi2012" else None
-    per_image = {k: [] for k in (conn or {}) if conn[k] is not None}
+    isbi = info.num_classes == 2 and info.name == "isbi2012"
+    stack: dict[str, list] = {"pred": [], "prob": [], "target": []}
     pixels, seconds = 0, 0.0
     trained.model.to(device)
     for i in range(len(ds)):
         image, target = ds.read(i)
         t0 = time.perf_counter()
-        pred = predict_image(trained, image, tile=tile, overlap=overlap, window=window, flip=flip,
-                             scales=scales, device=device).argmax(0)
+        prob = predict_image(trained, image, tile=tile, overlap=overlap, window=window, flip=flip,
+                             scales=scales, device=device)
+        pred = prob.argmax(0)
         seconds += time.perf_counter() - t0
         pixels += pred.size
         cm.update(pred, target)
-        if per_image:
-            _add_connectomics(per_image, conn, pred, target, info)
+        if isbi:
+            stack["pred"].append(pred == 1)
+            stack["prob"].append(prob[1])
+            stack["target"].append(target == 1)
         if progress is not None:
             progress()
     m = cm.compute()
     out = {k: _clean(v) for k, v in m.items() if not isinstance(v, np.ndarray)}
     out["per_class"] = {name: {k: _clean(m[k][c]) for k in ("iou", "dice", "precision", "recall")} |
                         {"support": int(m["support"][c])} for c, name in enumerate(info.classes)}
-    for k, vals in per_image.items():
-        out[k] = float(np.mean(vals)) if vals else None
+    if isbi and len(ds):
+        out.update(connectomics(np.stack(stack["pred"]), np.stack(stack["prob"]), np.stack(stack["target"])))
     out["images"] = len(ds)
     out["megapixels_per_s"] = pixels / 1e6 / seconds if seconds > 0 else None
     out["matrix"] = cm.matrix.tolist()
@@ -86,16 +82,17 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
     return out
 
 
-def _add_connectomics(acc, fns, pred, target, info):
-    """Cell / membrane maps -> connectomics scores. The prediction's cells are its foreground components."""
-    valid = target != info.ignore_index
-    for name, fn in fns.items():
-        if fn is None:
-            continue
-        if name == "pixel_error":
-            acc[name].append(float(fn(pred[valid] == 1, target[valid] == 1)))
-        else:
-            acc[name].append(float(fn(pred == 1, target == 1)))
+def connectomics(pred_cells: np.ndarray, cell_prob: np.ndarray, true_cells: np.ndarray) -> dict:
+    """ISBI 2012 scores of a stack of slices (N x H x W interior masks / interior probabilities)."""
+    from ..metrics import best_isbi_scores, isbi_scores, labels_from_membranes, pixel_error
+
+    t = labels_from_membranes(true_cells, stack=True)
+    s = isbi_scores(labels_from_membranes(pred_cells, stack=True), t, stack=True)
+    best = best_isbi_scores(cell_prob, t, stack=True)
+    return {"pixel_error": pixel_error(pred_cells, true_cells), "rand_error": s["rand_error"],
+            "v_rand": s["v_rand"], "info_error": s["info_error"], "v_info": s["v_info"],
+            "v_rand_split": s["v_rand_split"], "v_rand_merge": s["v_rand_merge"],
+            "best_threshold": {k: _clean(v) if v is not None else None for k, v in best.items()}}
 
 
 def _clean(v):
@@ -109,9 +106,12 @@ def markdown_report(res: dict, title: str) -> str:
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
     for k in ("miou", "mean_accuracy", "pixel_accuracy", "fwiou", "mean_dice"):
         lines.append(f"| {k} (%) | {pct(res.get(k))} |")
-    for k in ("pixel_error", "rand_error", "v_rand"):
+    for k in ("pixel_error", "rand_error", "v_rand", "info_error", "v_info"):
         if res.get(k) is not None:
             lines.append(f"| {k} | {res[k]:.4f} |")
+    best = res.get("best_threshold")
+    if best:
+        lines.append(f"| rand_error at the best threshold ({best['rand_threshold']}) | {best['rand_error']:.4f} |")
     lines += ["", "| class | IoU (%) | accuracy (%) | precision (%) | Dice (%) | pixels |", "|---|---|---|---|---|---|"]
     for name, c in res["per_class"].items():
         lines.append(f"| {name} | {pct(c['iou'])} | {pct(c['recall'])} | {pct(c['precision'])} | "
