@@ -119,8 +119,6 @@ def predict_cmd(
         if crop and not (trained.config.get("augment") or {}).get("resize"):
             opts["tile"] = [int(crop[0]), int(crop[1])] if isinstance(crop, (list, tuple)) else [int(crop)] * 2
     palette = np.array(trained.info.palette, dtype=np.uint8)
-    images = [read_image(f) for f in files[:1]]  # fail on the first unreadable file before any output
-    del images
     mp, secs = 0.0, 0.0
     for f in files:
         image = as_uint8_image(read_image(f), f)
