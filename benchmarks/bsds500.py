@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from seglab import bsds, methods  # noqa: E402
 from seglab.bsds.evaluate import ImageResult, collect, map_images  # noqa: E402
-from seglab.bsds.runner import default_sweep_values, parse_sweep  # noqa: E402
+from seglab.bsds.runner import default_sweep_values, parse_sweep, usable_values  # noqa: E402
 from seglab.io import atomic_write, read_image, to_float_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,13 +118,15 @@ def _job(args):
     if flip:
         runs = runs[::-1]
     default_value = sweep.values[default_index]
-    secs, labels = {}, {}
+    secs, cpu, labels = {}, {}, {}
     for key, fn in runs:
         kw = dict(base)
         kw[sweep.param] = default_value
+        c0 = time.process_time()
         t0 = time.perf_counter()
         lab = segment(image, name, **kw) if fn is None else np.asarray(fn(image, **kw))
         secs[key] = time.perf_counter() - t0
+        cpu[key] = time.process_time() - c0
         labels[key] = lab
     # the rest of our sweep
     segs, sweep_secs = [], []
@@ -146,7 +148,7 @@ def _job(args):
         lab = np.asarray(lab, dtype=np.int64)
         lab = lab - lab.min()  # e.g. -1 on OpenCV's watershed lines becomes a label of its own
         peer_res[p] = bsds.evaluate_image(bsds.from_segmentations([lab], [default_value]), gt, name=image_id)
-    return image_id, secs, sweep_secs, ours, peer_res
+    return image_id, secs, sweep_secs, ours, peer_res, cpu
 
 
 def _metrics(summary: dict) -> dict:
@@ -167,7 +169,8 @@ def run_method(m, ids, root, args, sweep_override):
         sweep = parse_sweep(m, sweep_override[m.name])
     elif m.scale_param is not None:
         sweep = parse_sweep(m, m.scale_param)
-        sweep.values = default_sweep_values(m, m.scale_param, n=args.sweep_points, factor=args.sweep_factor)
+        sweep.values = usable_values(m, m.scale_param, default_sweep_values(
+            m, m.scale_param, n=args.sweep_points, factor=args.sweep_factor), _bench_params(m, np.zeros((24, 32, 3))))
     else:
         p = next((p for p in m.params if p.type in (int, float)), None)
         if p is None:
@@ -178,7 +181,8 @@ def run_method(m, ids, root, args, sweep_override):
         sweep.values = sorted(set(sweep.values) | {default})
     default_index = sweep.values.index(default)
     jobs = [(i, root / "images" / "test" / f"{i}.jpg", root / "groundTruth" / "test" / f"{i}.mat", m.name, sweep,
-             default_index, peer_names, k % 2 == 1) for k, i in enumerate(ids)]
+             default_index, peer_names if (args.peer_limit is None or k < args.peer_limit) else [], k % 2 == 1)
+            for k, i in enumerate(ids)]
     t0 = time.perf_counter()
     out = []
     for k, r in enumerate(map_images(_job, jobs, workers=args.workers)):
@@ -195,28 +199,41 @@ def run_method(m, ids, root, args, sweep_override):
                    for k, v in _bench_params(m, np.zeros((321, 481, 3), np.float32)).items()},
         "ours_sweep": _metrics(ours_sweep), "ours_default": _metrics(ours_default),
         "median_seconds_default": float(np.median(ours_secs)),
+        "median_cpu_seconds_default": float(np.median([o[5]["ours"] for o in out])),
         "median_seconds_sweep": float(np.median([s for o in out for s in o[2]])),
         "peers": {}, "wall_seconds": wall,
     }
     for p in peer_names:
-        ps = collect([o[4][p] for o in out])
-        psecs = [o[1][p] for o in out]
-        ratio = [b / a for a, b in zip(ours_secs, psecs) if a > 0]
-        pm = _metrics(ps)
+        both = [o for o in out if p in o[4]]  # the images the peer ran on (--peer-limit)
+        ours_p = _metrics(collect([_slice(o[3], default_index) for o in both]))
+        pm = _metrics(collect([o[4][p] for o in both]))
+        ratio = [o[1][p] / o[1]["ours"] for o in both if o[1]["ours"] > 0]
         entry["peers"][p] = {
-            "default": pm, "median_seconds": float(np.median(psecs)),
+            "images": len(both), "default": pm, "ours_default_same_images": ours_p,
+            "median_seconds": float(np.median([o[1][p] for o in both])),
+            "median_cpu_seconds": float(np.median([o[5][p] for o in both])),
+            "ours_median_seconds_same_images": float(np.median([o[1]["ours"] for o in both])),
             "speed_ratio_peer_over_ours": float(np.median(ratio)),
-            "delta_ours_minus_peer": {k: entry["ours_default"][k][0] - pm[k][0]
-                                      for k in ("covering", "pri", "vi", "boundary_f")},
+            "delta_ours_minus_peer": {k: ours_p[k][0] - pm[k][0] for k in ("covering", "pri", "vi", "boundary_f")},
         }
     return entry
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip()
+    except OSError:
+        return ""
 
 
 def _fmt2(pair):
     return f"{pair[0]:.3f} / {pair[1]:.3f}"
 
 
-def write_page(data: dict):
+def write_page(data: dict, out: Path = OUT):
     lines = [
         "# BSDS500 test split: every classical method, with its peer implementations", "",
         "Regenerate: `python benchmarks/bsds500.py` (all methods, 200 images) or per method "
@@ -263,33 +280,41 @@ def write_page(data: dict):
                      f"{_fmt2(o['vi'])} | {pub['vi'][0]:.2f} / {pub['vi'][1]:.2f} | {met} ({e['images']} images) |")
     lines += ["", "## Beside the peer implementations (default parameters, same images, same run)", "",
               "Quality at the method's default parameters (one segmentation per image, so ODS = OIS); "
-              "delta = ours - peer (positive is better for covering, PRI, F; negative is better for VI). "
-              "Speed ratio = peer seconds / our seconds (> 1: ours is faster).", "",
-              "| method | implementation | covering | PRI | VI | boundary F | median s / seg | speed ratio | "
-              "delta covering | delta PRI | delta VI | delta F |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "delta = ours - peer on the images the peer ran on (all, unless `--peer-limit` gave fewer; "
+              "positive is better for covering, PRI, F; negative is better for VI). "
+              "Speed ratio = median over images of peer seconds / our seconds, wall clock (> 1: ours is "
+              "faster); CPU seconds (all threads of the worker process) in parentheses.", "",
+              "| method | implementation | images | covering | PRI | VI | boundary F | median s / seg (CPU s) | "
+              "speed ratio | delta covering | delta PRI | delta VI | delta F |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in sorted(entries):
         e = entries[name]
         if "error" in e:
             continue
         d = e["ours_default"]
-        lines.append(f"| {name} | **seglab** | {d['covering'][0]:.3f} | {d['pri'][0]:.3f} | {d['vi'][0]:.3f} | "
-                     f"{d['boundary_f'][0]:.3f} | {e['median_seconds_default']:.3f} | 1 | | | | |")
+        lines.append(f"| {name} | **seglab** | {e['images']} | {d['covering'][0]:.3f} | {d['pri'][0]:.3f} | "
+                     f"{d['vi'][0]:.3f} | "
+                     f"{d['boundary_f'][0]:.3f} | {e['median_seconds_default']:.3f} "
+                     f"({e.get('median_cpu_seconds_default', float('nan')):.3f}) | 1 | | | | |")
         for p, pe in e["peers"].items():
             pd, dl = pe["default"], pe["delta_ours_minus_peer"]
-            lines.append(f"| | {p} | {pd['covering'][0]:.3f} | {pd['pri'][0]:.3f} | {pd['vi'][0]:.3f} | "
-                         f"{pd['boundary_f'][0]:.3f} | {pe['median_seconds']:.3f} | "
+            lines.append(f"| | {p} | {pe.get('images', e['images'])} | {pd['covering'][0]:.3f} | "
+                         f"{pd['pri'][0]:.3f} | {pd['vi'][0]:.3f} | "
+                         f"{pd['boundary_f'][0]:.3f} | {pe['median_seconds']:.3f} "
+                         f"({pe.get('median_cpu_seconds', float('nan')):.3f}) | "
                          f"{pe['speed_ratio_peer_over_ours']:.2f} | {dl['covering']:+.3f} | {dl['pri']:+.3f} | "
                          f"{dl['vi']:+.3f} | {dl['boundary_f']:+.3f} |")
-    lines += ["", "## Runs", "", "| method | images | command | date (UTC) | wall s |", "|---|---|---|---|---|"]
+    lines += ["", "## Runs", "", "| method | images | command | date (UTC) | commit | wall s |",
+              "|---|---|---|---|---|---|"]
     for name in sorted(entries):
         e = entries[name]
         lines.append(f"| {name} | {e.get('images', '-')} | `{e.get('command', '')}` | {e.get('date', '')} | "
-                     f"{e.get('wall_seconds', 0):.0f} |")
+                     f"{e.get('commit', '')} | {e.get('wall_seconds', 0):.0f} |")
     lines += ["", "Interactive methods get automatic prompts unless `benchmarks/peers.py` BENCH_PARAMS fixes "
               "them: a box with a 10% margin (grabcut, graph_cut) or a 4 x 4 grid of single-pixel seeds with "
               "distinct labels (random_walker). Images are the first N test ids in sorted order when a run "
               "used `--limit N`.", ""]
-    atomic_write(OUT / "bsds500.md", "\n".join(lines))
+    atomic_write(out / "bsds500.md", "\n".join(lines))
 
 
 def main(argv=None):
@@ -301,6 +326,9 @@ def main(argv=None):
     ap.add_argument("--sweep-factor", type=float, default=4.0, help="sweep from default/F to default*F")
     ap.add_argument("--sweep", action="append", default=[], help="METHOD:PARAM=v1,v2,... (repeatable)")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--peer-limit", type=int, default=None,
+                    help="run the peers on the first N images only (deltas and ratios use those images)")
+    ap.add_argument("--out", type=Path, default=OUT, help="results folder (default docs/results)")
     args = ap.parse_args(argv)
     root = bsds.bsds_root()
     ids = bsds.split_ids("test", root)[: args.limit]
@@ -310,7 +338,7 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"unknown methods: {unknown}")
     sweep_override = dict(s.split(":", 1) for s in args.sweep)
-    path = OUT / "bsds500.json"
+    path = args.out / "bsds500.json"
     data = json.loads(path.read_text()) if path.is_file() else {"methods": {}}
     data["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
     cmd = "python benchmarks/bsds500.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -325,10 +353,11 @@ def main(argv=None):
                      "images": 0}
         entry["command"] = cmd.strip()
         entry["date"] = date
+        entry["commit"] = _commit()
         data["methods"][name] = entry
-        OUT.mkdir(parents=True, exist_ok=True)
+        args.out.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(data, indent=1, default=str))
-        write_page(data)
+        write_page(data, args.out)
         if "error" not in entry:
             o = entry["ours_sweep"]
             print(f"{name}: covering {_fmt2(o['covering'])}  PRI {_fmt2(o['pri'])}  VI {_fmt2(o['vi'])}  "

@@ -61,10 +61,15 @@ def test_missing_data_root_is_a_user_error(tmp_path, monkeypatch, capsys):
 
 def test_default_sweep_grid():
     m = get_method("multi_otsu")
-    vals = default_sweep_values(m, "k")
-    assert vals == sorted(set(vals)) and all(2 <= v <= 32 for v in vals) and 3 in vals
-    sw = parse_sweep(m, "auto")
-    assert sw.param == m.scale_param and len(sw.values) >= 3
+    assert default_sweep_values(m, "k", n=5) == [2, 3, 4, 5]   # small integers step by one, clipped at 2
+    f = get_method("felzenszwalb")
+    vals = default_sweep_values(f, "scale", n=5, factor=4)
+    assert len(vals) == 5 and vals[2] == f.param("scale").default
+    assert vals[0] * 16 == pytest.approx(vals[-1])
+    a = get_method("adaptive_threshold")   # block sizes must be odd: even grid values move up by one
+    assert all(v % 2 == 1 for v in parse_sweep(a, "block_size").values)
+    sw = parse_sweep(f, "auto")
+    assert sw.param == f.scale_param and len(sw.values) >= 3
     with pytest.raises(ParameterError):
         parse_sweep(m, "nbins=")
     assert parse_sweep(m, None) is None

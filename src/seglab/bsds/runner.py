@@ -26,21 +26,52 @@ class Sweep:
 
 
 def default_sweep_values(method, param: str, n: int = 7, factor: float = 8.0) -> list:
-    """A geometric grid of ``n`` values around the parameter's default (x 1/factor .. x factor), clipped to
-    its range; integers rounded and deduplicated. Used when ``--sweep PARAM`` gives no values."""
+    """A grid of about ``n`` values around the parameter's default, clipped to its range.
+
+    Small integers (default <= 10, e.g. a number of classes) step by one around the default (several
+    methods grow exponentially with them); other numbers follow a geometric grid from default / ``factor``
+    to default x ``factor`` (integers rounded, duplicates dropped). Used when ``--sweep PARAM`` gives no
+    values.
+    """
     p = method.param(param)
     if p.type not in (int, float):
         raise ParameterError(f"parameter {param!r} of {method.name!r} is not numeric; give --sweep {param}=v1,v2,...")
     default = p.default if p.default not in (None, 0) else (p.high if p.high not in (None, 0) else 1.0)
-    vals = float(default) * np.geomspace(1 / factor, factor, n)
+    if p.type is int and abs(default) <= 10:
+        vals = np.arange(default - (n - 1) // 2, default + n // 2 + 1, dtype=float)
+    else:
+        vals = float(default) * np.geomspace(1 / factor, factor, n)
     if p.low is not None:
         vals = np.maximum(vals, p.low)
     if p.high is not None:
         vals = np.minimum(vals, p.high)
     if p.type is int:
-        vals = np.maximum(np.round(vals), 1 if (p.low is None or p.low >= 1) else p.low)
+        vals = np.round(vals)
+        if p.low is None:
+            vals = np.maximum(vals, 1)
         return sorted({int(v) for v in vals})
     return sorted({float(f"{v:.6g}") for v in vals})
+
+
+def usable_values(method, param: str, values: list, params: dict | None = None) -> list:
+    """The values the method accepts, tried on a tiny synthetic image (constraints such as "odd" live in
+    the methods, not in the registry); a rejected integer is replaced by the next integer when that works."""
+    from ..classical.registry import segment
+    from ..errors import SeglabError
+
+    rng = np.random.default_rng(0)
+    img = rng.random((24, 32, 3)).astype(np.float32)
+    out = []
+    for v in values:
+        for cand in ([v, v + 1] if isinstance(v, int) else [v]):
+            try:
+                segment(img, method.name, **{**(params or {}), param: cand})
+            except SeglabError:
+                continue
+            if cand not in out:
+                out.append(cand)
+            break
+    return out
 
 
 def parse_sweep(method, text: str | None) -> Sweep | None:
@@ -53,7 +84,10 @@ def parse_sweep(method, text: str | None) -> Sweep | None:
             raise ParameterError(f"method {method.name!r} has no scale parameter; use --sweep PARAM=v1,v2,...")
         text = method.scale_param
     if "=" not in text:
-        return Sweep(text, default_sweep_values(method, text))
+        values = usable_values(method, text, default_sweep_values(method, text))
+        if not values:
+            raise ParameterError(f"no usable default sweep for {method.name!r} parameter {text!r}; give values")
+        return Sweep(text, values)
     name, vals = text.split("=", 1)
     p = method.param(name.strip())
     values = [p.check(p.parse(v)) for v in vals.split(",") if v.strip()]
