@@ -187,7 +187,7 @@ def cv_watershed(img, h=0.04, sigma=1.0, **_):
 # value only, not with a growing region's mean; neither library has split-and-merge or an MRF).
 
 def _sk_slic_base(img, n_segments, compactness):
-    """The over-segmentation rag_merge uses by default (scikit-image SLIC, gray on the 0..100 L scale)."""
+    """The over-segmentation rag_merge uses by default (scikit-image SLIC)."""
     from seglab.classical.rag import over_segmentation
 
     return over_segmentation(img, n_segments, compactness)

@@ -58,14 +58,14 @@ def _channels(image: np.ndarray) -> np.ndarray:
 def over_segmentation(image: np.ndarray, n_segments: int = 400, compactness: float = 10.0) -> np.ndarray:
     """scikit-image SLIC superpixels (Achanta et al. 2012), int32 labels 0..n-1.
 
-    Gray images in [0, 1] are scaled to 0..100 first, the range of the Lab lightness SLIC uses for colour
-    images, so that one ``compactness`` means the same for both.
+    scikit-image measures colour images in Lab (L spans 0..100) but rescales gray images to [0, 1], so
+    gray images get ``compactness / 100``: one value then means the same for both.
     """
     from skimage.segmentation import slic
 
     img = np.asarray(image)
-    if img.ndim == 2:  # SLIC measures colour in Lab (L in 0..100): put gray on that scale too
-        img = img * 100.0
+    if img.ndim == 2:  # colour is measured in Lab (L spans 0..100) but gray is rescaled to [0, 1]
+        compactness = compactness / 100.0
     labels = slic(img, n_segments=n_segments, compactness=compactness, start_label=0,
                   channel_axis=-1 if img.ndim == 3 else None)
     return np.unique(labels, return_inverse=True)[1].reshape(img.shape[:2]).astype(np.int32)
