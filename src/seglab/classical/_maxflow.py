@@ -273,7 +273,8 @@ def grid_maxflow(cap: np.ndarray, source: np.ndarray, sink: np.ndarray) -> tuple
     from pixel (r, c) to its neighbour at ``GRID_OFFSETS[s]`` (ignored where that leaves the image);
     ``source`` and ``sink`` are H x W. Returns the flow and the H x W source side."""
     h, w, k = cap.shape
-    first, head, rev, outside = _grid_graph(h, w, k)
+    # cached up to ~2 Mpixel x 4 (BSDS-sized images); larger graphs are built afresh and not kept alive
+    first, head, rev, outside = (_grid_graph if h * w * k <= 8_000_000 else _grid_graph.__wrapped__)(h, w, k)
     caps = np.ascontiguousarray(cap, dtype=np.float64).reshape(-1).copy()
     caps[outside] = 0.0
     source = np.asarray(source, np.float64).ravel()
