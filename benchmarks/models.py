@@ -113,7 +113,7 @@ def child_model(name: str, args) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.onnx"
             s = export_onnx(model, path, height=SIZE, width=SIZE, dynamic=True, verify=False)
-            sess = onnx_session(path, threads=args.threads)
+            sess = onnx_session(path, threads=args.threads, spinning=os.environ.get("OMP_WAIT_POLICY") != "PASSIVE")
             feed = {"image": x.numpy()}
             ort_out = sess.run(None, feed)[0]
             with torch.inference_mode():
@@ -177,6 +177,28 @@ def child_hf(args) -> dict:
             "times_s": times}
 
 
+def child_threads(args) -> dict:
+    """seglab SegFormer-B0 (21 classes) at 1 and 2 threads, alternately, under this process's wait policy."""
+    import torch
+
+    from seglab.models import create
+
+    model = create("segformer", NUM_CLASSES).eval()
+    x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+
+    def at(n):
+        def run():
+            torch.set_num_threads(n)
+            model(x)
+        return run
+
+    with torch.inference_mode():
+        model(x)
+        times = _timed_loop({"1_thread": at(1), "2_threads": at(2)}, min_reps=args.min_reps,
+                            max_reps=args.max_reps, max_seconds=args.max_seconds)
+    return {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "times_s": times}
+
+
 # ----------------------------------------------------------------------------------------------- parent
 def machine() -> dict:
     import onnxruntime
@@ -195,10 +217,16 @@ def machine() -> dict:
                 timespec="minutes")}
 
 
-def run_child(argv: list[str], timeout: float) -> dict:
+def run_child(argv: list[str], timeout: float, wait_policy: str | None = "PASSIVE") -> dict:
+    """Run this script with ``argv`` in a fresh process; ``wait_policy``: its ``OMP_WAIT_POLICY`` (None:
+    OpenMP's default, busy-waiting)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), *argv]
+    env = dict(os.environ)
+    env.pop("OMP_WAIT_POLICY", None)
+    if wait_policy:
+        env["OMP_WAIT_POLICY"] = wait_policy
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     if r.returncode != 0:
@@ -239,6 +267,10 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
         "with six other engineers' jobs while this ran**: every figure is the median over repetitions in which "
         "PyTorch and its peer (ONNX Runtime, Hugging Face) alternated, so load affected both alike; absolute "
         "times are pessimistic, ratios are the meaningful part.", "",
+        "Every process runs with `OMP_WAIT_POLICY=PASSIVE` (and ONNX Runtime with thread spinning off). On "
+        "this machine, with more busy threads than cores, OpenMP's default busy-waiting makes PyTorch's "
+        "2-thread runs several times *slower* than 1-thread runs (a thread spins at each barrier while its "
+        "partner waits for a core); the measurement below shows it.", "",
         f"Per model: {NUM_CLASSES} classes, default encoder, `torch.inference_mode`, float32, "
         f"{data['threads']} threads; GFLOP = FLOPs the forward pass executes (torch.utils.flop_counter, "
         f"multiply-add = 2; element-wise ops not counted); GFLOP/s = GFLOP / median latency, against the "
@@ -278,6 +310,17 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
                   "common to both and bounds the end-to-end ratio.", ""]
     else:
         lines += [f"not measured: {pairs[0].get('error') if pairs else 'skipped'}", ""]
+    pol = [(k[len("wait_policy_"):], v) for k, v in sorted(data.items()) if k.startswith("wait_policy_")]
+    if pol:
+        lines += ["## OpenMP wait policy (seglab SegFormer-B0, 21 classes, 512 x 512)", "",
+                  "| OMP_WAIT_POLICY | 1 thread (ms) | 2 threads (ms) | reps |", "|---|---:|---:|---:|"]
+        for name, v in pol:
+            if "error" in v:
+                lines.append(f"| {name} | failed: {v['error']} | | |")
+                continue
+            a, b = v["latency"]["1_thread"], v["latency"]["2_threads"]
+            lines.append(f"| {name} | {a['median_ms']:.0f} | {b['median_ms']:.0f} | {a['reps']} |")
+        lines.append("")
     lines += ["## Every model", "",
               "| model | encoder | params (M) | GFLOP | torch (ms) | GFLOP/s | % peak | peak mem (MB) | "
               "inference (MB) | ONNX Runtime (ms) | ORT speed-up | abs(ORT - torch) | reps |",
@@ -310,6 +353,8 @@ def main() -> None:
     ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and ONNX Runtime timings")
     ap.add_argument("--no-hf", action="store_true", help="skip the Hugging Face comparison")
     ap.add_argument("--hf-threads", default="2,1", help="thread counts of the Hugging Face comparison")
+    ap.add_argument("--no-wait-policy", action="store_true",
+                    help="skip measuring SegFormer-B0 at 1 and 2 threads under both OpenMP wait policies")
     ap.add_argument("--timeout", type=float, default=900.0, help="per child process, seconds")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     ap.add_argument("--merge", action="store_true",
@@ -318,7 +363,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.child:
-        res = child_hf(args) if args.child == ":hf" else child_model(args.child, args)
+        res = {":hf": child_hf, ":threads": child_threads}.get(args.child, lambda a: child_model(args.child, a))(args)
         print(json.dumps(res))
         return
 
@@ -335,6 +380,8 @@ def main() -> None:
         old = {r["name"]: r for r in prev.get("models", [])}
         if args.no_hf:
             data.update({k: v for k, v in prev.items() if k.startswith("segformer_vs_hf")})
+        if args.no_wait_policy:
+            data.update({k: v for k, v in prev.items() if k.startswith("wait_policy_")})
         data["commands"] = prev.get("commands", [prev["command"]] if "command" in prev else [])
     if not args.no_hf:
         for i, threads in enumerate(int(t) for t in args.hf_threads.split(",")):
@@ -344,6 +391,13 @@ def main() -> None:
             res = summarise(run_child(argv, args.timeout))
             res["threads"] = threads
             data["segformer_vs_hf" if i == 0 else f"segformer_vs_hf_{threads}_threads"] = res
+            _write(args, data, old)
+    if not args.no_wait_policy:
+        for policy in ("PASSIVE", None):
+            print(f"OpenMP wait policy {policy or 'default'} ...", file=sys.stderr, flush=True)
+            argv = ["--child", ":threads", *passthrough]
+            argv[argv.index("--max-seconds") + 1] = str(min(args.max_seconds, 30))
+            data[f"wait_policy_{policy or 'default'}"] = summarise(run_child(argv, args.timeout, policy))
             _write(args, data, old)
     for name in names:
         print(f"{name} ...", file=sys.stderr, flush=True)

@@ -123,8 +123,9 @@ def _quiet():
             lg.setLevel(lv)
 
 
-def onnx_session(path, threads: int | None = None):
-    """An ONNX Runtime CPU session for ``path``."""
+def onnx_session(path, threads: int | None = None, spinning: bool | None = None):
+    """An ONNX Runtime CPU session for ``path`` (``spinning=False``: idle threads sleep instead of
+    busy-waiting, which is faster on a machine with more busy threads than cores)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -132,6 +133,8 @@ def onnx_session(path, threads: int | None = None):
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
+    if spinning is not None:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
