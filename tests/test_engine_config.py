@@ -128,3 +128,16 @@ def test_isbi_connectomics_of_a_stack():
     # a probability map whose best threshold recovers the membrane
     prob = np.where(t, 0.8, 0.3).astype(np.float32)
     assert connectomics(prob > 0.5, prob, t)["best_threshold"]["rand_error"] == pytest.approx(0, abs=1e-12)
+
+
+def test_prediction_of_a_model_trained_on_resized_images_comes_back_at_full_size():
+    from seglab.data.base import DatasetInfo
+    from seglab.engine.checkpoint import Trained
+    from seglab.engine.evaluate import predict_image
+
+    model = nn.Conv2d(1, 2, 1).eval()
+    info = DatasetInfo("x", ("a", "b"), ((0, 0, 0), (1, 1, 1)), in_channels=1)
+    t = Trained(model, info, [0.5], [0.25], {"augment": {"resize": [12, 16]}}, None)
+    rgb = np.random.default_rng(0).integers(0, 255, (30, 41, 3), dtype=np.uint8)
+    p = predict_image(t, rgb, flip=True)  # RGB into a gray model: converted by luminance
+    assert p.shape == (2, 30, 41) and np.allclose(p.sum(0), 1, atol=1e-5)

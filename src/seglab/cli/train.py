@@ -122,21 +122,8 @@ def predict_cmd(
     mp, secs = 0.0, 0.0
     for f in files:
         image = as_uint8_image(read_image(f), f)
-        resize = (trained.config.get("augment") or {}).get("resize")
         t0 = time.perf_counter()
-        work = image
-        if resize:
-            import cv2
-
-            work = cv2.resize(image, (int(resize[1]), int(resize[0])), interpolation=cv2.INTER_AREA)
-            work = work[..., None] if work.ndim == 2 else work
-        prob = predict_image(trained, work, **opts)
-        if resize:
-            import torch
-            import torch.nn.functional as F
-
-            prob = F.interpolate(torch.from_numpy(prob)[None], size=image.shape[:2], mode="bilinear",
-                                 align_corners=False)[0].numpy()
+        prob = predict_image(trained, image, **opts)
         labels = prob.argmax(0).astype(np.int32)
         secs += time.perf_counter() - t0
         mp += labels.size / 1e6
