@@ -356,7 +356,7 @@ def rag_hierarchy(image: np.ndarray, base_labels=None, weight: str = "color", n_
     reference="T. Pavlidis, Structural Pattern Recognition, Springer 1977 (region adjacency graphs); "
               "P. Arbelaez et al., Contour detection and hierarchical image segmentation, TPAMI 2011.",
     params=[
-        Param("threshold", float, 0.1, "Edges up to this weight are merged.", low=0.0, high=1e6),
+        Param("threshold", float, 0.15, "Edges up to this weight are merged.", low=0.0, high=1e6),
         Param("weight", str, "color", "Edge weight: mean-colour distance or mean boundary gradient.",
               choices=WEIGHTS),
         Param("mode", str, "hierarchical", "Greedy merging with recomputed weights, or one threshold cut of "
@@ -369,7 +369,7 @@ def rag_hierarchy(image: np.ndarray, base_labels=None, weight: str = "color", n_
     ],
     scale_param="threshold",
 )
-def rag_merge(image: np.ndarray, threshold: float = 0.1, weight: str = "color", mode: str = "hierarchical",
+def rag_merge(image: np.ndarray, threshold: float = 0.15, weight: str = "color", mode: str = "hierarchical",
               n_segments: int = 400, compactness: float = 10.0, base_labels=None) -> np.ndarray:
     """RAG merging (flat result); for the whole hierarchy use :func:`rag_hierarchy`."""
     base = _prepare(image, base_labels, n_segments, compactness)

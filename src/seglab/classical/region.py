@@ -329,18 +329,18 @@ def _seed_array(shape, seeds, points) -> np.ndarray:
                 "best first; seeds given (labels or points) or automatic (smoothest pixels first).",
     reference="R. Adams, L. Bischof, Seeded region growing, IEEE TPAMI 16(6) 1994.",
     params=[
-        Param("threshold", float, 0.08, "Largest colour distance between a pixel and a region's mean.",
+        Param("threshold", float, 0.2, "Largest colour distance between a pixel and a region's mean.",
               low=0.0, high=2.0),
         Param("seeds", LABELS, None, "Seed labels (> 0; 0 = unassigned). None with no points: automatic."),
         Param("points", POINTS, None, "Seed points (row, col); each grows its own region."),
         Param("connectivity", int, 4, "Pixel neighbourhood.", choices=(4, 8)),
-        Param("min_size", int, 32, "Automatic seeding only: merge smaller regions into their most similar "
+        Param("min_size", int, 100, "Automatic seeding only: merge smaller regions into their most similar "
               "neighbour.", low=0, high=1 << 30),
     ],
     scale_param="threshold",
 )
-def region_growing(image: np.ndarray, threshold: float = 0.08, seeds=None, points=None, connectivity: int = 4,
-                   min_size: int = 32) -> np.ndarray:
+def region_growing(image: np.ndarray, threshold: float = 0.2, seeds=None, points=None, connectivity: int = 4,
+                   min_size: int = 100) -> np.ndarray:
     """Seeded region growing (Adams & Bischof 1994) with a homogeneity threshold.
 
     With seeds (a label array, > 0 = seed, and/or points), each seed region grows over the pixels whose
@@ -382,16 +382,16 @@ def region_growing(image: np.ndarray, threshold: float = 0.08, seeds=None, point
     reference="S. L. Horowitz, T. Pavlidis, Picture segmentation by a directed split-and-merge procedure, "
               "Proc. 2nd IJCPR 1974.",
     params=[
-        Param("threshold", float, 0.06, "Homogeneity bound on the colour std (or range) of a region.",
+        Param("threshold", float, 0.15, "Homogeneity bound on the colour std (or range) of a region.",
               low=0.0, high=2.0),
         Param("predicate", str, "std", "Homogeneity measure: per-channel standard deviation or max - min.",
               choices=PREDICATES),
-        Param("min_size", int, 32, "Finally merge regions smaller than this into their most similar "
+        Param("min_size", int, 100, "Finally merge regions smaller than this into their most similar "
               "neighbour (0 = off).", low=0, high=1 << 30),
     ],
     scale_param="threshold",
 )
-def split_merge(image: np.ndarray, threshold: float = 0.06, predicate: str = "std", min_size: int = 32) -> np.ndarray:
+def split_merge(image: np.ndarray, threshold: float = 0.15, predicate: str = "std", min_size: int = 100) -> np.ndarray:
     """Split-and-merge (Horowitz & Pavlidis 1974).
 
     Split: a block (starting with the whole image) that fails the homogeneity predicate -- the largest
