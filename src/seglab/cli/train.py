@@ -119,15 +119,17 @@ def predict_cmd(
         if crop and not (trained.config.get("augment") or {}).get("resize"):
             opts["tile"] = [int(crop[0]), int(crop[1])] if isinstance(crop, (list, tuple)) else [int(crop)] * 2
     palette = np.array(trained.info.palette, dtype=np.uint8)
-    mp, secs = 0.0, 0.0
+    mp, secs, cpu = 0.0, 0.0, 0.0
     for f in files:
         image = as_uint8_image(read_image(f), f)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         prob = predict_image(trained, image, **opts)
         labels = prob.argmax(0).astype(np.int32)
         secs += time.perf_counter() - t0
+        cpu += time.process_time() - c0
         mp += labels.size / 1e6
         write_labels(out / f"{f.stem}.png", labels, protect=files)
         if with_overlay:
             save_png(out / f"{f.stem}_overlay.png", overlay(image, labels, colors=palette), protect=files)
-    console.print(f"{len(files)} images ({mp:.2f} MP) in {secs:.1f} s: {mp / max(secs, 1e-9):.2f} MP/s -> {out}")
+    console.print(f"{len(files)} images ({mp:.2f} MP) in {secs:.1f} s: {mp / max(secs, 1e-9):.3f} MP/s "
+                  f"({mp / max(cpu, 1e-9):.3f} MP per CPU-second) -> {out}")

@@ -28,17 +28,19 @@ from .module import SegDataModule, SegModule, normalisation
 
 
 class Throughput(L.Callback):
-    """Training images per second (all processes together), excluding validation."""
+    """Training images per second (all processes together), excluding validation; also per CPU-second of
+    this process (on a shared machine the wall clock measures the sharing, the CPU time the work)."""
 
     def __init__(self):
-        self.images, self.seconds, self._t = 0, 0.0, None
+        self.images, self.seconds, self.cpu_seconds, self._t = 0, 0.0, 0.0, None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._t = time.perf_counter()
+        self._t = (time.perf_counter(), time.process_time())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self._t is not None:
-            self.seconds += time.perf_counter() - self._t
+            self.seconds += time.perf_counter() - self._t[0]
+            self.cpu_seconds += time.process_time() - self._t[1]
             self.images += batch[0].shape[0] * trainer.world_size
 
     @property
@@ -192,6 +194,8 @@ def finish(cfg, run_dir, trainer, module, ckpt_cb, mean, std, thr, fit_seconds, 
     summary = {
         "name": cfg["name"], "epochs": trainer.current_epoch, "steps": trainer.global_step,
         "fit_seconds": round(fit_seconds, 1), "train_images_per_s": thr.images_per_s,
+        "train_images_per_cpu_s": thr.images / thr.cpu_seconds if thr.cpu_seconds > 0 else None,
+        "process_cpu_seconds": round(time.process_time(), 1),
         "best_checkpoint": str(best) if best else None, "best_score": _f(ckpt_cb.best_model_score),
         "monitor": cfg["checkpoint"]["monitor"], "torch_threads": torch.get_num_threads(),
         "world_size": trainer.world_size,
