@@ -315,3 +315,11 @@ def test_rag_hierarchy_scored_through_its_ucm2_equals_its_cuts():
     assert pred.data.max() == pytest.approx(1.0) and len(pred.thresholds) == 9
     res = bsds.evaluate_image(pred, gt)
     assert res.region.shape == (9, 7) and res.boundary.shape == (9, 4)
+
+
+def test_sparse_label_values_are_renumbered():
+    gt = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    seg = np.array([[0, 0, 7, 7], [0, 0, 10**9, 10**9]])
+    small = np.array([[0, 0, 1, 1], [0, 0, 2, 2]])
+    rgt = bsds.RegionGroundTruth([gt])
+    np.testing.assert_allclose(rgt.score(seg), bsds.RegionGroundTruth([gt]).score(small))

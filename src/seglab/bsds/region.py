@@ -182,6 +182,10 @@ class RegionGroundTruth:
         if seg.min() < 0:
             raise ValueError("segmentation labels must be non-negative")
         ns = int(seg.max()) + 1
+        if ns > seg.size:  # sparse label values: renumber (0 stays 0) so the table stays small
+            uniq, inv = np.unique(seg, return_inverse=True)
+            seg = np.ascontiguousarray(inv.reshape(seg.shape) + (0 if uniq[0] == 0 else 1), dtype=np.int64)
+            ns = int(seg.max()) + 1
         return self.score_tables([_table(seg, g, ns, k) for g, k in zip(self.gts, self.nlab)])
 
 
