@@ -111,7 +111,10 @@ def _job(args):
         kw[sweep.param] = sweep.values[default_index]
         segment(small, name, **kw)
         for p in peer_names:
-            peer_fns[p](small, **kw)
+            try:
+                peer_fns[p](small, **kw)
+            except Exception:  # reported per image below
+                pass
         _WARM.add(name)
     # default parameters: ours and the peers back to back, order alternating per image
     runs = [("ours", None)] + [(p, peer_fns[p]) for p in peer_names]
@@ -124,7 +127,13 @@ def _job(args):
         kw[sweep.param] = default_value
         c0 = time.process_time()
         t0 = time.perf_counter()
-        lab = segment(image, name, **kw) if fn is None else np.asarray(fn(image, **kw))
+        if fn is None:
+            lab = segment(image, name, **kw)
+        else:
+            try:
+                lab = np.asarray(fn(image, **kw))
+            except Exception as exc:  # a peer failing on an image is reported, not fatal
+                lab = f"{type(exc).__name__}: {exc}"
         secs[key] = time.perf_counter() - t0
         cpu[key] = time.process_time() - c0
         labels[key] = lab
@@ -145,6 +154,9 @@ def _job(args):
     peer_res = {}
     for p in peer_names:
         lab = labels[p]
+        if isinstance(lab, str):
+            peer_res[p] = lab
+            continue
         lab = np.asarray(lab, dtype=np.int64)
         lab = lab - lab.min()  # e.g. -1 on OpenCV's watershed lines becomes a label of its own
         peer_res[p] = bsds.evaluate_image(bsds.from_segmentations([lab], [default_value]), gt, name=image_id)
@@ -204,12 +216,17 @@ def run_method(m, ids, root, args, sweep_override):
         "peers": {}, "wall_seconds": wall,
     }
     for p in peer_names:
-        both = [o for o in out if p in o[4]]  # the images the peer ran on (--peer-limit)
+        ran = [o for o in out if p in o[4]]  # the images the peer ran on (--peer-limit)
+        both = [o for o in ran if not isinstance(o[4][p], str)]
+        failed = [f"{o[0]}: {o[4][p]}" for o in ran if isinstance(o[4][p], str)]
+        if not both:
+            entry["peers"][p] = {"images": 0, "failed": failed}
+            continue
         ours_p = _metrics(collect([_slice(o[3], default_index) for o in both]))
         pm = _metrics(collect([o[4][p] for o in both]))
         ratio = [o[1][p] / o[1]["ours"] for o in both if o[1]["ours"] > 0]
         entry["peers"][p] = {
-            "images": len(both), "default": pm, "ours_default_same_images": ours_p,
+            "images": len(both), "failed": failed, "default": pm, "ours_default_same_images": ours_p,
             "median_seconds": float(np.median([o[1][p] for o in both])),
             "median_cpu_seconds": float(np.median([o[5][p] for o in both])),
             "ours_median_seconds_same_images": float(np.median([o[1]["ours"] for o in both])),
@@ -283,7 +300,9 @@ def write_page(data: dict, out: Path = OUT):
               "delta = ours - peer on the images the peer ran on (all, unless `--peer-limit` gave fewer; "
               "positive is better for covering, PRI, F; negative is better for VI). "
               "Speed ratio = median over images of peer seconds / our seconds, wall clock (> 1: ours is "
-              "faster); CPU seconds (all threads of the worker process) in parentheses.", "",
+              "faster); CPU seconds (all threads of the worker process) in parentheses. Images where a peer "
+              "raised an error are left out of its row and of the delta (count in parentheses; messages in "
+              "the JSON).", "",
               "| method | implementation | images | covering | PRI | VI | boundary F | median s / seg (CPU s) | "
               "speed ratio | delta covering | delta PRI | delta VI | delta F |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -297,8 +316,13 @@ def write_page(data: dict, out: Path = OUT):
                      f"{d['boundary_f'][0]:.3f} | {e['median_seconds_default']:.3f} "
                      f"({e.get('median_cpu_seconds_default', float('nan')):.3f}) | 1 | | | | |")
         for p, pe in e["peers"].items():
+            if not pe.get("images"):
+                lines.append(f"| | {p} | 0 | failed on every image: {pe['failed'][0] if pe.get('failed') else ''} "
+                             "| | | | | | | | | |")
+                continue
             pd, dl = pe["default"], pe["delta_ours_minus_peer"]
-            lines.append(f"| | {p} | {pe.get('images', e['images'])} | {pd['covering'][0]:.3f} | "
+            nfail = f" ({len(pe['failed'])} failed)" if pe.get("failed") else ""
+            lines.append(f"| | {p} | {pe.get('images', e['images'])}{nfail} | {pd['covering'][0]:.3f} | "
                          f"{pd['pri'][0]:.3f} | {pd['vi'][0]:.3f} | "
                          f"{pd['boundary_f'][0]:.3f} | {pe['median_seconds']:.3f} "
                          f"({pe.get('median_cpu_seconds', float('nan')):.3f}) | "
