@@ -18,3 +18,14 @@ def data_dir() -> Path:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_determinism():
+    """Training sets torch.use_deterministic_algorithms process-wide; keep it from leaking into other tests."""
+    yield
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.use_deterministic_algorithms(False)

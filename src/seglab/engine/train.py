@@ -154,9 +154,9 @@ def train(cfg: dict, *, callbacks=(), log=print) -> Path:
     on_gpu = torch.cuda.is_available() and accelerator != "cpu"
     # PyTorch's SyncBatchNorm is GPU-only: on CPU each process normalises with its own batch statistics
     sync_bn = bool(tr["sync_batchnorm"]) and world > 1 and on_gpu
-    deterministic = bool(tr["deterministic"])
-    if deterministic and torch.cuda.is_available() and accelerator != "cpu":
-        deterministic = "warn"
+    # "warn": deterministic kernels wherever PyTorch has them; ops without one (max-unpooling in
+    # SegNet on CPU, some CUDA scatter kernels) warn instead of failing the run.
+    deterministic = "warn" if bool(tr["deterministic"]) else False
     trainer = L.Trainer(
         max_epochs=int(tr["max_epochs"]), max_steps=int(tr["max_steps"]), max_time=max_time,
         accumulate_grad_batches=int(tr["accumulate"]), precision=_precision(str(tr["precision"]), accelerator),
