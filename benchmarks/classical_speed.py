@@ -127,7 +127,11 @@ def markdown(res: dict) -> str:
         "",
         f"Machine: {res['machine']}. The cores were shared with other jobs while this ran; runs were "
         "interleaved so that the load hit every implementation alike, but absolute times are noisy.",
-        f"Date: {res['date']}. Regenerate with: `{res['command']}`",
+        *([f"Date: {res['date']}. Regenerate with: `{res['command']}`"] if not res.get("runs") else
+          ["Runs (the first regenerates the whole table; each later one, with `--update`, replaced the rows "
+           "it names):", ""] + [f"- {r['date']}: `{r['command']}`" + (f" (rows: {', '.join(r['methods'])})"
+                                                                      if r.get("methods") else "")
+                                for r in res["runs"]]),
         "",
         "| method | seglab ms | cov | peer | peer ms | cov | ratio |",
         "|---|---:|---:|---|---:|---:|---:|",
@@ -150,6 +154,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=20, help="number of BSDS500 test images")
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions per image")
     ap.add_argument("--methods", default=None, help="comma-separated subset of methods")
+    ap.add_argument("--update", action="store_true", help="replace only these methods' rows in an existing result")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results" / "classical_speed"),
                     help="output path without suffix (.json and .md are written)")
     args = ap.parse_args(argv)
@@ -157,6 +162,13 @@ def main(argv=None):
     from seglab.io import atomic_write
 
     out = Path(args.out)
+    if args.update and out.with_suffix(".json").exists():  # replace only the rows of the methods just run
+        old = json.loads(out.with_suffix(".json").read_text())
+        new_rows = {r["method"]: r for r in res["rows"]}
+        rows = [new_rows.pop(r["method"], r) for r in old["rows"]] + list(new_rows.values())
+        runs = old.get("runs", [{"date": old["date"], "command": old["command"]}])
+        res = {**res, "rows": rows, "runs": runs + [{"date": res["date"], "command": res["command"],
+                                                      "methods": sorted(r["method"] for r in res["rows"])}]}
     atomic_write(out.with_suffix(".json"), json.dumps(res, indent=2, default=str))
     atomic_write(out.with_suffix(".md"), markdown(res))
     print(f"wrote {out.with_suffix('.md')}")

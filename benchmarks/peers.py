@@ -113,7 +113,7 @@ def sk_gmm(img, k=3, features="lab", xy_weight=0.0, covariance="full", max_iter=
     return model.fit(x).predict(x).reshape(img.shape[:2])
 
 
-def cv_pyr_meanshift(img, hs=7, hr=10.0, **_):
+def cv_pyr_meanshift(img, hs=10, hr=12.0, **_):
     """OpenCV's mean-shift filtering in 8-bit Lab (hr scaled to its 0..255 L axis), then connected
     components of equal filtered colour (OpenCV has no region fusion or pruning step)."""
     import cv2
@@ -126,7 +126,7 @@ def cv_pyr_meanshift(img, hs=7, hr=10.0, **_):
     return connected_components(packed)[0]
 
 
-def sk_quickshift(img, hs=7, hr=10.0, **_):
+def sk_quickshift(img, hs=10, hr=12.0, **_):
     """Quick shift (Vedaldi & Soatto 2008), mode seeking in (x, y, Lab): Gaussian of sigma hs/2, links
     cut beyond the joint distance hs (ratio hs/hr weighs colour against space)."""
     from skimage.segmentation import quickshift
