@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from seglab import bsds, methods  # noqa: E402
 from seglab.bsds.evaluate import ImageResult, collect, map_images  # noqa: E402
-from seglab.bsds.runner import default_sweep_values, parse_sweep, usable_values  # noqa: E402
+from seglab.bsds.runner import Sweep, default_sweep_values, parse_sweep, usable_values  # noqa: E402
 from seglab.io import atomic_write, read_image, to_float_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,9 +180,8 @@ def run_method(m, ids, root, args, sweep_override):
     if m.name in sweep_override:
         sweep = parse_sweep(m, sweep_override[m.name])
     elif m.scale_param is not None:
-        sweep = parse_sweep(m, m.scale_param)
-        sweep.values = usable_values(m, m.scale_param, default_sweep_values(
-            m, m.scale_param, n=args.sweep_points, factor=args.sweep_factor), _bench_params(m, np.zeros((24, 32, 3))))
+        sweep = Sweep(m.scale_param, usable_values(m, m.scale_param, default_sweep_values(
+            m, m.scale_param, n=args.sweep_points, factor=args.sweep_factor), _bench_params(m, np.zeros((24, 32, 3)))))
     else:
         p = next((p for p in m.params if p.type in (int, float)), None)
         if p is None:

@@ -57,7 +57,6 @@ def usable_values(method, param: str, values: list, params: dict | None = None) 
     """The values the method accepts, tried on a tiny synthetic image (constraints such as "odd" live in
     the methods, not in the registry); a rejected integer is replaced by the next integer when that works."""
     from ..classical.registry import segment
-    from ..errors import SeglabError
 
     rng = np.random.default_rng(0)
     img = rng.random((24, 32, 3)).astype(np.float32)
