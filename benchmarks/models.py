@@ -250,7 +250,10 @@ def summarise(res: dict) -> dict:
 
 def _runtime_mb(data: dict) -> str:
     vals = [r["rss_start_mb"] for r in data["models"] if "rss_start_mb" in r]
-    return f"{min(vals):.0f}-{max(vals):.0f}" if vals else "?"
+    if not vals:
+        return "?"
+    lo, hi = round(min(vals)), round(max(vals))
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
 def fmt(x, spec=".0f", none="-"):
