@@ -279,8 +279,9 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
         f"multiply-add = 2; element-wise ops not counted); GFLOP/s = GFLOP / median latency, against the "
         f"~{PEAK_GFLOPS:.0f} GFLOP/s fp32 peak of the 2 cores. Peak memory = `ru_maxrss` of a fresh process "
         f"after one forward pass (weights + activations + the Python/torch runtime, which alone is "
-        f"{_runtime_mb(data)} MB); 'inference' = its growth during the forward pass. ONNX Runtime runs the file `seglab export` writes "
-        "(dynamic sizes), with the same thread count; |ORT - torch| is the max abs difference of the logits.", "",
+        f"{_runtime_mb(data)} MB); 'inference' = its growth during the forward pass. ONNX Runtime runs the "
+        "file `seglab export` writes (dynamic sizes), with the same thread count; |ORT - torch| is the max abs "
+        "difference of the logits.", "",
         "## SegFormer-B0: seglab vs Hugging Face transformers", "",
     ]
     pairs = [v for k, v in sorted(data.items()) if k.startswith("segformer_vs_hf")]
