@@ -377,6 +377,8 @@ def main(argv=None):
         entry["command"] = cmd.strip()
         entry["date"] = date
         entry["commit"] = _commit()
+        if path.is_file():  # another run may have added entries meanwhile
+            data["methods"] = {**json.loads(path.read_text()).get("methods", {}), **data["methods"]}
         data["methods"][name] = entry
         args.out.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(data, indent=1, default=str))
