@@ -91,3 +91,30 @@ def test_gray_histogram_equals_numpy(rng):
             counts, centers = gray_histogram(x, nbins)
             ref, edges = np.histogram(x, bins=nbins)
             assert np.array_equal(counts, ref) and np.allclose(centers, (edges[:-1] + edges[1:]) / 2)
+
+
+def test_multi_otsu_dynamic_programme_is_optimal_and_fast(rng):
+    """The DP thresholds give a between-class score no lower than scikit-image's exhaustive search, and
+    k = 32 classes (hopeless for an exhaustive search) finishes at once."""
+    import time
+
+    from skimage.filters import threshold_multiotsu
+
+    from seglab.classical.thresholding import gray_histogram, multi_otsu_thresholds
+
+    def score(counts, centers, th):
+        cls = np.digitize(centers, th, right=True)  # a threshold is the last bin of its class
+        w = np.bincount(cls, counts, minlength=len(th) + 1)
+        s = np.bincount(cls, counts * centers, minlength=len(th) + 1)
+        return np.sum(np.divide(s * s, w, out=np.zeros_like(s), where=w > 0))
+
+    for _ in range(10):
+        x = np.clip(rng.normal(rng.random(4)[rng.integers(0, 4, (40, 50))], 0.07), 0, 1).astype(np.float32)
+        for k in (2, 3, 4):
+            counts, centers = gray_histogram(x, 64)
+            ours = multi_otsu_thresholds(counts, centers, k)
+            ref = threshold_multiotsu(classes=k, hist=(counts, centers))
+            assert score(counts, centers, ours) >= score(counts, centers, ref) * (1 - 1e-12)
+    t0 = time.perf_counter()
+    lab = seglab.segment(rng.random((64, 64)), "multi_otsu", k=32)
+    assert lab.max() == 31 and time.perf_counter() - t0 < 30

@@ -110,18 +110,17 @@ def _classes_from_thresholds(gray: np.ndarray, thresholds) -> np.ndarray:
     reference="P.-S. Liao, T.-S. Chen, P.-C. Chung, A fast algorithm for multilevel thresholding, "
               "J. Inf. Sci. Eng. 17(5), 2001 (extending N. Otsu, IEEE TSMC 1979).",
     params=[Param("k", int, 3, "Number of classes.", low=2, high=32),
-            Param("nbins", int, 256, "Histogram bins.", low=2, high=65536)],
+            Param("nbins", int, 256, "Histogram bins.", low=2, high=4096)],
     scale_param="k",
 )
 def multi_otsu(image: np.ndarray, k: int = 3, nbins: int = 256) -> np.ndarray:
     """Labels 0 .. k-1 in increasing gray level (pixel > threshold goes up a class, as in :func:`otsu`).
 
-    The search over threshold tuples is scikit-image's ``threshold_multiotsu`` (Liao's recursion over the
-    cumulative histogram). An image whose histogram has at most ``k`` occupied bins cannot be split into
-    ``k`` classes by thresholds: each occupied bin (gray level) becomes its own class instead.
+    The k-1 thresholds maximise the between-class variance, found exactly by dynamic programming over the
+    cumulative histogram in O(k nbins^2) (:func:`multi_otsu_thresholds`); scikit-image's exhaustive search
+    grows as nbins^(k-1) and is impractical beyond k = 5. An image whose histogram has at most ``k``
+    occupied bins cannot be split into ``k`` classes by thresholds: each occupied bin becomes its own class.
     """
-    from skimage.filters import threshold_multiotsu
-
     gray = _gray(image)
     lo, hi = float(gray.min()), float(gray.max())
     if lo == hi:
@@ -132,8 +131,37 @@ def multi_otsu(image: np.ndarray, k: int = 3, nbins: int = 256) -> np.ndarray:
     if len(occupied) <= k:  # one class per occupied bin (e.g. an image with at most k gray levels)
         bins = np.minimum(((gray - lo) * (nbins / (hi - lo))).astype(np.int64), nbins - 1)
         return np.searchsorted(occupied, bins).clip(0, len(occupied) - 1).astype(np.int32)
-    thresholds = threshold_multiotsu(classes=k, hist=(counts, centers))
-    return _classes_from_thresholds(gray, thresholds)
+    return _classes_from_thresholds(gray, multi_otsu_thresholds(counts, centers, k))
+
+
+def multi_otsu_thresholds(counts: np.ndarray, centers: np.ndarray, k: int) -> np.ndarray:
+    """The k-1 gray levels that split a histogram into k classes of maximal between-class variance.
+
+    Maximising the between-class variance equals maximising sum_c S_c^2 / W_c (W_c the class's pixel
+    count, S_c its sum of gray levels), which is additive over contiguous bin ranges, so the best
+    partition follows from a dynamic programme over (number of classes, last bin). Each threshold is the
+    centre of the last bin of its class, as in scikit-image; ties go to the lower threshold.
+    """
+    counts = np.asarray(counts, np.float64)
+    n = len(counts)
+    w = np.concatenate([[0.0], np.cumsum(counts)])
+    s = np.concatenate([[0.0], np.cumsum(counts * np.asarray(centers, np.float64))])
+    dw = w[None, :] - w[:, None]  # pixels in bins a .. b-1, for a < b
+    ds = s[None, :] - s[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cost = np.where(dw > 0, ds * ds / dw, 0.0)
+    cost[np.tril_indices(n + 1)] = -np.inf  # a class holds at least one bin
+    best = cost[0].copy()  # best[b]: one class over bins 0 .. b-1
+    back = np.zeros((k, n + 1), np.int64)
+    for j in range(1, k):
+        total = best[:, None] + cost
+        back[j] = np.argmax(total, axis=0)
+        best = total[back[j], np.arange(n + 1)]
+    cuts, b = [], n
+    for j in range(k - 1, 0, -1):
+        b = back[j, b]
+        cuts.append(b)
+    return np.asarray(centers)[np.asarray(cuts[::-1]) - 1]
 
 
 def histogram_valleys(gray: np.ndarray, sigma: float, nbins: int) -> np.ndarray:
