@@ -1,7 +1,8 @@
 """``seglab demo``: every classical method on scikit-image's sample images, side by side.
 
-Writes ``contact_sheet.png`` (one row per method, one column per image), one overlay PNG per result in
-``tiles/``, and ``index.html`` with each method's parameters and time per image.
+Writes ``contact_sheet.png`` (one row per method, one column per image), ``overview.png`` (every method on
+one image), one overlay PNG per result in ``tiles/``, ``results.json`` and ``index.html`` with each method's
+parameters and time per image.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .io import atomic_write, contact_sheet, overlay, save_png
 
 DEMO_IMAGES = ("coins", "astronaut", "coffee")
 MAX_SIDE = 256
+OVERVIEW_IMAGE = "astronaut"
 
 
 def demo_images() -> dict[str, np.ndarray]:
@@ -64,6 +66,10 @@ def run_demo(out, only=None, console=None):
                 progress.advance(task)
             rows.append(row)
     sheet_path = save_png(out / "contact_sheet.png", contact_sheet(tiles, titles, ncols=len(images)))
+    # One image, every method, in a compact grid (the picture in the README).
+    k = list(images).index(OVERVIEW_IMAGE) if OVERVIEW_IMAGE in images else 0
+    save_png(out / "overview.png", contact_sheet(tiles[k::len(images)], [t.split(" / ")[0] for t in titles[k::len(images)]],
+                                                 ncols=5, tile_height=140, caption_height=14))
     atomic_write(out / "results.json", json.dumps(rows, indent=2, default=str))
     page = atomic_write(out / "index.html", _html(rows, list(images)))
     return sheet_path, page
