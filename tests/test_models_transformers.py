@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from seglab.errors import ParameterError, SeglabError
 from seglab.models import create
-from seglab.models.blocks.attention import DropPath, MultiHeadSelfAttention
+from seglab.models.blocks.attention import DropPath, MultiHeadSelfAttention, TokenLinear
 from seglab.models.blocks.patch_embed import OverlapPatchEmbed, ViTPatchEmbed, resize_pos_embed
 from seglab.models.encoders.mit import MIT_CONFIGS, MixTransformer, mit
 from seglab.models.encoders.vit import VisionTransformer, vit
@@ -42,8 +42,26 @@ def test_attention_equals_naive_definition(sr_ratio, heads, hw):
     torch.manual_seed(0)
     attn = MultiHeadSelfAttention(24, heads, sr_ratio=sr_ratio).eval()
     x = torch.randn(2, hw[0] * hw[1], 24)
-    got = attn(x, hw)
-    torch.testing.assert_close(got, naive_attention(attn, x, hw), atol=1e-5, rtol=1e-5)
+    expected = naive_attention(attn, x, hw)
+    torch.testing.assert_close(attn(x, hw), expected, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():  # the inference path (1x1-convolution projections)
+        torch.testing.assert_close(attn(x, hw), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_token_linear_equals_linear():
+    torch.manual_seed(0)
+    lin = TokenLinear(24, 40)
+    assert set(lin.state_dict()) == {"weight", "bias"}
+    for x in (torch.randn(7, 24), torch.randn(2, 9, 24), torch.randn(2, 5, 6, 24),
+              torch.randn(2, 24, 5, 6).permute(0, 2, 3, 1),   # channels-last view of an NCHW map
+              torch.randn(3, 10, 24)[:, 1:]):                 # tokens without the class token
+        with torch.no_grad():  # the 1x1-convolution path
+            got = lin(x)
+        assert got.shape == (*x.shape[:-1], 40)
+        torch.testing.assert_close(got, F.linear(x, lin.weight, lin.bias), atol=1e-5, rtol=1e-5)
+    x = torch.randn(4, 24, requires_grad=True)  # training: F.linear, gradients flow
+    lin(x).sum().backward()
+    torch.testing.assert_close(x.grad, lin.weight.sum(0).expand(4, -1))
 
 
 def test_attention_bad_input():

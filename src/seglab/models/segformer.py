@@ -21,6 +21,7 @@ from torch import nn
 
 from ..errors import ParameterError, check_range
 from .base import SegmentationModel
+from .blocks.attention import token_linear
 from .encoders.mit import MIT_CONFIGS, MixTransformer
 from .registry import register_model
 
@@ -63,7 +64,7 @@ class AllMLPDecoder(nn.Module):
         out = None
         for i, (f, w) in enumerate(zip(feats, weights)):
             # Project channels-last: NCHW view -> NHWC -> linear -> NCHW view of channels-last memory.
-            y = F.linear(f.permute(0, 2, 3, 1), w, bias if i == 0 else None).permute(0, 3, 1, 2)
+            y = token_linear(f.permute(0, 2, 3, 1), w, bias if i == 0 else None).permute(0, 3, 1, 2)
             if i > 0:  # deeper stages are smaller (no shape test: keeps exported graphs size-agnostic)
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             out = y if out is None else out.add_(y)

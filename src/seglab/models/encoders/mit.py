@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ...errors import ParameterError
-from ..blocks.attention import DropPath, MultiHeadSelfAttention
+from ..blocks.attention import DropPath, MultiHeadSelfAttention, TokenLinear
 from ..blocks.patch_embed import OverlapPatchEmbed
 from .base import EncoderMixin
 
@@ -38,10 +38,10 @@ class MixFFN(nn.Module):
 
     def __init__(self, dim: int, hidden: int, drop: float = 0.0):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = TokenLinear(dim, hidden)
         self.dwconv = nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, groups=hidden)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = TokenLinear(hidden, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ...errors import ParameterError
-from ..blocks.attention import DropPath, MultiHeadSelfAttention
+from ..blocks.attention import DropPath, MultiHeadSelfAttention, TokenLinear
 from ..blocks.patch_embed import ViTPatchEmbed
 from .base import EncoderMixin
 
@@ -35,9 +35,9 @@ class ViTBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential()
-        self.mlp.add_module("fc1", nn.Linear(dim, hidden))
+        self.mlp.add_module("fc1", TokenLinear(dim, hidden))
         self.mlp.add_module("act", nn.GELU())
-        self.mlp.add_module("fc2", nn.Linear(hidden, dim))
+        self.mlp.add_module("fc2", TokenLinear(hidden, dim))
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
