@@ -199,6 +199,29 @@ def child_threads(args) -> dict:
     return {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "times_s": times}
 
 
+LINEAR_SHAPES = [(16384, 32, 128), (16384, 128, 32), (16384, 32, 256), (4096, 64, 256), (1024, 160, 640),
+                 (256, 256, 512), (1025, 768, 2304), (1025, 1024, 4096), (1025, 4096, 1024)]
+
+
+def child_linear(args) -> dict:
+    """``F.linear`` vs seglab's ``token_linear`` (1x1 convolution) on the token matrices of MiT-B0 and ViT."""
+    import torch
+    import torch.nn.functional as F
+
+    from seglab.models.blocks.attention import token_linear
+
+    torch.set_num_threads(args.threads)
+    rows = []
+    with torch.inference_mode():
+        for m, c, o in LINEAR_SHAPES:
+            x, w, b = torch.randn(1, m, c), torch.randn(o, c), torch.randn(o)
+            diff = float((token_linear(x, w, b) - F.linear(x, w, b)).abs().max())
+            times = _timed_loop({"F.linear": lambda: F.linear(x, w, b), "token_linear": lambda: token_linear(x, w, b)},
+                                min_reps=7, max_reps=7, max_seconds=0)
+            rows.append({"shape": [m, c, o], "max_abs_diff": diff, "times_s": times})
+    return {"rows": rows}
+
+
 # ----------------------------------------------------------------------------------------------- parent
 def machine() -> dict:
     import onnxruntime
@@ -325,6 +348,20 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
             a, b = v["latency"]["1_thread"], v["latency"]["2_threads"]
             lines.append(f"| {name} | {a['median_ms']:.0f} | {b['median_ms']:.0f} | {a['reps']} |")
         lines.append("")
+    lin = data.get("token_linear")
+    if lin and lin.get("rows"):
+        lines += ["## Token projections: `F.linear` vs `token_linear` (1x1 convolution)", "",
+                  f"`y = x W^T + b` for `x` of M tokens x C channels, {data['threads']} threads, median of 7 "
+                  "alternated calls; seglab's transformers use `token_linear` at CPU inference.", "",
+                  "| M x C -> O | F.linear (ms) | token_linear (ms) | speed-up | max abs diff |",
+                  "|---|---:|---:|---:|---:|"]
+        for r in lin["rows"]:
+            a, b = r["latency"]["F.linear"]["median_ms"], r["latency"]["token_linear"]["median_ms"]
+            m, c, o = r["shape"]
+            lines.append(f"| {m} x {c} -> {o} | {a:.2f} | {b:.2f} | {a / b:.2f}x | {r['max_abs_diff']:.1e} |")
+        lines.append("")
+    elif lin:
+        lines += [f"token_linear comparison failed: {lin.get('error')}", ""]
     lines += ["## Every model", "",
               "| model | encoder | params (M) | GFLOP | torch (ms) | GFLOP/s | % peak | peak mem (MB) | "
               "inference (MB) | ONNX Runtime (ms) | ORT speed-up | abs(ORT - torch) | reps |",
@@ -357,6 +394,7 @@ def main() -> None:
     ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and ONNX Runtime timings")
     ap.add_argument("--no-hf", action="store_true", help="skip the Hugging Face comparison")
     ap.add_argument("--hf-threads", default="2,1", help="thread counts of the Hugging Face comparison")
+    ap.add_argument("--no-linear", action="store_true", help="skip the F.linear vs token_linear comparison")
     ap.add_argument("--no-wait-policy", action="store_true",
                     help="skip measuring SegFormer-B0 at 1 and 2 threads under both OpenMP wait policies")
     ap.add_argument("--timeout", type=float, default=900.0, help="per child process, seconds")
@@ -367,7 +405,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.child:
-        res = {":hf": child_hf, ":threads": child_threads}.get(args.child, lambda a: child_model(args.child, a))(args)
+        res = {":hf": child_hf, ":threads": child_threads, ":linear": child_linear}.get(args.child, lambda a: child_model(args.child, a))(args)
         print(json.dumps(res))
         return
 
@@ -386,6 +424,8 @@ def main() -> None:
             data.update({k: v for k, v in prev.items() if k.startswith("segformer_vs_hf")})
         if args.no_wait_policy:
             data.update({k: v for k, v in prev.items() if k.startswith("wait_policy_")})
+        if args.no_linear and "token_linear" in prev:
+            data["token_linear"] = prev["token_linear"]
         data["commands"] = prev.get("commands", [prev["command"]] if "command" in prev else [])
     if not args.no_hf:
         for i, threads in enumerate(int(t) for t in args.hf_threads.split(",")):
@@ -403,6 +443,13 @@ def main() -> None:
             argv[argv.index("--max-seconds") + 1] = str(min(args.max_seconds, 30))
             data[f"wait_policy_{policy or 'default'}"] = summarise(run_child(argv, args.timeout, policy))
             _write(args, data, old)
+    if not args.no_linear:
+        print("F.linear vs token_linear ...", file=sys.stderr, flush=True)
+        res = run_child(["--child", ":linear", *passthrough], args.timeout)
+        for row in res.get("rows", []):
+            summarise(row)
+        data["token_linear"] = res
+        _write(args, data, old)
     for name in names:
         print(f"{name} ...", file=sys.stderr, flush=True)
         data["models"].append(summarise({"name": name, **run_child(["--child", name, *passthrough], args.timeout)}))
