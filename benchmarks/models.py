@@ -332,7 +332,8 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
         lines += ["", "Brackets: interquartile range. Where the speed-up comes from: the all-MLP decoder is "
                   "evaluated in folded form (projection and fusion matrices multiplied, each stage projected at "
                   "its own resolution, BatchNorm folded; no 1024-channel concatenation at 1/4 resolution), "
-                  "tokens stay channels-last so the convolutions need no layout copies, and attention runs in "
+                  "tokens stay channels-last so the convolutions need no layout copies, the token projections run "
+                  "as 1x1 convolutions (`token_linear`, table below) and attention runs in "
                   "`scaled_dot_product_attention`. The 512 x 512 upsampling of the 150-channel logits is "
                   "common to both and bounds the end-to-end ratio.", ""]
     else:
