@@ -10,6 +10,7 @@ from .app import app, err_console
 
 # Each module adds its commands to ``app`` when imported.
 from . import classical  # noqa: F401,E402
+from . import score  # noqa: F401,E402
 from . import models  # noqa: F401,E402
 from . import train, data  # noqa: F401,E402
 from . import bsds  # noqa: F401,E402
