@@ -10,14 +10,6 @@ from seglab.models.blocks import (ASPP, AtrousConv2d, BedOfNailsUpsample, Biline
                                   TransposedConvUpsample, bilinear_kernel, center_crop)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _bilinear_reference(a: np.ndarray, s: int) -> np.ndarray:
     """Bilinear upsampling by ``s`` with pixel centres at half-integers, written out with numpy: output
     pixel ``o`` samples source coordinate ``(o + 0.5) / s - 0.5``, clamped to the image."""

@@ -30,14 +30,6 @@ IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw in CONFIGS
 CNN = ["patch_classifier", "fcn32s", "fcn16s", "fcn8s", "segnet", "unet", "deeplabv3", "deeplabv3plus"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_every_cnn_is_registered_and_builds_with_defaults():
     names = {s.name for s in list_models()}
     assert set(CNN) <= names

@@ -8,15 +8,6 @@ from seglab.models.encoders import ENCODERS, adapt_first_conv, create_encoder
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on 2 shared cores (CI runs 2 workers) more threads only oversubscribe them."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
 def test_layout_tables_match_torchvision_parameter_counts(name):
     assert n_params(LAYOUTS[name]()) == PARAM_COUNTS[name]

@@ -11,14 +11,6 @@ from seglab.models import create, load_checkpoint, load_pretrained, read_checkpo
 from seglab.models.weights import load_state
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def resnet18_file(tmp_path_factory):
     """A file laid out as torchvision writes ``resnet18-f37072fd.pth`` (random values)."""

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._regions import connected_components, find, pixel_edges, stable_argsort_nonneg
+from ._regions import _relabel_roots, connected_components, find, pixel_edges, stable_argsort_nonneg
 from .registry import Param, register
 
 
@@ -204,20 +204,6 @@ def _fh_forest(a, b, wgt, order, npix, k, min_size):
     return parent
 
 
-@njit(cache=True)
-def _forest_labels(parent, h, w):
-    out = np.empty(h * w, np.int32)
-    ids = np.full(h * w, -1, np.int32)
-    n = 0
-    for i in range(h * w):
-        r = find(parent, i)
-        if ids[r] < 0:
-            ids[r] = n
-            n += 1
-        out[i] = ids[r]
-    return out.reshape(h, w)
-
-
 @register(
     "felzenszwalb", family="superpixels",
     description="Graph-based segmentation: Kruskal-style merging while the edge is lighter than both "
@@ -245,4 +231,4 @@ def felzenszwalb(image: np.ndarray, scale: float = 700.0, sigma: float = 0.8, mi
     a, b, wgt = pixel_edges(img, True)
     order = stable_argsort_nonneg(wgt)
     parent = _fh_forest(a, b, wgt, order, h * w, float(scale), min_size)
-    return _forest_labels(parent, h, w)
+    return _relabel_roots(parent, h, w)[0]
