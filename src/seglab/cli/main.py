@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     except (SeglabError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        err_console.print(f"error: {msg}", style="bold red", highlight=False, markup=False)
+        err_console.print(f"error: {msg}", style="bold red", highlight=False, markup=False, soft_wrap=True)
         code = 2
     if argv is None:
         sys.exit(code)
