@@ -22,8 +22,9 @@ from ...errors import ParameterError
 def token_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` over the last dimension; at CPU inference computed as a 1x1
     convolution of the tokens viewed as a channels-last ``1 x C x M x 1`` map (no copy), which oneDNN runs
-    1.5-5x faster than ``F.linear``'s GEMM on the project's 2-core AMD EPYC machine for every token-matrix
-    shape of SegFormer and ViT (see docs/models.md). Training, exporting and other devices use ``F.linear``."""
+    about 2x faster than ``F.linear``'s GEMM on the project's 2-core AMD EPYC machine for every token-matrix
+    shape of SegFormer and ViT (docs/results/models.md). Training, exporting and other devices use
+    ``F.linear``."""
     if (x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled()
             or torch.compiler.is_exporting() or torch.compiler.is_compiling()):
         return F.linear(x, weight, bias)
