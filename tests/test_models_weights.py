@@ -145,3 +145,14 @@ def test_hugging_face_specs_are_delegated(tmp_path, monkeypatch):
     monkeypatch.delattr(hf, "load_hf_weights")
     with pytest.raises(SeglabError, match="needs seglab.models.hf.load_hf_weights"):
         load_pretrained(model, "hf:nvidia/mit-b0")
+
+
+def test_junk_weights_file_is_a_one_line_error(tmp_path):
+    from seglab.errors import InputFileError
+    from seglab.models.weights import load_pretrained
+    from seglab.models import create
+
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"junk")
+    with pytest.raises(InputFileError, match="junk.pth: not a readable weights file"):
+        load_pretrained(create("unet", 2, base_width=8, depth=2), junk)

@@ -7,7 +7,6 @@ the padding away, so ``model(x).shape[-2:] == x.shape[-2:]`` always holds.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +60,7 @@ class SegmentationModel(nn.Module):
     def padded_size(self, n: int) -> int:
         """Smallest network input size >= ``n + 2 * margin`` the network accepts (override for networks
         with stricter rules, such as the valid-convolution U-Net)."""
-        return int(math.ceil((n + 2 * self.margin) / self.stride) * self.stride)
+        return -(-(n + 2 * self.margin) // self.stride) * self.stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:

@@ -20,6 +20,7 @@ the model from name and config, so a checkpoint file is all ``seglab predict`` n
 from __future__ import annotations
 
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,8 @@ def _read_state(path: Path) -> dict[str, Any]:
 
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
+            struct.error) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputFileError(f"{path}: not a readable weights file ({msg[:120]})") from None
 
