@@ -118,3 +118,20 @@ def test_multi_otsu_dynamic_programme_is_optimal_and_fast(rng):
     t0 = time.perf_counter()
     lab = seglab.segment(rng.random((64, 64)), "multi_otsu", k=32)
     assert lab.max() == 31 and time.perf_counter() - t0 < 30
+
+
+def test_gray_histogram_equals_numpy_histogram(rng):
+    """The two-pass binning (arithmetic, edge comparisons only near edges) gives np.histogram's counts,
+    including values on the edges (quantised data), narrow ranges far from 0 and both float types."""
+    from seglab.classical.thresholding import gray_histogram
+
+    cases = [rng.random(5000) ** 3, np.round(rng.random(5000) * 255) / 255, 100 + rng.random(3000) * 0.1,
+             rng.random(3000) * 1e-3 - 0.5, np.linspace(0, 1, 1001)]
+    for x in cases:
+        for dtype in (np.float32, np.float64):
+            xx = x.astype(dtype)
+            for nbins in (2, 3, 16, 256, 1000):
+                counts, centers = gray_histogram(xx, nbins)
+                ref, edges = np.histogram(xx, bins=nbins)
+                assert np.array_equal(counts, ref), (dtype, nbins)
+                assert np.array_equal(centers, (edges[:-1] + edges[1:]) / 2)
