@@ -160,6 +160,18 @@ def test_chan_vese_colour_and_initial_mask():
     assert iters < 500                                                    # stops once phi no longer moves
 
 
+def test_chan_vese_colour_data_term_is_the_channel_mean(rng):
+    """Chan, Sandberg & Vese (2000): the vector data term averages the channels, so a colour image with
+    three equal channels evolves exactly as its gray image (a sum would triple the data weight)."""
+    gray = np.clip(_disc_image(noise=0.2)[0].mean(axis=2) + 0.1 * rng.standard_normal((60, 80)), 0, 1)
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    _, phi_gray, it_gray = chan_vese_segment(gray, max_iter=40, return_phi=True)
+    _, phi_rgb, it_rgb = chan_vese_segment(rgb, max_iter=40, return_phi=True)
+    assert it_gray == it_rgb and np.allclose(phi_gray, phi_rgb, rtol=0, atol=1e-12)
+    _, phi_3x, _ = chan_vese_segment(gray, lambda1=3.0, lambda2=3.0, max_iter=40, return_phi=True)
+    assert not np.allclose(phi_rgb, phi_3x, atol=1e-6)
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 2, 3), (3, 3), (12, 5, 3)])
 def test_tiny_and_constant_images(method, shape):
