@@ -354,23 +354,46 @@ def default_walker_seeds(shape) -> np.ndarray:
     return s
 
 
-def _nested_dissection(rows: np.ndarray, cols: np.ndarray, leaf: int = 64) -> np.ndarray:
-    """Fill-reducing order of grid nodes: halves first, the separating line last, recursively (George 1973)."""
-    out = []
-
-    def rec(ix, r, c):
-        if len(ix) <= leaf:
-            out.append(ix)
-            return
-        r0, r1, c0, c1 = r.min(), r.max(), c.min(), c.max()
-        key, mid = (r, (int(r1) + int(r0)) // 2) if r1 - r0 >= c1 - c0 else (c, (int(c1) + int(c0)) // 2)
-        lo, hi = key < mid, key > mid
-        rec(ix[lo], r[lo], c[lo])
-        rec(ix[hi], r[hi], c[hi])
-        out.append(ix[key == mid])
-
-    rec(np.arange(len(rows)), rows, cols)
-    return np.concatenate(out)
+@njit(cache=True)
+def _nested_dissection(rows, cols, leaf=64):
+    """Fill-reducing order of grid nodes (indices into rows/cols): halves first, the separating line (the
+    middle row or column of the longer side of the bounding box) last, recursively (George 1973)."""
+    n = rows.shape[0]
+    out = np.empty(n, np.int64)
+    filled = 0
+    stack = [(np.arange(n), False)]  # (nodes, emit as they are) in last-in-first-out order
+    while len(stack) > 0:
+        ix, emit = stack.pop()
+        if emit or ix.shape[0] <= leaf:
+            out[filled:filled + ix.shape[0]] = ix
+            filled += ix.shape[0]
+            continue
+        r0 = r1 = rows[ix[0]]
+        c0 = c1 = cols[ix[0]]
+        for t in ix:
+            r0, r1 = min(r0, rows[t]), max(r1, rows[t])
+            c0, c1 = min(c0, cols[t]), max(c1, cols[t])
+        by_row = r1 - r0 >= c1 - c0
+        mid = (r1 + r0) // 2 if by_row else (c1 + c0) // 2
+        lo = np.empty(ix.shape[0], np.int64)
+        hi = np.empty_like(lo)
+        sep = np.empty_like(lo)
+        nl = nh = ns = 0
+        for t in ix:
+            key = rows[t] if by_row else cols[t]
+            if key < mid:
+                lo[nl] = t
+                nl += 1
+            elif key > mid:
+                hi[nh] = t
+                nh += 1
+            else:
+                sep[ns] = t
+                ns += 1
+        stack.append((sep[:ns], True))  # popped last: lower half, upper half, then the separator
+        stack.append((hi[:nh], False))
+        stack.append((lo[:nl], False))
+    return out
 
 
 def walker_probabilities(image: np.ndarray, seeds: np.ndarray, beta: float = 130.0) -> np.ndarray:
@@ -408,7 +431,7 @@ def walker_probabilities(image: np.ndarray, seeds: np.ndarray, beta: float = 130
         prob[k, lab == l] = 1.0
     if nu and len(labels) > 1:
         # Unknowns numbered directly in the fill-reducing order: the matrix is assembled permuted.
-        order = u_idx[_nested_dissection(u_idx // w, u_idx % w)]
+        order = u_idx[_nested_dissection(u_idx // w, u_idx % w, 64)]
         pos = np.full(h * w, -1, np.int64)
         pos[order] = np.arange(nu)
         deg = np.bincount(i, wts, h * w) + np.bincount(j, wts, h * w)
