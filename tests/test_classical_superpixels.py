@@ -67,7 +67,8 @@ def test_slic_on_a_photo_matches_the_requested_count_like_skimage():
     crop = skimage.data.astronaut()[::2, ::2]
     ours = seglab.segment(crop, "slic", n_segments=200, compactness=10)
     ref = sk_slic(to_float_image(crop), n_segments=200, compactness=10, start_label=0)
-    assert 150 <= ours.max() + 1 <= 250 and ref.max() + 1 < ours.max() + 1
+    # Same connectivity rule as scikit-image (min_size_factor 0.5): a count of the same order, near the request.
+    assert 130 <= ours.max() + 1 <= 250 and 0.8 <= (ours.max() + 1) / (ref.max() + 1) <= 1.4
     assert connected_components(ours)[1] == ours.max() + 1
 
 

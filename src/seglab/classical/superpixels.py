@@ -142,12 +142,12 @@ def _absorb_small(comp, n, min_size):
             Param("slic_zero", bool, False, "SLICO: adapt the colour normalisation per superpixel each iteration."),
             Param("max_num_iter", int, 10, "k-means iterations.", low=1, high=1000),
             Param("sigma", float, 0.0, "Gaussian pre-smoothing, in pixels.", low=0.0, high=100.0),
-            Param("min_size_factor", float, 0.25, "Pieces smaller than this times the grid cell area join a "
+            Param("min_size_factor", float, 0.5, "Pieces smaller than this times the grid cell area join a "
                   "neighbour (connectivity enforcement).", low=0.0, high=1.0)],
     scale_param="n_segments",
 )
 def slic(image: np.ndarray, n_segments: int = 100, compactness: float = 10.0, slic_zero: bool = False,
-         max_num_iter: int = 10, sigma: float = 0.0, min_size_factor: float = 0.25) -> np.ndarray:
+         max_num_iter: int = 10, sigma: float = 0.0, min_size_factor: float = 0.5) -> np.ndarray:
     """SLIC superpixels (Achanta et al. 2012); ``slic_zero=True`` gives SLICO.
 
     Colour images are clustered in CIELAB (L in [0, 100]), gray ones on 100 x intensity, so one
