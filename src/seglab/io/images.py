@@ -127,11 +127,14 @@ def to_float_image(image: np.ndarray, *, name: str = "image") -> np.ndarray:
     if arr.dtype == np.bool_:
         out = arr.astype(np.float32)
     elif np.issubdtype(arr.dtype, np.integer):
-        out = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+        out = arr.astype(np.float32)
+        out /= np.float32(np.iinfo(arr.dtype).max)
     elif np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)):
+        lo, hi = arr.min(), arr.max()  # NaN propagates into both; no temporary arrays
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             raise SeglabError(f"{name}: contains NaN or infinite values")
-        out = np.clip(arr, 0.0, 1.0).astype(np.float32)
+        # One copy (methods may work in place); clip only when something lies outside [0, 1].
+        out = arr.astype(np.float32) if lo >= 0 and hi <= 1 else np.clip(arr, 0.0, 1.0).astype(np.float32)
     else:
         raise SeglabError(f"{name}: unsupported dtype {arr.dtype}")
     return np.ascontiguousarray(out)
