@@ -20,6 +20,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ..classical._regions import find
+
 MAX_DIST = 0.0075          # fraction of the image diagonal (official default)
 OUTLIER_COST = 100.0       # cost of an unmatched pixel, as a multiple of the matching radius
 _MULTIPLIER = 100          # official: distances are rounded to 1/100 pixel for the integer solver
@@ -364,14 +366,6 @@ def _assign(rows, ptr, col, cost, n_rows, n_cols, outlier, row_match, col_match)
 
 
 @njit(cache=True)
-def _find(parent, a):
-    while parent[a] != a:
-        parent[a] = parent[parent[a]]
-        a = parent[a]
-    return a
-
-
-@njit(cache=True)
 def _correspond(ys, xs, width, nb_ptr, nb_col, nb_cost, n2, outlier):
     """Match machine pixels (ys, xs) to ground-truth pixels; returns (match1, match2) node indices or -1."""
     n1 = ys.shape[0]
@@ -413,23 +407,23 @@ def _correspond(ys, xs, width, nb_ptr, nb_col, nb_cost, n2, outlier):
     parent = np.arange(n1 + n2)
     for i in range(n1):
         for e in range(aptr[i], aptr[i + 1]):
-            a = _find(parent, i)
-            b = _find(parent, n1 + acol[e])
+            a = find(parent, i)
+            b = find(parent, n1 + acol[e])
             if a != b:
                 parent[a] = b
     c1 = np.zeros(n1 + n2, np.int64)
     c2 = np.zeros(n1 + n2, np.int64)
     for i in range(n1):
         if aptr[i + 1] > aptr[i]:
-            c1[_find(parent, i)] += 1
+            c1[find(parent, i)] += 1
     for j in range(n2):
         if bptr[j + 1] > bptr[j]:
-            c2[_find(parent, n1 + j)] += 1
+            c2[find(parent, n1 + j)] += 1
     rows1 = np.empty(n1, np.int64)
     nr1 = 0
     for i in range(n1):
         if aptr[i + 1] > aptr[i]:
-            r = _find(parent, i)
+            r = find(parent, i)
             if c1[r] <= c2[r]:
                 rows1[nr1] = i
                 nr1 += 1
@@ -437,7 +431,7 @@ def _correspond(ys, xs, width, nb_ptr, nb_col, nb_cost, n2, outlier):
     nr2 = 0
     for j in range(n2):
         if bptr[j + 1] > bptr[j]:
-            r = _find(parent, n1 + j)
+            r = find(parent, n1 + j)
             if c1[r] > c2[r]:
                 rows2[nr2] = j
                 nr2 += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._regions import find, merge_small_regions
+from ._regions import _relabel_roots, find, merge_small_regions
 from .registry import Param, register
 from .superpixels import lab_features
 
@@ -416,21 +416,6 @@ def _meanshift_filter(feat, hs, hr, max_iter, eps):
 
 
 @njit(cache=True)
-def _compact(parent, h, w):
-    out = np.empty((h, w), np.int32)
-    ids = np.full(h * w, -1, np.int32)
-    m = 0
-    for r in range(h):
-        for c in range(w):
-            a = find(parent, r * w + c)
-            if ids[a] < 0:
-                ids[a] = m
-                m += 1
-            out[r, c] = ids[a]
-    return out, m
-
-
-@njit(cache=True)
 def _fuse_modes(modes, hr):
     """Union of 4-neighbours whose modes are within hr / 2, then of adjacent regions whose mean modes are
     within hr / 2 (EDISON's connect and fuse steps, a few sweeps); returns labels 0..n-1 in raster order."""
@@ -452,7 +437,7 @@ def _fuse_modes(modes, hr):
                         b = find(parent, rr * w + cc)
                         if a != b:
                             parent[max(a, b)] = min(a, b)
-    labels, n = _compact(parent, h, w)
+    labels, n = _relabel_roots(parent, h, w)
     for _ in range(3):  # region fusion on the mean modes
         size = np.zeros(n)
         mean = np.zeros((n, nc))
