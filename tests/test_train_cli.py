@@ -56,6 +56,39 @@ def test_evaluate_writes_every_metric(run, folder, tmp_path, capsys):
     assert main(["evaluate", str(run / "checkpoints/best.ckpt"), "--data", str(folder), "--format", "folder",
                  "--json", str(tmp_path / "m2.json"), "--out", str(tmp_path / "ev2")]) == 0
     assert json.loads((tmp_path / "m2.json").read_text())["matrix"] == res["matrix"]
+    # distance metrics: per class, and their class means
+    bf = [c["boundary_f"] for c in res["per_class"].values() if c["boundary_f"] is not None]
+    assert res["mean_boundary_f"] == pytest.approx(np.mean(bf))
+    assert all("hd95" in c and "hd95_missed" in c for c in res["per_class"].values())
+    assert "boundary F" in (tmp_path / "ev/report.md").read_text()
+    assert main(["evaluate", str(run / "best.pt"), "--data", str(folder), "--format", "folder", "--no-distances",
+                 "--json", str(tmp_path / "m3.json"), "--out", str(tmp_path / "ev3")]) == 0
+    assert "mean_hd95" not in json.loads((tmp_path / "m3.json").read_text())
+
+
+def test_distance_accumulator_averages_over_images():
+    from seglab.engine.evaluate import DistanceAccumulator
+    from seglab.metrics import boundary_f, hd95
+
+    rng = np.random.default_rng(0)
+    acc = DistanceAccumulator(3, ignore_index=255, tolerance=1.0)
+    pairs = []
+    for _ in range(3):
+        t = np.zeros((20, 24), np.int64)
+        t[4:12, 5:15] = 1
+        p = t.copy()
+        p[rng.integers(0, 20, 30), rng.integers(0, 24, 30)] = 1
+        pairs.append((p, t))
+        acc.update(p, t)
+    p, t = pairs[0][0].copy(), pairs[0][1].copy()
+    p[0, 0] = 2                     # class 2 predicted, absent from the target: HD95 infinite, F = 0
+    acc.update(p, t)
+    pairs.append((p, t))
+    r = acc.compute()
+    want = np.mean([hd95(p == 1, t == 1) for p, t in pairs])
+    assert r["hd95"][1] == pytest.approx(want)
+    assert r["boundary_f"][1] == pytest.approx(np.mean([boundary_f(p == 1, t == 1, 1.0) for p, t in pairs]))
+    assert r["hd95"][2] is None and r["hd95_missed"][2] == 1 and r["boundary_f"][2] == 0.0
 
 
 def test_predict_any_size_with_tiles_tta_and_overlay(run, tmp_path, capsys):

@@ -215,7 +215,7 @@ def segment(image: np.ndarray, method: str, **params) -> np.ndarray:
     from ..io import to_float_image
 
     m = get_method(method)
-    img = to_float_image(image)
+    img = to_float_image(image, copy=False)  # no copy of a float32 image in [0, 1]: methods never write to it
     kwargs = resolve_params(m, params)
     for p in m.params:
         v = kwargs.get(p.name)

@@ -52,6 +52,9 @@ def evaluate_cmd(
     window: str = typer.Option("gaussian", "--window", help="Tile blending: gaussian, cosine or uniform."),
     tta: bool = typer.Option(False, "--tta", help="Average over horizontal flips."),
     scales: Optional[str] = typer.Option(None, "--scales", help="Multi-scale TTA, e.g. 0.75,1,1.25."),
+    distances: bool = typer.Option(True, "--distances/--no-distances",
+                                   help="Per-class HD95 and boundary F (averaged over images)."),
+    tolerance: float = typer.Option(2.0, "--tolerance", min=0.0, help="Boundary F tolerance in pixels."),
 ):
     """Score a trained model on a data-set split: every metric, a per-class table, a confusion-matrix PNG."""
     import yaml
@@ -66,7 +69,8 @@ def evaluate_cmd(
         raise SeglabError(f"{data}: split {split!r} has no image / target pairs")
     trained = load_trained(checkpoint)
     check_compatible(trained, ds.info)
-    res = evaluate_dataset(trained, ds, **_eval_options(tile, overlap, window, tta, scales))
+    res = evaluate_dataset(trained, ds, **_eval_options(tile, overlap, window, tta, scales),
+                           distances=distances, tolerance=tolerance)
     res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)
     out_dir = out or checkpoint.parent / f"eval-{split}"
     paths = write_report(res, out_dir, f"{checkpoint.name} on {ds.info.name} {split}")

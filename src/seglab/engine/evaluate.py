@@ -7,6 +7,12 @@ ignored label are skipped). For ISBI 2012 (cell / membrane) the connectomics met
 ``pixel_error``, ``rand_error`` = 1 - ``v_rand`` and ``info_error`` = 1 - ``v_info`` are those of the
 arg-max prediction, ``best_threshold`` holds the challenge's protocol for probability maps (best V_rand /
 V_info over interior-probability thresholds 0.0 .. 0.9).
+
+Distance metrics (``distances=True``) are computed per image and class with
+:func:`seglab.metrics.distances_per_class` and averaged over the images: ``hd95`` (pixels) over the images
+where the class is in both prediction and target (``hd95_missed`` counts the images where it is in only
+one, whose distance is infinite), ``boundary_f`` (tolerance ``tolerance`` pixels) over the images where
+the class is in either. ``mean_hd95`` and ``mean_boundary_f`` average those over the classes.
 """
 from __future__ import annotations
 
@@ -44,7 +50,7 @@ def predict_image(trained, image: np.ndarray, *, tile=None, overlap=0.5, window=
 
 
 def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", flip=False, scales=(1.0,),
-                     device="cpu", progress=None) -> dict:
+                     device="cpu", progress=None, distances: bool = True, tolerance: float = 2.0) -> dict:
     """Every metric of ``trained`` on ``ds`` (a :class:`~seglab.data.SegDataset`)."""
     from ..metrics import ConfusionMatrix
 
@@ -52,6 +58,7 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
     cm = ConfusionMatrix(info.num_classes, info.ignore_index)
     isbi = info.num_classes == 2 and info.name == "isbi2012"
     stack: dict[str, list] = {"pred": [], "prob": [], "target": []}
+    dist = DistanceAccumulator(info.num_classes, info.ignore_index, tolerance) if distances else None
     pixels, seconds = 0, 0.0
     trained.model.to(device)
     for i in range(len(ds)):
@@ -63,6 +70,8 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
         seconds += time.perf_counter() - t0
         pixels += pred.size
         cm.update(pred, target)
+        if dist is not None:
+            dist.update(pred, target)
         if isbi:
             stack["pred"].append(pred == 1)
             stack["prob"].append(prob[1])
@@ -73,6 +82,13 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
     out = {k: _clean(v) for k, v in m.items() if not isinstance(v, np.ndarray)}
     out["per_class"] = {name: {k: _clean(m[k][c]) for k in ("iou", "dice", "precision", "recall")} |
                         {"support": int(m["support"][c])} for c, name in enumerate(info.classes)}
+    if dist is not None:
+        per_class = dist.compute()
+        for c, name in enumerate(info.classes):
+            out["per_class"][name].update({k: v[c] for k, v in per_class.items()})
+        out["mean_hd95"] = _nanmean([v["hd95"] for v in out["per_class"].values()])
+        out["mean_boundary_f"] = _nanmean([v["boundary_f"] for v in out["per_class"].values()])
+        out["boundary_tolerance"] = float(tolerance)
     if isbi and len(ds):
         out.update(connectomics(np.stack(stack["pred"]), np.stack(stack["prob"]), np.stack(stack["target"])))
     out["images"] = len(ds)
@@ -80,6 +96,43 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
     out["matrix"] = cm.matrix.tolist()
     out["classes"] = list(info.classes)
     return out
+
+
+class DistanceAccumulator:
+    """Per-class HD95 and boundary F averaged over images (see the module docstring)."""
+
+    def __init__(self, num_classes: int, ignore_index=None, tolerance: float = 2.0):
+        self.num_classes, self.ignore_index, self.tolerance = num_classes, ignore_index, tolerance
+        self.hd95_sum = np.zeros(num_classes)
+        self.hd95_n = np.zeros(num_classes, np.int64)
+        self.missed = np.zeros(num_classes, np.int64)
+        self.bf_sum = np.zeros(num_classes)
+        self.bf_n = np.zeros(num_classes, np.int64)
+
+    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
+        from ..metrics import distances_per_class
+
+        d = distances_per_class(pred, target, self.num_classes, ignore_index=self.ignore_index,
+                                tolerance=self.tolerance)
+        finite = np.isfinite(d["hd95"])
+        self.hd95_sum[finite] += d["hd95"][finite]
+        self.hd95_n += finite
+        self.missed += np.isinf(d["hd95"])
+        seen = ~np.isnan(d["boundary_f"])
+        self.bf_sum[seen] += d["boundary_f"][seen]
+        self.bf_n += seen
+
+    def compute(self) -> dict:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hd95 = np.where(self.hd95_n > 0, self.hd95_sum / np.maximum(self.hd95_n, 1), np.nan)
+            bf = np.where(self.bf_n > 0, self.bf_sum / np.maximum(self.bf_n, 1), np.nan)
+        return {"hd95": [_clean(v) for v in hd95], "hd95_missed": [int(v) for v in self.missed],
+                "boundary_f": [_clean(v) for v in bf]}
+
+
+def _nanmean(values):
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
 
 
 def connectomics(pred_cells: np.ndarray, cell_prob: np.ndarray, true_cells: np.ndarray) -> dict:
@@ -106,16 +159,26 @@ def markdown_report(res: dict, title: str) -> str:
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
     for k in ("miou", "mean_accuracy", "pixel_accuracy", "fwiou", "mean_dice"):
         lines.append(f"| {k} (%) | {pct(res.get(k))} |")
+    if res.get("mean_boundary_f") is not None:
+        lines.append(f"| mean boundary F ({res['boundary_tolerance']:g} px) (%) | {pct(res['mean_boundary_f'])} |")
+    if res.get("mean_hd95") is not None:
+        lines.append(f"| mean HD95 (px) | {res['mean_hd95']:.2f} |")
     for k in ("pixel_error", "rand_error", "v_rand", "info_error", "v_info"):
         if res.get(k) is not None:
             lines.append(f"| {k} | {res[k]:.4f} |")
     best = res.get("best_threshold")
     if best:
         lines.append(f"| rand_error at the best threshold ({best['rand_threshold']}) | {best['rand_error']:.4f} |")
-    lines += ["", "| class | IoU (%) | accuracy (%) | precision (%) | Dice (%) | pixels |", "|---|---|---|---|---|---|"]
+    dist = res.get("mean_boundary_f") is not None or res.get("mean_hd95") is not None
+    head = "| class | IoU (%) | accuracy (%) | precision (%) | Dice (%) |" + (
+        " boundary F (%) | HD95 (px) | HD95 missed |" if dist else "") + " pixels |"
+    lines += ["", head, "|" + "---|" * (head.count("|") - 1)]
     for name, c in res["per_class"].items():
-        lines.append(f"| {name} | {pct(c['iou'])} | {pct(c['recall'])} | {pct(c['precision'])} | "
-                     f"{pct(c['dice'])} | {c['support']} |")
+        row = f"| {name} | {pct(c['iou'])} | {pct(c['recall'])} | {pct(c['precision'])} | {pct(c['dice'])} |"
+        if dist:
+            hd = "n/a" if c.get("hd95") is None else f"{c['hd95']:.1f}"
+            row += f" {pct(c.get('boundary_f'))} | {hd} | {c.get('hd95_missed', 0)} |"
+        lines.append(row + f" {c['support']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -104,12 +104,13 @@ def read_stack(path) -> np.ndarray:
     return read_image(path)[None]
 
 
-def to_float_image(image: np.ndarray, *, name: str = "image") -> np.ndarray:
+def to_float_image(image: np.ndarray, *, name: str = "image", copy: bool = True) -> np.ndarray:
     """Convert an image to float32 in [0, 1]: H x W (gray) or H x W x 3 (RGB).
 
     Integer images are divided by their dtype's maximum (255 for uint8, 65535 for uint16); float images
     are clipped to [0, 1]; alpha channels are dropped; a single channel H x W x 1 becomes H x W; a
-    two-channel image is refused.
+    two-channel image is refused. With ``copy=False`` a contiguous float32 image already in [0, 1] is
+    returned as a read-only view instead of a copy (what :func:`seglab.segment` passes to a method).
     """
     arr = np.asarray(image)
     if arr.ndim not in (2, 3):
@@ -133,8 +134,14 @@ def to_float_image(image: np.ndarray, *, name: str = "image") -> np.ndarray:
         lo, hi = arr.min(), arr.max()  # NaN propagates into both; no temporary arrays
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise SeglabError(f"{name}: contains NaN or infinite values")
-        # One copy (methods may work in place); clip only when something lies outside [0, 1].
-        out = arr.astype(np.float32) if lo >= 0 and hi <= 1 else np.clip(arr, 0.0, 1.0).astype(np.float32)
+        if lo >= 0 and hi <= 1:
+            if not copy and arr.dtype == np.float32 and arr.flags.c_contiguous:
+                view = arr.view()
+                view.flags.writeable = False
+                return view
+            out = arr.astype(np.float32)   # one copy
+        else:                               # clip only when something lies outside [0, 1]
+            out = np.clip(arr, 0.0, 1.0).astype(np.float32)
     else:
         raise SeglabError(f"{name}: unsupported dtype {arr.dtype}")
     return np.ascontiguousarray(out)
