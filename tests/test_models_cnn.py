@@ -18,6 +18,7 @@ CONFIGS = [
     ("fcn16s", {"fc_channels": 32}),
     ("fcn8s", {"fc_channels": 32}),
     ("segnet", {}),
+    ("segnet_basic", {"width": 8}),
     ("unet", {"base_width": 4}),
     ("unet", {"base_width": 4, "depth": 3, "variant": "valid"}),
     ("unet", {"base_width": 2, "encoder": "resnet18"}),
@@ -27,7 +28,7 @@ CONFIGS = [
     ("deeplabv3plus", {"encoder": "mobilenet_v2"}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw in CONFIGS]
-CNN = ["patch_classifier", "fcn32s", "fcn16s", "fcn8s", "segnet", "unet", "deeplabv3", "deeplabv3plus"]
+CNN = ["patch_classifier", "fcn32s", "fcn16s", "fcn8s", "segnet", "segnet_basic", "unet", "deeplabv3", "deeplabv3plus"]
 
 
 def test_every_cnn_is_registered_and_builds_with_defaults():
@@ -141,6 +142,22 @@ def test_segnet_unpools_with_encoder_indices():
     assert torch.equal(nz & ~pos, torch.zeros_like(nz))  # non-zeros only where the maxima were
     convs = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 13 and all(c.weight.requires_grad for c in convs)  # the mirror of VGG16's 13
+
+
+def test_segnet_basic_is_the_papers_network():
+    model = create("segnet_basic", 11)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs[:8]] == [(7, 7)] * 8 and {c.out_channels for c in convs[:8]} == {64}
+    assert convs[-1].kernel_size == (1, 1) and convs[-1].out_channels == 11
+    # decoders: conv + BN, no ReLU
+    assert not any(isinstance(m, torch.nn.ReLU) for m in model.decoder.modules())
+    x = torch.randn(1, 3, 45, 61)   # odd sizes: unpooling restores each encoder size
+    with torch.no_grad():
+        assert model.eval()(x).shape == (1, 11, 45, 61)
+    with pytest.raises(ParameterError):
+        create("segnet_basic", 2, kernel=4)
+    with pytest.raises(ParameterError):
+        create("segnet_basic", 2, encoder="resnet18")
 
 
 def test_unet_valid_geometry_of_the_paper():
