@@ -1,5 +1,6 @@
 """Engine pieces without training: configs, schedules, samplers, tiled inference and TTA."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,3 +142,17 @@ def test_prediction_of_a_model_trained_on_resized_images_comes_back_at_full_size
     rgb = np.random.default_rng(0).integers(0, 255, (30, 41, 3), dtype=np.uint8)
     p = predict_image(t, rgb, flip=True)  # RGB into a gray model: converted by luminance
     assert p.shape == (2, 30, 41) and np.allclose(p.sum(0), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_shipped_config_loads_and_builds_its_model(path):
+    from seglab.data.registry import get_format
+    from seglab.models import create
+
+    cfg = load_config(path)
+    get_format(cfg["data"]["format"])  # a registered data-set format
+    m = cfg["model"]
+    model = create(m["name"], 3, encoder=m.get("encoder"), **(m.get("options") or {}))
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 40, 52)).shape == (1, 3, 40, 52)
