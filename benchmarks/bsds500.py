@@ -382,8 +382,8 @@ def main(argv=None):
         entry["command"] = cmd.strip()
         entry["date"] = date
         entry["commit"] = _commit()
-        if path.is_file():  # another run may have added entries meanwhile
-            data["methods"] = {**json.loads(path.read_text()).get("methods", {}), **data["methods"]}
+        if path.is_file():  # another run may have written entries meanwhile: the file is the current state
+            data["methods"] = json.loads(path.read_text()).get("methods", {})
         data["methods"][name] = entry
         args.out.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(data, indent=1, default=str))
