@@ -8,6 +8,7 @@ from PIL import Image
 from seglab.cli.main import main
 from seglab.data import open_dataset
 from seglab.data.check import check_dataset, check_split, class_weights
+from seglab.errors import SeglabError
 
 
 def _png(path, arr):
@@ -77,6 +78,10 @@ def test_class_weights_median_frequency():
     np.testing.assert_allclose(class_weights(rep, "median"), want / want.mean())
     inv = 1 / (np.array([60, 30, 10]) / 100)
     np.testing.assert_allclose(class_weights(rep, "inverse"), inv / inv.mean())
+    np.testing.assert_allclose(class_weights(rep, "sqrt_median"), np.sqrt(want) / np.sqrt(want).mean())
+    np.testing.assert_allclose(class_weights(rep, "sqrt_inverse"), np.sqrt(inv) / np.sqrt(inv).mean())
+    with pytest.raises(SeglabError, match="sqrt_median"):
+        class_weights(rep, "cube_median")
     rep.class_pixels[2] = 0
     assert class_weights(rep, "inverse")[2] == 0
 

@@ -124,20 +124,26 @@ def class_weights(rep: SplitReport, method: str) -> list[float]:
 
     ``inverse``: 1 / frequency; ``median``: median frequency balancing (Eigen & Fergus, ICCV 2015, as
     used by SegNet), ``median(f) / f_c`` with ``f_c`` = pixels of class c / pixels of the images that
-    contain c. Both are scaled to mean 1 over the classes present; absent classes get weight 0.
+    contain c. ``sqrt_inverse`` and ``sqrt_median`` take their square roots: a milder balance that
+    over-predicts rare classes less (a 10x rarer class gets about 3x the weight instead of 10x). All are
+    scaled to mean 1 over the classes present; absent classes get weight 0.
     """
     counts = np.asarray(rep.class_pixels, dtype=np.float64)
-    if method == "inverse":
+    base = method[5:] if method.startswith("sqrt_") else method
+    if base == "inverse":
         freq = counts / max(counts.sum(), 1.0)
-    elif method == "median":
+    elif base == "median":
         freq = counts / np.maximum(np.asarray(rep.class_image_pixels, dtype=np.float64), 1.0)
     else:
-        raise SeglabError(f"loss.class_weights must be null, 'inverse', 'median' or a list, got {method!r}")
+        raise SeglabError("loss.class_weights must be null, 'inverse', 'median', 'sqrt_inverse', 'sqrt_median' "
+                          f"or a list, got {method!r}")
     present = counts > 0
     w = np.zeros_like(freq)
     if not present.any():
         return w.tolist()
-    w[present] = (np.median(freq[present]) if method == "median" else 1.0) / freq[present]
+    w[present] = (np.median(freq[present]) if base == "median" else 1.0) / freq[present]
+    if base != method:
+        w[present] = np.sqrt(w[present])
     w[present] /= w[present].mean()
     return w.tolist()
 

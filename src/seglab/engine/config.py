@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
         "check": True,               # run `seglab data check` on train / val before training
     },
     "augment": dict(AUGMENT_DEFAULTS),
-    "loss": {"name": "ce", "options": {}, "class_weights": None},  # class_weights: null|inverse|median|[...]
+    "loss": {"name": "ce", "options": {}, "class_weights": None},  # class_weights: null|inverse|median|sqrt_inverse|sqrt_median|[...]
     "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "momentum": 0.9},
     # by_time: decay over trainer.max_minutes instead of the step count when that ends first (the rate
     # then depends on the machine's speed, so such runs are not bit-reproducible)
