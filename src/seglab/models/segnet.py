@@ -27,14 +27,17 @@ _STAGES = ((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64, 64
 
 
 class SegNetDecoder(nn.Module):
-    def __init__(self, stages=_STAGES):
+    """Per stage, deepest first: max-unpooling with the encoder's indices, then the stage's k x k conv-BN
+    (-ReLU) layers, whose output widths ``stages`` lists."""
+
+    def __init__(self, stages=_STAGES, *, in_channels: int = 512, kernel: int = 3, relu: bool = True):
         super().__init__()
         self.unpool = MaxUnpool(2)
-        blocks, cin = [], 512
+        blocks, cin = [], in_channels
         for stage in stages:
             layers = []
             for c in stage:
-                layers.append(ConvBNReLU(cin, c, 3))
+                layers.append(ConvBNReLU(cin, c, kernel, relu=relu))
                 cin = c
             blocks.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(blocks)
@@ -81,22 +84,6 @@ class SegNetBasicEncoder(nn.Module):
         return x, pools
 
 
-class SegNetBasicDecoder(nn.Module):
-    """``depth`` x (max-unpooling with the encoder's indices, 7x7 conv-BN without ReLU), deepest first."""
-
-    def __init__(self, width: int = 64, depth: int = 4, kernel: int = 7):
-        super().__init__()
-        self.unpool = MaxUnpool(2)
-        self.stages = nn.ModuleList(ConvBNReLU(width, width, kernel, relu=False) for _ in range(depth))
-        self.out_channels = width
-
-    def forward(self, encoded):
-        x, pools = encoded
-        for stage, (idx, size) in zip(self.stages, reversed(pools)):
-            x = stage(self.unpool(x, idx, size))
-        return x
-
-
 @register_model("segnet_basic", family="SegNet", description="SegNet-Basic: 4 x (7x7 conv, 64 features) "
                 "encoder / max-unpooling decoder, the paper's CamVid network",
                 reference="Badrinarayanan et al., SegNet, TPAMI 2017 (SegNet-Basic)")
@@ -110,6 +97,6 @@ def segnet_basic(num_classes: int, *, encoder: str | None = None, in_channels: i
             raise ParameterError(f"parameter {name!r} must be >= {lo}, got {v!r}")
     if kernel % 2 == 0:
         raise ParameterError(f"parameter 'kernel' must be odd, got {kernel}")
-    decoder = SegNetBasicDecoder(width, depth, kernel)
+    decoder = SegNetDecoder(((width,),) * depth, in_channels=width, kernel=kernel, relu=False)
     return SegmentationModel(SegNetBasicEncoder(in_channels, width, depth, kernel), decoder,
                              nn.Conv2d(width, num_classes, 1), stride=2 ** depth)
