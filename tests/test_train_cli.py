@@ -136,3 +136,27 @@ def test_unreadable_image(run, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     assert main(["predict", str(run / "last.pt"), str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 2
     assert "missing.png: no such file" in _one_error(capsys)
+
+
+def test_predict_image_resizes_to_the_training_size_and_back(run):
+    import cv2
+    import torch.nn.functional as F
+
+    from seglab.engine.checkpoint import load_trained
+    from seglab.engine.evaluate import predict_image, training_resize
+    from seglab.engine.inference import normalise
+
+    trained = load_trained(run / "best.pt")
+    img, _ = render(3000, 40)
+    assert training_resize(trained) is None  # the tiny config trains at the data's own size
+    native = predict_image(trained, img)
+    np.testing.assert_allclose(native, predict_image(trained, img, resize=None))
+    small = predict_image(trained, img, resize=(20, 24))
+    assert small.shape == native.shape == (3, 40, 40)
+    x = normalise(cv2.resize(img, (24, 20), interpolation=cv2.INTER_AREA), trained.mean, trained.std)
+    with torch.no_grad():
+        want = F.interpolate(torch.softmax(trained.model(x), 1), size=(40, 40), mode="bilinear",
+                             align_corners=False)[0].numpy()
+    np.testing.assert_allclose(small, want, atol=1e-5)
+    trained.config.setdefault("augment", {})["resize"] = [20, 24]     # as a run with augment.resize
+    np.testing.assert_allclose(predict_image(trained, img), small, atol=1e-6)

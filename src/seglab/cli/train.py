@@ -55,6 +55,8 @@ def evaluate_cmd(
     distances: bool = typer.Option(True, "--distances/--no-distances",
                                    help="Per-class HD95 and boundary F (averaged over images)."),
     tolerance: float = typer.Option(2.0, "--tolerance", min=0.0, help="Boundary F tolerance in pixels."),
+    native: bool = typer.Option(False, "--native", help="Run at each image's own size instead of resizing "
+                                "it to the training's augment.resize."),
 ):
     """Score a trained model on a data-set split: every metric, a per-class table, a confusion-matrix PNG."""
     import yaml
@@ -70,7 +72,7 @@ def evaluate_cmd(
     trained = load_trained(checkpoint)
     check_compatible(trained, ds.info)
     res = evaluate_dataset(trained, ds, **_eval_options(tile, overlap, window, tta, scales),
-                           distances=distances, tolerance=tolerance)
+                           distances=distances, tolerance=tolerance, resize=None if native else "auto")
     res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)
     out_dir = out or checkpoint.parent / f"eval-{split}"
     paths = write_report(res, out_dir, f"{checkpoint.name} on {ds.info.name} {split}")
@@ -95,6 +97,8 @@ def predict_cmd(
                                        "crop for images larger than it)."),
     overlap: float = typer.Option(0.5, "--overlap", help="Tile overlap fraction."),
     window: str = typer.Option("gaussian", "--window", help="Tile blending: gaussian, cosine or uniform."),
+    native: bool = typer.Option(False, "--native", help="Run at each image's own size instead of resizing "
+                                "it to the training's augment.resize."),
 ):
     """Segment images of any size with a trained model: label PNGs (palette of the data set) and overlays."""
     import numpy as np
@@ -127,7 +131,7 @@ def predict_cmd(
     for f in files:
         image = as_uint8_image(read_image(f), f)
         t0, c0 = time.perf_counter(), time.process_time()
-        prob = predict_image(trained, image, **opts)
+        prob = predict_image(trained, image, **opts, resize=None if native else "auto")
         labels = prob.argmax(0).astype(np.int32)
         secs += time.perf_counter() - t0
         cpu += time.process_time() - c0

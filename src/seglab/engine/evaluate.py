@@ -38,20 +38,45 @@ def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(image[..., :1], channels, axis=2)
 
 
+def training_resize(trained) -> tuple[int, int] | None:
+    """The ``augment.resize`` (H, W) the model was trained with, or None."""
+    r = (trained.config.get("augment") or {}).get("resize")
+    if not r:
+        return None
+    return (int(r[0]), int(r[1])) if isinstance(r, (list, tuple)) else (int(r), int(r))
+
+
 def predict_image(trained, image: np.ndarray, *, tile=None, overlap=0.5, window="gaussian", flip=False,
-                  scales=(1.0,), device="cpu") -> np.ndarray:
-    """Class probabilities C x H x W (numpy float32) of one uint8 H x W x C image."""
+                  scales=(1.0,), device="cpu", resize="auto") -> np.ndarray:
+    """Class probabilities C x H x W (numpy float32) of one uint8 H x W x C image.
+
+    ``resize="auto"`` resizes the image to the training's ``augment.resize`` (as its training and
+    validation images were, with area interpolation) and upsamples the probabilities bilinearly back to
+    the image's size: a network trained at reduced resolution sees objects at the scale it learned.
+    ``resize=None`` runs at the image's own size; an (H, W) pair resizes to that size."""
+    import cv2
+
+    h, w = image.shape[:2]
     image = match_channels(image, trained.info.in_channels)
+    size = training_resize(trained) if isinstance(resize, str) and resize == "auto" else resize
+    if size is not None and tuple(size) != (h, w):
+        c = image.shape[2]
+        image = cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA).reshape(
+            int(size[0]), int(size[1]), c)
     x = normalise(image, trained.mean, trained.std).to(device)
     with torch.inference_mode():
         p = predict_proba(trained.model, x, tile=tile, overlap=overlap, window_kind=window, flip=flip,
                           scales=scales)
+        if p.shape[-2:] != (h, w):
+            p = torch.nn.functional.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)
     return p[0].float().cpu().numpy()
 
 
 def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", flip=False, scales=(1.0,),
-                     device="cpu", progress=None, distances: bool = True, tolerance: float = 2.0) -> dict:
-    """Every metric of ``trained`` on ``ds`` (a :class:`~seglab.data.SegDataset`)."""
+                     device="cpu", progress=None, distances: bool = True, tolerance: float = 2.0,
+                     resize="auto") -> dict:
+    """Every metric of ``trained`` on ``ds`` (a :class:`~seglab.data.SegDataset`), scored at the
+    targets' own resolution (``resize``: see :func:`predict_image`)."""
     from ..metrics import ConfusionMatrix
 
     info = trained.info
@@ -65,7 +90,7 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
         image, target = ds.read(i)
         t0 = time.perf_counter()
         prob = predict_image(trained, image, tile=tile, overlap=overlap, window=window, flip=flip,
-                             scales=scales, device=device)
+                             scales=scales, device=device, resize=resize)
         pred = prob.argmax(0)
         seconds += time.perf_counter() - t0
         pixels += pred.size
@@ -92,6 +117,8 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
     if isbi and len(ds):
         out.update(connectomics(np.stack(stack["pred"]), np.stack(stack["prob"]), np.stack(stack["target"])))
     out["images"] = len(ds)
+    size = training_resize(trained) if isinstance(resize, str) and resize == "auto" else resize
+    out["input_size"] = list(size) if size is not None else None
     out["megapixels_per_s"] = pixels / 1e6 / seconds if seconds > 0 else None
     out["matrix"] = cm.matrix.tolist()
     out["classes"] = list(info.classes)
