@@ -256,9 +256,12 @@ def write_page(data: dict, out: Path = OUT):
         "Regenerate: `python benchmarks/bsds500.py` (all methods, 200 images) or per method "
         "`python benchmarks/bsds500.py --methods NAME [--limit N]`; each entry below records the command and "
         "date that produced it (`docs/results/bsds500.json`).", "",
-        f"Machine: {data.get('machine', '?')}, **shared with six other engineers' jobs** (timings are noisy; "
-        "ours and each peer are timed back to back on the same image, order alternating, and the speed ratio "
-        "is the median of the per-image ratios).", "",
+        f"Machine: {data.get('machine', '?')}. Load differed between runs (each entry's date is in the last "
+        "table). On 2026-11-21, runs before 07:45 UTC shared the cores with six other jobs (felzenszwalb, "
+        "meanshift); 07:48-07:55 was quiet; gmm, grabcut, graph_cut, random_walker and slic (10:18-10:36) ran "
+        "beside one other single-thread job; otsu, adaptive_threshold and mrf (10:37-10:45) ran on a quiet "
+        "machine. Ours and each peer are timed back to back on the same image, order alternating, and the "
+        "speed ratio is the median of the per-image ratios, so load affects both alike.", "",
         "Protocol: our method over a sweep of its scale parameter (geometric grid around the default), scored "
         "as BSDS500 scores hierarchies: ODS = best single parameter value for the split, OIS = best value per "
         "image (Arbelaez et al., PAMI 2011). Segmentation covering, probabilistic Rand index, variation of "
