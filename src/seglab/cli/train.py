@@ -105,7 +105,7 @@ def predict_cmd(
 
     from ..data.base import as_uint8_image
     from ..engine.checkpoint import load_trained
-    from ..engine.evaluate import predict_image
+    from ..engine.evaluate import predict_image, training_resize
     from ..io import overlay, read_image, save_png, write_labels
     from ..io.images import IMAGE_SUFFIXES
 
@@ -124,7 +124,7 @@ def predict_cmd(
     opts = _eval_options(tile, overlap, window, tta, scales)
     if opts["tile"] is None:
         crop = (trained.config.get("augment") or {}).get("crop")
-        if crop and not (trained.config.get("augment") or {}).get("resize"):
+        if crop and training_resize(trained) is None:
             opts["tile"] = [int(crop[0]), int(crop[1])] if isinstance(crop, (list, tuple)) else [int(crop)] * 2
     palette = np.array(trained.info.palette, dtype=np.uint8)
     mp, secs, cpu = 0.0, 0.0, 0.0

@@ -46,6 +46,11 @@ def training_resize(trained) -> tuple[int, int] | None:
     return (int(r[0]), int(r[1])) if isinstance(r, (list, tuple)) else (int(r), int(r))
 
 
+def input_size(trained, resize) -> tuple[int, int] | None:
+    """The size images are resized to before the network: ``resize="auto"`` the training's, else as given."""
+    return training_resize(trained) if isinstance(resize, str) and resize == "auto" else resize
+
+
 def predict_image(trained, image: np.ndarray, *, tile=None, overlap=0.5, window="gaussian", flip=False,
                   scales=(1.0,), device="cpu", resize="auto") -> np.ndarray:
     """Class probabilities C x H x W (numpy float32) of one uint8 H x W x C image.
@@ -58,7 +63,7 @@ def predict_image(trained, image: np.ndarray, *, tile=None, overlap=0.5, window=
 
     h, w = image.shape[:2]
     image = match_channels(image, trained.info.in_channels)
-    size = training_resize(trained) if isinstance(resize, str) and resize == "auto" else resize
+    size = input_size(trained, resize)
     if size is not None and tuple(size) != (h, w):
         c = image.shape[2]
         image = cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA).reshape(
@@ -84,13 +89,14 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
     isbi = info.num_classes == 2 and info.name == "isbi2012"
     stack: dict[str, list] = {"pred": [], "prob": [], "target": []}
     dist = DistanceAccumulator(info.num_classes, info.ignore_index, tolerance) if distances else None
+    size = input_size(trained, resize)
     pixels, seconds = 0, 0.0
     trained.model.to(device)
     for i in range(len(ds)):
         image, target = ds.read(i)
         t0 = time.perf_counter()
         prob = predict_image(trained, image, tile=tile, overlap=overlap, window=window, flip=flip,
-                             scales=scales, device=device, resize=resize)
+                             scales=scales, device=device, resize=size)
         pred = prob.argmax(0)
         seconds += time.perf_counter() - t0
         pixels += pred.size
@@ -117,7 +123,6 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
     if isbi and len(ds):
         out.update(connectomics(np.stack(stack["pred"]), np.stack(stack["prob"]), np.stack(stack["target"])))
     out["images"] = len(ds)
-    size = training_resize(trained) if isinstance(resize, str) and resize == "auto" else resize
     out["input_size"] = list(size) if size is not None else None
     out["megapixels_per_s"] = pixels / 1e6 / seconds if seconds > 0 else None
     out["matrix"] = cm.matrix.tolist()
