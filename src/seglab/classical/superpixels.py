@@ -211,11 +211,9 @@ def slic(image: np.ndarray, n_segments: int = 100, compactness: float = 10.0, sl
     0.164 with both (scikit-image 0.161); boundary F 0.502, 0.496 with both (scikit-image 0.490).
     """
     img = _gaussian(image, sigma)
-    if img.ndim == 2 or img.shape[2] == 1:
-        feat = np.zeros((3,) + img.shape[:2], np.float32)
-        feat[0] = 100.0 * img.reshape(img.shape[:2])
-    else:
-        feat = np.ascontiguousarray(lab_features(img).transpose(2, 0, 1), dtype=np.float32)
+    lab = lab_features(img.reshape(img.shape[:2]) if img.ndim == 3 and img.shape[2] == 1 else img)
+    feat = np.zeros((3,) + lab.shape[:2], np.float32)  # channel-first; gray: L = 100 x intensity, a = b = 0
+    feat[:lab.shape[2]] = lab.transpose(2, 0, 1)
     h, w = feat.shape[1:]
     step = math.sqrt(h * w / n_segments)
     ny = max(1, min(h, int(round(h / step))))
