@@ -40,20 +40,12 @@ def _count_bins(x, edges, margin):
     # would serialise the increments); the few values near an edge are settled against the edges
     # themselves (bin i holds edges[i] <= v < edges[i + 1], the last bin also its upper edge).
     sub = np.zeros((4, n), np.int64)
-    m4 = m - m % 4
-    for k in range(0, m4, 4):
-        for j in range(4):
-            i = idx[k + j]
-            if i < 0:
-                i = _settle(x[k + j], edges, lo, scale, n)
-            if i >= 0:
-                sub[j, i] += 1
-    for k in range(m4, m):
+    for k in range(m):
         i = idx[k]
         if i < 0:
             i = _settle(x[k], edges, lo, scale, n)
         if i >= 0:
-            sub[0, i] += 1
+            sub[k & 3, i] += 1
     out = np.zeros(n, np.int64)
     for j in range(4):
         for i in range(n):
