@@ -259,7 +259,7 @@ def write_page(data: dict, out: Path = OUT):
         f"Machine: {data.get('machine', '?')}. Load differed between runs (each entry's date is in the last "
         "table). On 2026-11-21, runs before 07:45 UTC shared the cores with six other jobs (felzenszwalb, "
         "meanshift); 07:48-07:55 was quiet; gmm, grabcut, graph_cut, random_walker and slic (10:18-10:36) ran "
-        "beside one other single-thread job; otsu, adaptive_threshold and mrf (10:37-10:45) ran on a quiet "
+        "beside one other single-thread job; otsu, multi_otsu, adaptive_threshold and mrf (10:37-10:50) ran on a quiet "
         "machine. Ours and each peer are timed back to back on the same image, order alternating, and the "
         "speed ratio is the median of the per-image ratios, so load affects both alike.", "",
         "Protocol: our method over a sweep of its scale parameter (geometric grid around the default), scored "
