@@ -160,13 +160,20 @@ def register(name: str, *, family: str, description: str, reference: str, params
     return deco
 
 
+_LOADED = False
+
+
 def _load_all() -> None:
+    global _LOADED
+    if _LOADED:  # segment() calls this each time: the import machinery costs ~20 us even for loaded modules
+        return
     for mod in _METHOD_MODULES:
         try:
             importlib.import_module(f"{__package__}.{mod}")
         except ModuleNotFoundError as exc:  # a family not written yet must not break the others
             if exc.name != f"{__package__}.{mod}":
                 raise
+    _LOADED = True
 
 
 def methods() -> list[Method]:

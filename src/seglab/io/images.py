@@ -131,14 +131,17 @@ def to_float_image(image: np.ndarray, *, name: str = "image", copy: bool = True)
         out = arr.astype(np.float32)
         out /= np.float32(np.iinfo(arr.dtype).max)
     elif np.issubdtype(arr.dtype, np.floating):
+        if not copy and arr.dtype == np.float32 and arr.flags.c_contiguous:
+            from ._unit import all_in_unit_interval
+
+            if all_in_unit_interval(arr):
+                view = arr.view()
+                view.flags.writeable = False
+                return view
         lo, hi = arr.min(), arr.max()  # NaN propagates into both; no temporary arrays
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise SeglabError(f"{name}: contains NaN or infinite values")
         if lo >= 0 and hi <= 1:
-            if not copy and arr.dtype == np.float32 and arr.flags.c_contiguous:
-                view = arr.view()
-                view.flags.writeable = False
-                return view
             out = arr.astype(np.float32)   # one copy
         else:                               # clip only when something lies outside [0, 1]
             out = np.clip(arr, 0.0, 1.0).astype(np.float32)
