@@ -25,11 +25,11 @@ def pixel_features(image: np.ndarray, features: str, xy_weight: float = 0.0) -> 
     (so L spans [0, 1] too). Gray images give one feature for every choice. With ``xy_weight`` > 0 the
     pixel's (row, column) / max(H, W) times ``xy_weight`` are appended, which favours compact clusters.
     """
-    from .thresholding import _gray
+    from ..io import to_gray
 
     h, w = image.shape[:2]
     if features == "intensity" or image.ndim == 2:
-        f = _gray(image)[..., None] if features != "lab" else lab_features(_gray(image)) / 100.0
+        f = to_gray(image)[..., None] if features != "lab" else lab_features(to_gray(image)) / 100.0
     elif features == "rgb":
         f = image
     else:

@@ -120,11 +120,14 @@ class Method:
     reference: str
     # The parameter a BSDS sweep varies to go from fine to coarse segmentations (None: no natural scale).
     scale_param: str | None = None
+    # True when the method sees intensity only: segment() hands it the luminance (seglab.io.to_gray).
+    gray: bool = False
 
     def describe(self) -> dict:
         return {
             "name": self.name, "family": self.family, "description": self.description,
             "reference": self.reference, "scale_param": self.scale_param,
+            "input": "gray" if self.gray else "gray or colour",
             "params": [p.describe() for p in self.params],
         }
 
@@ -148,13 +151,14 @@ _METHOD_MODULES = (
 
 
 def register(name: str, *, family: str, description: str, reference: str, params: list[Param] | tuple = (),
-             scale_param: str | None = None):
-    """Decorator that registers ``func`` as segmentation method ``name``."""
+             scale_param: str | None = None, gray: bool = False):
+    """Decorator that registers ``func`` as segmentation method ``name`` (``gray``: it sees luminance only,
+    and :func:`segment` converts colour images for it)."""
 
     def deco(func):
         if name in _METHODS and _METHODS[name].func is not func:
             raise RuntimeError(f"method {name!r} registered twice")
-        _METHODS[name] = Method(name, family, func, tuple(params), description, reference, scale_param)
+        _METHODS[name] = Method(name, family, func, tuple(params), description, reference, scale_param, gray)
         return func
 
     return deco
@@ -219,10 +223,11 @@ def segment(image: np.ndarray, method: str, **params) -> np.ndarray:
     >>> labels.shape
     (303, 384)
     """
-    from ..io import to_float_image
+    from ..io import to_float_image, to_gray
 
     m = get_method(method)
-    img = to_float_image(image, copy=False)  # no copy of a float32 image in [0, 1]: methods never write to it
+    # no copy of a float32 image in [0, 1]: methods never write to it
+    img = to_gray(image) if m.gray else to_float_image(image, copy=False)
     kwargs = resolve_params(m, params)
     for p in m.params:
         v = kwargs.get(p.name)

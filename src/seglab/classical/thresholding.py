@@ -6,6 +6,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ..io import to_gray
 from .registry import Param, register
 
 
@@ -161,16 +162,13 @@ def _above(gray, t):
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
-    """Luminance (ITU-R BT.601) of an RGB float image; gray images pass through."""
-    if image.ndim == 3:  # OpenCV's weighted sum: no BLAS call (slow under thread contention)
-        import cv2
-
-        return cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32), cv2.COLOR_RGB2GRAY)
-    return image
+    """Luminance (ITU-R BT.601) of an RGB float image; gray images pass through (a no-op under
+    :func:`seglab.segment`, which converts for methods registered with ``gray=True``)."""
+    return image if image.ndim == 2 else to_gray(image)
 
 
 @register(
-    "otsu", family="thresholding",
+    "otsu", family="thresholding", gray=True,
     description="Global threshold that maximises the between-class variance of the gray-level histogram.",
     reference="N. Otsu, A threshold selection method from gray-level histograms, IEEE TSMC 1979.",
     params=[Param("nbins", int, 256, "Histogram bins.", low=2, high=65536)],
@@ -200,7 +198,7 @@ def _classes_from_thresholds(gray: np.ndarray, thresholds) -> np.ndarray:
 
 
 @register(
-    "multi_otsu", family="thresholding",
+    "multi_otsu", family="thresholding", gray=True,
     description="k classes from the k-1 thresholds that maximise the between-class variance of the histogram.",
     reference="P.-S. Liao, T.-S. Chen, P.-C. Chung, A fast algorithm for multilevel thresholding, "
               "J. Inf. Sci. Eng. 17(5), 2001 (extending N. Otsu, IEEE TSMC 1979).",
@@ -276,7 +274,7 @@ def histogram_valleys(gray: np.ndarray, sigma: float, nbins: int) -> np.ndarray:
 
 
 @register(
-    "histogram_modes", family="thresholding",
+    "histogram_modes", family="thresholding", gray=True,
     description="One class per mode of the smoothed gray-level histogram, split at the valleys between modes.",
     reference="J. M. S. Prewitt, M. L. Mendelsohn, The analysis of cell images, "
               "Ann. N.Y. Acad. Sci. 128(3), 1966 (the mode method).",
@@ -292,7 +290,7 @@ def histogram_modes(image: np.ndarray, sigma: float = 4.0, nbins: int = 256) -> 
 
 
 @register(
-    "adaptive_threshold", family="thresholding",
+    "adaptive_threshold", family="thresholding", gray=True,
     description="Local threshold: a pixel is foreground when brighter than its neighbourhood mean minus an offset.",
     reference="R. C. Gonzalez, R. E. Woods, Digital Image Processing, 3rd ed., Sec. 10.3.7 "
               "(variable thresholding based on local image properties), 2008.",

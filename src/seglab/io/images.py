@@ -132,7 +132,7 @@ def to_float_image(image: np.ndarray, *, name: str = "image", copy: bool = True)
         out /= np.float32(np.iinfo(arr.dtype).max)
     elif np.issubdtype(arr.dtype, np.floating):
         if not copy and arr.dtype == np.float32 and arr.flags.c_contiguous:
-            from ._unit import all_in_unit_interval
+            from ._kernels import all_in_unit_interval
 
             if all_in_unit_interval(arr):
                 view = arr.view()
@@ -148,6 +148,25 @@ def to_float_image(image: np.ndarray, *, name: str = "image", copy: bool = True)
     else:
         raise SeglabError(f"{name}: unsupported dtype {arr.dtype}")
     return np.ascontiguousarray(out)
+
+
+
+def to_gray(image: np.ndarray, *, name: str = "image") -> np.ndarray:
+    """Luminance of an image, float32 H x W in [0, 1]: ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B) of
+    :func:`to_float_image`'s RGB; a gray image is :func:`to_float_image` itself (read-only when not copied).
+
+    What the methods that see intensity only (thresholding, ...) receive from :func:`seglab.segment`. For
+    a float32 RGB image, the [0, 1] check and the conversion are one pass over the image.
+    """
+    from ._kernels import luma
+
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.float32 and arr.flags.c_contiguous and arr.size:
+        gray, in_range = luma(arr, check=True)
+        if in_range:
+            return gray
+    img = to_float_image(arr, name=name, copy=False)
+    return img if img.ndim == 2 else luma(np.ascontiguousarray(img))[0]
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
