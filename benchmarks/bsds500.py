@@ -245,6 +245,13 @@ def _commit() -> str:
         return ""
 
 
+def _secs(x: float) -> str:
+    """Seconds with at least 3 decimals and 3 significant digits (sub-millisecond methods stay readable)."""
+    if not (x > 0 and np.isfinite(x)):
+        return f"{x:.3f}"
+    return f"{x:.{max(3, 2 - int(np.floor(np.log10(x))))}f}"
+
+
 def _fmt2(pair):
     return f"{pair[0]:.3f} / {pair[1]:.3f}"
 
@@ -259,8 +266,8 @@ def write_page(data: dict, out: Path = OUT):
         f"Machine: {data.get('machine', '?')}. Load differed between runs (each entry's date is in the last "
         "table). On 2026-11-21, runs before 07:45 UTC shared the cores with six other jobs (felzenszwalb, "
         "meanshift); 07:48-07:55 was quiet; gmm, grabcut, graph_cut, random_walker and slic (10:18-10:36) ran "
-        "beside one other single-thread job; otsu, multi_otsu, adaptive_threshold and mrf (10:37-10:50) ran on a quiet "
-        "machine. Ours and each peer are timed back to back on the same image, order alternating, and the "
+        "beside one other single-thread job; mrf (10:39) ran on a quiet machine, and so did otsu, multi_otsu, "
+        "histogram_modes and adaptive_threshold (11:03-11:05, one worker). Ours and each peer are timed back to back on the same image, order alternating, and the "
         "speed ratio is the median of the per-image ratios, so load affects both alike.", "",
         "Protocol: our method over a sweep of its scale parameter (geometric grid around the default), scored "
         "as BSDS500 scores hierarchies: ODS = best single parameter value for the split, OIS = best value per "
@@ -269,8 +276,8 @@ def write_page(data: dict, out: Path = OUT):
         "correspondence). Label maps are 0-based; every label is a region.", "",
         "Images: " + "; ".join(f"{n} test images for {', '.join(sorted(k for k, e in entries.items() if e.get('images') == n))}"
                                for n in sorted({e.get("images", 0) for e in entries.values()}, reverse=True))
-        + " (the first N in sorted order; CPU was scarce, so only the methods with published rows ran on the "
-        "whole split).", "",
+        + (" (the whole split)." if all(e.get("images") == 200 for e in entries.values()) else
+           " (the first N in sorted order, where CPU was too scarce for the whole split)."), "",
         "## Our methods (sweep ODS / OIS)", "",
         "| method | images | swept parameter: values | covering | PRI | VI | boundary F | median s / seg "
         "(default) |",
@@ -288,7 +295,7 @@ def write_page(data: dict, out: Path = OUT):
             "(no scale parameter: defaults)"
         lines.append(f"| {name} | {e['images']} | {swept} | "
                      f"{_fmt2(o['covering'])} | {_fmt2(o['pri'])} | {_fmt2(o['vi'])} | {_fmt2(o['boundary_f'])} | "
-                     f"{e['median_seconds_default']:.3f} |")
+                     f"{_secs(e['median_seconds_default'])} |")
     lines += ["", "## Against the published rows (Arbelaez et al. 2011, Table 3; ODS / OIS)", "",
               "| method | ours covering | published covering | ours PRI | published PRI | ours VI | published VI | "
               "target met (covering ODS) |", "|---|---|---|---|---|---|---|---|"]
@@ -320,8 +327,8 @@ def write_page(data: dict, out: Path = OUT):
         d = e["ours_default"]
         lines.append(f"| {name} | **seglab** | {e['images']} | {d['covering'][0]:.3f} | {d['pri'][0]:.3f} | "
                      f"{d['vi'][0]:.3f} | "
-                     f"{d['boundary_f'][0]:.3f} | {e['median_seconds_default']:.3f} "
-                     f"({e.get('median_cpu_seconds_default', float('nan')):.3f}) | 1 | | | | |")
+                     f"{d['boundary_f'][0]:.3f} | {_secs(e['median_seconds_default'])} "
+                     f"({_secs(e.get('median_cpu_seconds_default', float('nan')))}) | 1 | | | | |")
         for p, pe in e["peers"].items():
             if not pe.get("images"):
                 lines.append(f"| | {p} | 0 | failed on every image: {pe['failed'][0] if pe.get('failed') else ''} "
@@ -331,8 +338,8 @@ def write_page(data: dict, out: Path = OUT):
             nfail = f" ({len(pe['failed'])} failed)" if pe.get("failed") else ""
             lines.append(f"| | {p} | {pe.get('images', e['images'])}{nfail} | {pd['covering'][0]:.3f} | "
                          f"{pd['pri'][0]:.3f} | {pd['vi'][0]:.3f} | "
-                         f"{pd['boundary_f'][0]:.3f} | {pe['median_seconds']:.3f} "
-                         f"({pe.get('median_cpu_seconds', float('nan')):.3f}) | "
+                         f"{pd['boundary_f'][0]:.3f} | {_secs(pe['median_seconds'])} "
+                         f"({_secs(pe.get('median_cpu_seconds', float('nan')))}) | "
                          f"{pe['speed_ratio_peer_over_ours']:.2f} | {dl['covering']:+.3f} | {dl['pri']:+.3f} | "
                          f"{dl['vi']:+.3f} | {dl['boundary_f']:+.3f} |")
     lines += ["", "## Runs", "", "| method | images | command | date (UTC) | commit | wall s |",

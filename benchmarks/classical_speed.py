@@ -108,7 +108,7 @@ def run(n: int, reps: int, only: list[str] | None) -> dict:
     return {
         "benchmark": "classical_speed", "images": ids, "n_images": len(ids), "reps": reps, "rows": rows,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other jobs)",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "command": "".join(f"{k}={os.environ[k]} " for k in ("OMP_NUM_THREADS",) if k in os.environ)
                    + "python benchmarks/classical_speed.py " + " ".join(sys.argv[1:]),
     }
@@ -125,8 +125,9 @@ def markdown(res: dict) -> str:
         "check at default parameters, not the benchmark's ODS/OIS; see `bsds500.md`). A peer that raised on "
         "an image is timed and scored on the others only (noted in the table).",
         "",
-        f"Machine: {res['machine']}. The cores were shared with other jobs while this ran; runs were "
-        "interleaved so that the load hit every implementation alike, but absolute times are noisy.",
+        f"Machine: {res['machine'].replace(' (shared with other jobs)', '')}. The runs of 2026-11-21 before "
+        "08:00 UTC shared the cores with other jobs, the later ones ran on a quiet machine; runs are "
+        "interleaved so that load hits every implementation alike, but absolute times of shared runs are noisy.",
         *([f"Date: {res['date']}. Regenerate with: `{res['command']}`"] if not res.get("runs") else
           ["Runs (the first regenerates the whole table; each later one, with `--update`, replaced the rows "
            "it names):", ""] + [f"- {r['date']}: `{r['command']}`" + (f" (rows: {', '.join(r['methods'])})"

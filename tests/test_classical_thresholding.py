@@ -135,3 +135,29 @@ def test_gray_histogram_equals_numpy_histogram(rng):
                 ref, edges = np.histogram(xx, bins=nbins)
                 assert np.array_equal(counts, ref), (dtype, nbins)
                 assert np.array_equal(centers, (edges[:-1] + edges[1:]) / 2)
+
+
+def test_gray_methods_see_the_luminance(rng):
+    """Methods registered gray=True get seglab.io.to_gray's luminance from segment(): otsu on a colour
+    image is scikit-image's Otsu threshold of that luminance, and every one of them gives on the colour
+    image what it gives on its luminance."""
+    from seglab.io import to_gray
+
+    rgb = rng.random((40, 50, 3)).astype(np.float32)
+    gray = to_gray(rgb)
+    assert np.array_equal(seglab.segment(rgb, "otsu"), gray > threshold_otsu(gray))
+    gray_methods = [m.name for m in seglab.methods() if m.gray]
+    assert set(gray_methods) == {"otsu", "multi_otsu", "histogram_modes", "adaptive_threshold"}
+    for name in gray_methods:
+        assert np.array_equal(seglab.segment(rgb, name), seglab.segment(gray, name)), name
+        assert seglab.methods()[0].describe()["input"] in ("gray", "gray or colour")
+
+
+def test_gray_histogram_wide_and_int32_scratch(rng):
+    """Bin counts above 2**15 use an int32 scratch; counts still equal numpy's."""
+    from seglab.classical.thresholding import gray_histogram
+
+    x = (rng.integers(0, 65536, 20000) / 65535).astype(np.float32)
+    for nbins in (32767, 32768, 65536):
+        counts, _ = gray_histogram(x, nbins)
+        assert np.array_equal(counts, np.histogram(x, bins=nbins)[0]), nbins

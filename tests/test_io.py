@@ -100,3 +100,46 @@ def test_visualise_shapes_and_size_check(rng):
         overlay(img, np.zeros((5, 5), int))
     sheet = contact_sheet([ov, ov, ov], ["a", "b", "c"], ncols=2)
     assert sheet.ndim == 3 and sheet.shape[1] > 2 * 30
+
+
+def test_to_float_image_range_check_on_float32(rng):
+    """The one-pass [0, 1] test: in-range float32 comes back as a read-only view, anything else (values
+    just outside, infinities, NaN) goes through the clip / refuse path."""
+    img = rng.random((9, 11, 3)).astype(np.float32)
+    img[0, 0] = [0.0, 1.0, -0.0]
+    view = to_float_image(img, copy=False)
+    assert np.shares_memory(view, img) and not view.flags.writeable
+    for bad in (np.float32(1.0000001), np.float32(-1e-30)):
+        x = img.copy()
+        x[4, 5, 1] = bad
+        out = to_float_image(x, copy=False)
+        assert not np.shares_memory(out, x) and np.array_equal(out, np.clip(x, 0, 1))
+    for bad in (np.nan, np.inf):
+        x = img.copy()
+        x[3, 3, 2] = bad
+        with pytest.raises(SeglabError, match="NaN or infinite"):
+            to_float_image(x, copy=False)
+
+
+def test_to_gray_is_bt601_luma_of_to_float_image(rng):
+    from seglab.io import to_gray
+
+    w = np.array([0.299, 0.587, 0.114])
+    u8 = rng.integers(0, 256, (13, 17, 3), dtype=np.uint8)
+    f32 = (u8 / 255).astype(np.float32)
+    ref = (f32.astype(np.float64) @ w).astype(np.float32)
+    for img in (f32, u8, f32.astype(np.float64), np.dstack([u8, np.full((13, 17), 7, np.uint8)])):  # RGBA too
+        g = to_gray(img)
+        assert g.shape == (13, 17) and g.dtype == np.float32
+        assert np.allclose(g, ref, rtol=0, atol=2e-7)
+    assert np.array_equal(to_gray(f32), to_gray(u8))  # the fused pass and the general path agree
+    out = f32 * 1.5  # out of range: clipped first, then converted, as to_float_image would
+    assert np.array_equal(to_gray(out), to_gray(np.ascontiguousarray(np.clip(out, 0, 1))))
+    gray = rng.random((5, 6)).astype(np.float32)
+    assert np.array_equal(to_gray(gray), gray)
+    nan = f32.copy()
+    nan[2, 2, 0] = np.nan
+    with pytest.raises(SeglabError, match="NaN"):
+        to_gray(nan)
+    with pytest.raises(SeglabError, match="zero size"):
+        to_gray(np.zeros((0, 4, 3), np.float32))
