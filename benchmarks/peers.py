@@ -193,6 +193,24 @@ def _sk_slic_base(img, n_segments, compactness):
     return over_segmentation(img, n_segments, compactness)
 
 
+# scikit-image's merge_hierarchical callbacks for our two edge weights (its documented mean-colour recipe)
+def _sk_merge_mean(g, src, dst):
+    g.nodes[dst]["total color"] += g.nodes[src]["total color"]
+    g.nodes[dst]["pixel count"] += g.nodes[src]["pixel count"]
+    g.nodes[dst]["mean color"] = g.nodes[dst]["total color"] / g.nodes[dst]["pixel count"]
+
+
+def _sk_weight_mean(g, src, dst, n):
+    return {"weight": np.linalg.norm(g.nodes[dst]["mean color"] - g.nodes[n]["mean color"])}
+
+
+def _sk_weight_boundary(g, src, dst, n):
+    default = {"weight": 0.0, "count": 0}
+    a, b = g[src].get(n, default), g[dst].get(n, default)
+    count = a["count"] + b["count"]
+    return {"count": count, "weight": (a["count"] * a["weight"] + b["count"] * b["weight"]) / count}
+
+
 def sk_rag_merge(img, threshold=0.1, weight="color", mode="hierarchical", n_segments=400, compactness=10.0,
                  base_labels=None, **_):
     """scikit-image's RAG on the same base regions (4-connected like ours): rag_mean_color / rag_boundary
@@ -211,21 +229,8 @@ def sk_rag_merge(img, threshold=0.1, weight="color", mode="hierarchical", n_segm
     if mode == "threshold":
         return graph.cut_threshold(base, rag, threshold)
 
-    def merge_mean(g, src, dst):
-        g.nodes[dst]["total color"] += g.nodes[src]["total color"]
-        g.nodes[dst]["pixel count"] += g.nodes[src]["pixel count"]
-        g.nodes[dst]["mean color"] = g.nodes[dst]["total color"] / g.nodes[dst]["pixel count"]
-
-    def weight_mean(g, src, dst, n):
-        return {"weight": np.linalg.norm(g.nodes[dst]["mean color"] - g.nodes[n]["mean color"])}
-
-    def weight_boundary(g, src, dst, n):
-        default = {"weight": 0.0, "count": 0}
-        a, b = g[src].get(n, default), g[dst].get(n, default)
-        count = a["count"] + b["count"]
-        return {"count": count, "weight": (a["count"] * a["weight"] + b["count"] * b["weight"]) / count}
-
-    merge, wfun = (merge_mean, weight_mean) if weight == "color" else (lambda g, s, d: None, weight_boundary)
+    merge, wfun = ((_sk_merge_mean, _sk_weight_mean) if weight == "color"
+                   else (lambda g, s, d: None, _sk_weight_boundary))
     return graph.merge_hierarchical(base, rag, threshold, rag_copy=False, in_place_merge=True,
                                     merge_func=merge, weight_func=wfun)
 

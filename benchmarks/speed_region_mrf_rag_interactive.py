@@ -26,6 +26,8 @@ from seglab.bsds import bsds_root, split_ids
 from seglab.io import atomic_write, read_image, to_float_image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402  (benchmarks/peers.py: the peer implementations)
 
 
 def _half(img):
@@ -41,7 +43,6 @@ def _gray(img):
 def cases():
     """name -> (setup(img) -> state, ours(state) -> labels, peer name, peer(state) -> labels or None)."""
     import cv2
-    from skimage import graph
     from skimage.segmentation import chan_vese, random_walker
 
     from seglab.classical.interactive import default_box, default_walker_seeds
@@ -56,20 +57,6 @@ def cases():
                     cv2.GC_INIT_WITH_RECT)
         return ((mask == 1) | (mask == 3)).astype(np.int32)
 
-    def merge_mean(g, src, dst):
-        g.nodes[dst]["total color"] += g.nodes[src]["total color"]
-        g.nodes[dst]["pixel count"] += g.nodes[src]["pixel count"]
-        g.nodes[dst]["mean color"] = g.nodes[dst]["total color"] / g.nodes[dst]["pixel count"]
-
-    def weight_mean(g, src, dst, n):
-        return {"weight": np.linalg.norm(g.nodes[dst]["mean color"] - g.nodes[n]["mean color"])}
-
-    def sk_hier(s):
-        img, base = s
-        rag = graph.rag_mean_color(img, base, connectivity=1)  # 4-connected, as ours
-        return graph.merge_hierarchical(base, rag, 0.1, rag_copy=False, in_place_merge=True,
-                                        merge_func=merge_mean, weight_func=weight_mean)
-
     ident = lambda img: img  # noqa: E731
     with_base = lambda img: (img, over_segmentation(img, 400, 10.0))  # noqa: E731
     seeds = lambda img: (img, default_walker_seeds(img.shape))  # noqa: E731
@@ -81,12 +68,13 @@ def cases():
         "mrf icm multiscale": (ident, lambda s: seglab.segment(s, "mrf", k=4, multiscale=True), None, None),
         "rag_merge hierarchical (same SLIC base)": (
             with_base, lambda s: seglab.segment(s[0], "rag_merge", threshold=0.1, base_labels=s[1]),
-            "skimage rag_mean_color + merge_hierarchical", sk_hier),
+            "skimage rag_mean_color + merge_hierarchical",
+            lambda s: peers.sk_rag_merge(s[0], threshold=0.1, base_labels=s[1])),
         "rag_merge threshold (same SLIC base)": (
             with_base, lambda s: seglab.segment(s[0], "rag_merge", threshold=0.1, mode="threshold",
                                                 base_labels=s[1]),
             "skimage rag_mean_color + cut_threshold",
-            lambda s: graph.cut_threshold(s[1], graph.rag_mean_color(s[0], s[1], connectivity=1), 0.1)),
+            lambda s: peers.sk_rag_merge(s[0], threshold=0.1, mode="threshold", base_labels=s[1])),
         "graph_cut (default box)": (ident, lambda s: seglab.segment(s, "graph_cut"),
                                     "cv2.grabCut, 1 iteration", lambda s: grabcut_peer(s, 1)),
         "grabcut (default box, 5 it)": (ident, lambda s: seglab.segment(s, "grabcut"),

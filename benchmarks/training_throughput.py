@@ -89,7 +89,7 @@ def main():
             "cpus": os.cpu_count(), "threads": a.threads, "torch": torch.__version__,
             "load_average_at_start": load, "load_average_at_end": os.getloadavg()}
     a.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"| config | batch x crop | train img/s (wall) | train img/CPU-s | predict MP/s (wall) | predict MP/CPU-s |")
+    print("| config | batch x crop | train img/s (wall) | train img/CPU-s | predict MP/s (wall) | predict MP/CPU-s |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['config']} | {r['batch']} x {r['crop'][0]}x{r['crop'][1]} | {r['train_images_per_s_wall']:.2f} | "

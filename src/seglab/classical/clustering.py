@@ -240,7 +240,6 @@ def _map_full(x, log_weights, means, prec_chol):
         for q in range(f):
             logdet[j] += np.log(prec_chol[j, q, q])
     out = np.empty(n, np.int64)
-    y = np.empty(f)
     for i in range(n):
         best = -np.inf
         arg = 0

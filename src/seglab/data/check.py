@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SeglabError
-from .base import SegDataset, as_uint8_image, invalid_mask
+from .base import SegDataset, invalid_mask
 from .registry import get_format, open_dataset
 
 

@@ -43,7 +43,7 @@ def load_trained(path) -> Trained:
     """Rebuild a trained model from a seglab ``.pt`` export or a Lightning ``.ckpt`` of ``seglab train``."""
     from ..models.weights import FORMAT, load_state
     from ..models import create
-    from .module import build_model, model_create_args, normalisation
+    from .module import build_model, normalisation
 
     path = Path(path)
     if not path.is_file():
