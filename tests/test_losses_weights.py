@@ -59,3 +59,23 @@ def test_bad_input():
         class_weights([np.full((2, 2), 5)], num_classes=3)
     with pytest.raises(ParameterError):
         class_weights(np.array([3, 4]), "effective_number", beta=1.0)
+
+
+def test_image_pixels_and_power():
+    """Median frequency from a histogram with per-class image pixels equals the label-map route, and
+    ``power`` raises the weights elementwise (absent classes stay 0)."""
+    a = np.zeros((4, 4), int)
+    a[0, 0] = 1
+    b = np.full((4, 4), 2)
+    b[:2] = 0
+    counts, image_pixels = label_histogram([a, b], 4, with_presence=True)
+    from_maps = class_weights([a, b], "median_frequency", num_classes=4)
+    from_hist = class_weights(counts, "median_frequency", image_pixels=image_pixels)
+    np.testing.assert_allclose(from_hist, from_maps)
+    np.testing.assert_allclose(class_weights(counts, "median_frequency", image_pixels=image_pixels, power=0.5),
+                               np.sqrt(from_maps), rtol=1e-6)
+    assert from_hist[3] == 0
+    with pytest.raises(ParameterError, match="power"):
+        class_weights(counts, power=0)
+    with pytest.raises(ParameterError, match="image_pixels"):
+        class_weights(counts, image_pixels=[1, 2])

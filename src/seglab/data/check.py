@@ -120,27 +120,26 @@ def check_dataset(root, format: str, splits=None, **options) -> CheckReport:
 
 
 def class_weights(rep: SplitReport, method: str) -> list[float]:
-    """Loss weights per class from pixel counts.
+    """Loss weights per class from a split's pixel counts, for the ``loss.class_weights`` config key.
 
-    ``inverse``: 1 / frequency; ``median``: median frequency balancing (Eigen & Fergus, ICCV 2015, as
-    used by SegNet), ``median(f) / f_c`` with ``f_c`` = pixels of class c / pixels of the images that
-    contain c. ``sqrt_inverse`` and ``sqrt_median`` take their square roots: a milder balance that
-    over-predicts rare classes less (a 10x rarer class gets about 3x the weight instead of 10x). All are
-    scaled to mean 1 over the classes present; absent classes get weight 0.
+    ``inverse`` and ``median`` are :func:`seglab.losses.class_weights`'s ``inverse_frequency`` and
+    ``median_frequency`` (Eigen & Fergus, ICCV 2015, as used by SegNet; ``f_c`` = pixels of class c /
+    pixels of the images that contain c); ``sqrt_inverse`` and ``sqrt_median`` take their square roots,
+    a milder balance. Scaled to mean 1 over the classes present; absent classes get weight 0.
     """
-    counts = np.asarray(rep.class_pixels, dtype=np.float64)
+    from ..losses.weights import class_weights as estimate
+
     base = method[5:] if method.startswith("sqrt_") else method
-    if base == "inverse":
-        freq = counts / max(counts.sum(), 1.0)
-    elif base == "median":
-        freq = counts / np.maximum(np.asarray(rep.class_image_pixels, dtype=np.float64), 1.0)
-    else:
+    if base not in ("inverse", "median"):
         raise SeglabError("loss.class_weights must be null, 'inverse', 'median', 'sqrt_inverse', 'sqrt_median' "
                           f"or a list, got {method!r}")
+    counts = np.asarray(rep.class_pixels, dtype=np.float64)
     present = counts > 0
-    w = np.zeros_like(freq)
     if not present.any():
-        return w.tolist()
+        return np.zeros_like(counts).tolist()
+    w = estimate(counts, f"{base}_frequency", image_pixels=rep.class_image_pixels if base == "median" else None,
+                 power=0.5 if base != method else 1.0).astype(np.float64)
+    return (w / w[present].mean()).tolist()
     w[present] = (np.median(freq[present]) if base == "median" else 1.0) / freq[present]
     if base != method:
         w[present] = np.sqrt(w[present])

@@ -53,13 +53,19 @@ def label_histogram(label_maps: Iterable, num_classes: int, ignore_index: int | 
 
 
 def class_weights(source, method: str = "median_frequency", *, num_classes: int | None = None,
-                  ignore_index: int | None = None, beta: float = 0.9999) -> np.ndarray:
+                  ignore_index: int | None = None, beta: float = 0.9999, image_pixels=None,
+                  power: float = 1.0) -> np.ndarray:
     """Per-class loss weights (float32) from a histogram (1-D counts) or an iterable of label maps.
 
     ``num_classes`` is needed when ``source`` is an iterable of label maps; ``beta`` in [0, 1) is the
-    effective-number hyper-parameter."""
+    effective-number hyper-parameter. ``image_pixels`` (with a histogram) gives median-frequency balancing
+    its per-class denominators, the pixels of the images containing each class (``label_histogram(...,
+    with_presence=True)``). ``power`` raises the weights to a power: 0.5 is a milder balance that
+    over-predicts rare classes less (a 10x rarer class gets about 3x the weight instead of 10x)."""
     if method not in METHODS:
         raise ParameterError(f"parameter 'method' must be one of {list(METHODS)}, got {method!r}")
+    if not 0.0 < power <= 4.0:
+        raise ParameterError(f"parameter 'power' must be in (0, 4], got {power!r}")
     arr = None
     if isinstance(source, np.ndarray) or (isinstance(source, (list, tuple)) and source
                                           and np.isscalar(source[0])):
@@ -70,7 +76,10 @@ def class_weights(source, method: str = "median_frequency", *, num_classes: int 
         counts = arr.astype(np.float64)
         if (counts < 0).any() or not np.isfinite(counts).all():
             raise ParameterError("class histogram must hold finite non-negative counts")
-        denom = np.full_like(counts, counts.sum())
+        denom = (np.full_like(counts, counts.sum()) if image_pixels is None
+                 else np.asarray(image_pixels, dtype=np.float64))
+        if denom.shape != counts.shape:
+            raise ParameterError(f"image_pixels has {denom.shape[0]} entries for {counts.shape[0]} classes")
     else:
         if num_classes is None:
             raise ParameterError("parameter 'num_classes' is required when weights come from label maps")
@@ -83,7 +92,7 @@ def class_weights(source, method: str = "median_frequency", *, num_classes: int 
     if method == "inverse_frequency":
         w[present] = counts.sum() / (present.sum() * counts[present])
     elif method == "median_frequency":
-        freq = counts[present] / denom[present]
+        freq = counts[present] / np.maximum(denom[present], 1.0)
         w[present] = np.median(freq) / freq
     else:
         if not 0.0 <= beta < 1.0:
@@ -91,4 +100,6 @@ def class_weights(source, method: str = "median_frequency", *, num_classes: int 
         eff = (1.0 - np.power(beta, counts[present])) / (1.0 - beta)
         raw = 1.0 / eff
         w[present] = raw * present.sum() / raw.sum()
+    if power != 1.0:
+        w[present] **= power
     return w.astype(np.float32)
