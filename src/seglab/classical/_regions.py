@@ -81,7 +81,8 @@ def _relabel_roots(parent, h, w):
 
 
 @njit(cache=True)
-def _merge_small(labels, n, feats, min_size):
+def region_means(labels, n, feats):
+    """(pixel count, mean feature vector) of each of the ``n`` labels of an H x W map over H x W x F feats."""
     h, w = labels.shape
     nf = feats.shape[2]
     size = np.zeros(n, np.int64)
@@ -95,6 +96,14 @@ def _merge_small(labels, n, feats, min_size):
     for l in range(n):
         for k in range(nf):
             mean[l, k] /= size[l]
+    return size, mean
+
+
+@njit(cache=True)
+def _merge_small(labels, n, feats, min_size):
+    h, w = labels.shape
+    nf = feats.shape[2]
+    size, mean = region_means(labels, n, feats)
     # Region adjacency pairs (each pixel pair with different labels, 4-neighbourhood), deduplicated.
     m = 0
     ea = np.empty(2 * h * w, np.int64)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._regions import _relabel_roots, find, merge_small_regions
+from ._regions import _relabel_roots, find, merge_small_regions, region_means
 from .registry import Param, register
 from .superpixels import lab_features
 
@@ -438,17 +438,7 @@ def _fuse_modes(modes, hr):
                             parent[max(a, b)] = min(a, b)
     labels, n = _relabel_roots(parent, h, w)
     for _ in range(3):  # region fusion on the mean modes
-        size = np.zeros(n)
-        mean = np.zeros((n, nc))
-        for r in range(h):
-            for c in range(w):
-                l = labels[r, c]
-                size[l] += 1
-                for q in range(nc):
-                    mean[l, q] += modes[r, c, q]
-        for l in range(n):
-            for q in range(nc):
-                mean[l, q] /= size[l]
+        mean = region_means(labels, n, modes)[1]
         rp = np.arange(n)
         merged = 0
         for r in range(h):
