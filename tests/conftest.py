@@ -19,6 +19,19 @@ def data_dir() -> Path:
     return DATA
 
 
+@pytest.fixture(scope="session")
+def peers():
+    """``benchmarks/peers.py``: the peer implementations (scikit-image, OpenCV, ...) the benchmarks time,
+    so that tests check ours against the very code the results pages compare with."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "seglab_bench_peers", Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
