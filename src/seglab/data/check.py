@@ -140,10 +140,5 @@ def class_weights(rep: SplitReport, method: str) -> list[float]:
     w = estimate(counts, f"{base}_frequency", image_pixels=rep.class_image_pixels if base == "median" else None,
                  power=0.5 if base != method else 1.0).astype(np.float64)
     return (w / w[present].mean()).tolist()
-    w[present] = (np.median(freq[present]) if base == "median" else 1.0) / freq[present]
-    if base != method:
-        w[present] = np.sqrt(w[present])
-    w[present] /= w[present].mean()
-    return w.tolist()
 
 

@@ -150,7 +150,6 @@ def to_float_image(image: np.ndarray, *, name: str = "image", copy: bool = True)
     return np.ascontiguousarray(out)
 
 
-
 def to_gray(image: np.ndarray, *, name: str = "image") -> np.ndarray:
     """Luminance of an image, float32 H x W in [0, 1]: ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B) of
     :func:`to_float_image`'s RGB; a gray image is :func:`to_float_image` itself (read-only when not copied).
