@@ -150,7 +150,8 @@ def test_gray_methods_see_the_luminance(rng):
     assert set(gray_methods) == {"otsu", "multi_otsu", "histogram_modes", "adaptive_threshold"}
     for name in gray_methods:
         assert np.array_equal(seglab.segment(rgb, name), seglab.segment(gray, name)), name
-        assert seglab.methods()[0].describe()["input"] in ("gray", "gray or colour")
+    for m in seglab.methods():
+        assert m.describe()["input"] == ("gray" if m.name in gray_methods else "gray or colour"), m.name
 
 
 def test_gray_histogram_wide_and_int32_scratch(rng):

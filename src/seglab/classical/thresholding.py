@@ -117,7 +117,13 @@ def gray_histogram(gray: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarray
     """(counts, bin centres) of ``nbins`` equal bins over [min, max]: exactly ``np.histogram``'s counts
     (same edges, same edge rule) in two compiled passes instead of numpy's several."""
     x, edges, idx = _histogram_setup(gray, nbins)
-    return _count_bins(x, edges, idx), (edges[:-1] + edges[1:]) / 2.0
+    return _count_bins(x, edges, idx), _bin_centers(edges)
+
+
+@njit(cache=True)
+def _bin_centers(edges):
+    """Midpoints of consecutive edges, in the edges' type (numpy's ``(e[:-1] + e[1:]) / 2.0``)."""
+    return (edges[:-1] + edges[1:]) * edges.dtype.type(0.5)
 
 
 @njit(cache=True)
@@ -188,7 +194,7 @@ def _otsu_labels(x, edges, idx):
     counts = _count_bins(x, edges, idx)
     if np.count_nonzero(counts) < 2:  # constant image
         return np.zeros(x.shape, np.int32)
-    centers = (edges[:-1] + edges[1:]) * np.float32(0.5)  # the edges' type, as numpy's "/ 2.0"
+    centers = _bin_centers(edges)
     return _above(x, centers[_otsu_index(counts, centers)])
 
 
