@@ -34,3 +34,8 @@ def check_choice(name: str, value, choices) -> None:
     """Raise :class:`ParameterError` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ParameterError(f"parameter {name!r} must be one of {sorted(choices)}, got {value!r}")
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped long work. The message is one line that says what was kept and, where the
+    work can be resumed, the command that resumes it. The CLI prints it and exits with code 130."""
