@@ -37,6 +37,7 @@ def export_cmd(
     s = export_onnx(model, onnx, height=height, width=width, dynamic=not static, verify=check, opset=opset)
     shape = "N x C x H x W (dynamic)" if s["dynamic"] else " x ".join(map(str, s["input"]))
     console.print(f"{onnx}: {s['bytes'] / 1e6:.1f} MB, input 'image' {shape}, output 'logits', "
-                  f"exported in {s['export_s']:.1f} s", markup=False, highlight=False)
+                  f"exported in {s['export_s']:.1f} s", markup=False, highlight=False, soft_wrap=True)
     for size, diff in s.get("max_abs_diff", {}).items():
-        console.print(f"onnxruntime vs torch at {size}: max abs diff {diff:.2e}", markup=False, highlight=False)
+        console.print(f"onnxruntime vs torch at {size}: max abs diff {diff:.2e}", markup=False, highlight=False,
+                      soft_wrap=True)

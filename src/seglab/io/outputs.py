@@ -60,9 +60,10 @@ def check_outputs(outputs: Iterable[PathLike | tuple[PathLike, str]], inputs: It
         for key in keys:
             if key in seen:
                 other, other_origin = seen[key]
-                what = f" (for {origin} and for {other_origin})" if origin and other_origin else ""
-                raise OutputError(f"two outputs of this run would share one file: {other} and {path}{what}; "
-                                  "rename an input or write to another folder")
+                if origin and other_origin and origin != other_origin:
+                    raise OutputError(f"{other_origin} and {origin} would both be written to {path}; "
+                                      "rename one or write to another folder")
+                raise OutputError(f"two outputs of this run would share one file: {other} and {path}")
         for key in keys:
             seen[key] = (path, origin)
 
