@@ -145,3 +145,16 @@ def test_export_onto_the_checkpoint_is_refused(tmp_path, capsys):
     assert main(["export", str(ck), "--onnx", str(ck)]) == 2
     assert "would overwrite the input" in _err(capsys)
     assert ck.read_bytes() == b"not really"
+
+
+def test_data_check_json_onto_a_data_file_is_refused(tmp_path, capsys):
+    root = tmp_path / "ds"
+    img = _image(root / "test" / "images" / "0.png")
+    mask = root / "test" / "masks" / "0.png"
+    mask.parent.mkdir(parents=True)
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(mask)
+    (root / "classes.txt").write_text("background\nthing\n")
+    before = mask.read_bytes()
+    assert main(["data", "check", str(root), "-f", "folder", "--json", str(mask)]) == 2
+    assert "would overwrite the input" in _err(capsys)
+    assert mask.read_bytes() == before and img.exists()
