@@ -67,8 +67,6 @@ def _interrupts_as_keyboard_interrupt(caught: list):
 def _usage_message(exc: typer.TyperException) -> str:
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else "seglab"
-    if type(exc).__name__ == "NoArgsIsHelpError":  # the whole help page otherwise
-        return f"error: {path} needs a command; see '{path} --help'"
     return f"error: {_one_line(exc.format_message()).rstrip('.')} (see '{path} --help')"
 
 
