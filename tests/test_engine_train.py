@@ -83,7 +83,7 @@ def test_data_set_that_fails_its_check_is_refused(tmp_path):
             Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / f"d/{split}/images/{i}.png")
             Image.fromarray(np.full((16, 16), 4 * i, np.uint8)).save(tmp_path / f"d/{split}/masks/{i}.png")
     (tmp_path / "d/classes.txt").write_text("a\nb\nc\n")
-    cfg = tiny(tmp_path, data={"root": str(tmp_path / "d"), "format": "folder"})
-    cfg["data"]["options"] = {}
+    cfg = tiny(tmp_path)
+    cfg["data"].update(root=str(tmp_path / "d"), format="folder", options={})  # train() validates it
     with pytest.raises(SeglabError, match=r"split 'train' fails its check: bad labels: 1.png: values \[4\]"):
         train(cfg, log=lambda s: None)
