@@ -70,6 +70,7 @@ def error_message(exc: ValidationError, schema: type[BaseModel]) -> tuple[str, s
             return path, f"config key {path!r} {what}, got {value!r}"
     elif t in _BOUNDS:
         bound = next(iter(ctx.values()))
+        bound = f"{bound:g}" if isinstance(bound, float) else bound
         what = f"must be {_BOUNDS[t]} {bound}"
     elif t == "literal_error":
         what = f"must be one of: {ctx['expected'].replace(' or ', ', ')}"
