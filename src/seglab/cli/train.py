@@ -19,7 +19,9 @@ def train_cmd(
 ):
     """Train a model from an experiment file; writes a run directory (config, logs, checkpoints, report).
 
-    Running the same command again resumes an interrupted training from its last checkpoint.
+    The config is checked before anything runs. Running the same command again resumes an interrupted
+    training from its last checkpoint (a finished run says so; a changed config is refused, see
+    docs/training.md). Ctrl-C stops with one line that says how to resume.
     """
     from ..engine.config import load_config
     from ..engine.train import train
