@@ -59,13 +59,16 @@ def test_another_config_is_refused_and_nothing_changes(finished, capsys):
     assert _snapshot(run) == before
 
 
-def test_finished_run_says_so_and_a_raised_limit_extends_it(tmp_path):
+def test_finished_run_says_so_and_a_raised_limit_extends_it(tmp_path, monkeypatch):
     run = train(tiny(tmp_path), log=lambda s: None)
     before = _snapshot(run)
     messages = []
     assert train(tiny(tmp_path, data__workers=0, trainer__log_every=3), log=messages.append) == run
     assert len(messages) == 1 and messages[0].startswith(f"{run} is finished (2 epochs, 4 steps)")
     assert "--set trainer.max_epochs=N (more than 2)" in messages[0]
+    monkeypatch.chdir(tmp_path)  # the same run directory, written as a relative path
+    assert train(tiny("."), log=messages.append) == Path("tiny") and "is finished" in messages[-1]
+    monkeypatch.undo()
     assert _snapshot(run) == before  # nothing re-run, nothing rewritten
     train(tiny(tmp_path, trainer__max_epochs=3), log=lambda s: None)
     with open(run / "logs/metrics.csv") as f:

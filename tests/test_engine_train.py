@@ -30,7 +30,7 @@ class Interrupt(L.Callback):
 
 
 def _weights(path):
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def test_run_directory_and_learning(tmp_path):
@@ -70,7 +70,7 @@ def test_early_stopping_and_class_weights(tmp_path):
     run = train(cfg, log=lambda s: None)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] <= 4  # the score never improves with lr 0: stops after 1 + patience epochs
-    hp = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]
+    hp = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["hyper_parameters"]
     w = np.array(hp["class_weights"])
     assert w.shape == (3,) and w.mean() == pytest.approx(1.0) and w[0] < w[1] and w[0] < w[2]
 

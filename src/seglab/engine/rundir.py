@@ -16,7 +16,8 @@ from .history import NO_POSITION, read_summary
 
 LIMITS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_minutes")
 MAY_CHANGE = LIMITS + ("trainer.progress", "trainer.threads", "trainer.log_every", "data.workers",
-                       "data.check", "evaluate.flip", "evaluate.scales", "evaluate.checkpoint")
+                       "data.check", "evaluate.flip", "evaluate.scales", "evaluate.checkpoint",
+                       "run.dir")  # the same folder written another way (relative / absolute)
 
 
 @dataclasses.dataclass

@@ -70,7 +70,7 @@ class SaveLast(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.history.write()
-        trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state; every rank calls it, rank 0 writes
         self.history.position = (trainer.current_epoch, trainer.fit_loop.epoch_loop._batches_that_stepped)
 
 
@@ -147,6 +147,9 @@ def train(cfg: dict, *, callbacks=(), log=print) -> Path:
     if stage["name"] == "finish":
         raise Interrupted(f"training interrupted while exporting and evaluating the trained model (the checkpoints "
                           f"are kept); finish with: {resume}")
+    if state.last_ckpt is not None:
+        raise Interrupted(f"training interrupted before it resumed at epoch {state.position[0] + 2}; resume with: "
+                          f"{resume}")
     raise Interrupted(f"training interrupted before its first epoch; start again with: {resume}")
 
 
