@@ -2,6 +2,7 @@
 temporary files, no partial outputs, the completed epochs kept, and a resume that ends exactly where an
 uninterrupted run ends (same weights, same metrics.csv rows, each epoch once)."""
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -83,8 +84,8 @@ def test_signal_stops_cleanly_and_the_run_resumes_exactly(tmp_path, sig, uninter
     assert done.returncode == 130, done.stderr[-3000:]
     run = tmp_path / "runs" / "tiny"
     line = done.stdout.strip().splitlines()[-1]
-    assert line == (f"INTERRUPTED training interrupted at epoch 3 of 4 (2 completed epochs kept in runs/tiny); "
-                    f"resume with: seglab train runs/tiny/config.yaml")
+    assert line == ("INTERRUPTED training interrupted at epoch 3 of 4 (2 completed epochs kept in runs/tiny); "
+                    "resume with: seglab train runs/tiny/config.yaml")
     files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
     assert not [f for f in files if Path(f).name.startswith(".")], files   # no temporary files
     assert not {"last.pt", "best.pt", "report.json", "report.md"} & set(files), files  # no partial outputs
@@ -106,8 +107,6 @@ def test_signal_stops_cleanly_and_the_run_resumes_exactly(tmp_path, sig, uninter
     b = torch.load(run / "last.pt", map_location="cpu", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _rows(run) == _rows(uninterrupted)  # every epoch's rows once, with the same values
-    import json
-
     summary = json.loads((run / "summary.json").read_text())
     assert [s["status"] for s in summary["sessions"]] == ["interrupted", "finished"]
     assert summary["status"] == "finished" and summary["epochs"] == 4
