@@ -116,6 +116,11 @@ def test_crafted_checkpoints_are_refused_without_running_code(finished, tmp_path
     Image.new("RGB", (8, 8)).save(img)
     assert main(["predict", str(evil), str(img), "--out", str(tmp_path / "pred")]) == 2
     assert "refused" in capsys.readouterr().err and not (tmp_path / "pred").exists()
+    # what Lightning's own resume (Trainer.fit(ckpt_path=...)) reads checkpoints with
+    from seglab.engine.train import SafeCheckpointIO
+
+    with pytest.raises(InputFileError, match="refused"):
+        SafeCheckpointIO().load_checkpoint(evil, weights_only=False)
     # resume from a crafted last.ckpt
     last = run / "checkpoints" / "last.ckpt"
     good = last.read_bytes()

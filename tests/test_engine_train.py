@@ -55,9 +55,14 @@ def test_interrupted_training_resumes_exactly(tmp_path):
         train(cfg, callbacks=[Interrupt()], log=lambda s: None)
     run_b = Path(cfg["run"]["dir"]) / cfg["name"]
     assert (run_b / "checkpoints/last.ckpt").is_file() and not (run_b / "last.pt").exists()
+    assert json.loads((run_b / "summary.json").read_text())["status"] == "failed"
     messages = []
     train(cfg, log=messages.append)
     assert any("resuming from" in m for m in messages)
+    summary = json.loads((run_b / "summary.json").read_text())
+    assert [(s["status"], s["from_epoch"], s["to_epoch"]) for s in summary["sessions"]] == \
+        [("failed", 0, 2), ("finished", 2, 3)]
+    assert (run_b / "logs/metrics.csv").read_text() == (full / "logs/metrics.csv").read_text()
     a, b = _weights(full / "last.pt"), _weights(run_b / "last.pt")
     assert a.keys() == b.keys()
     for k in a:
