@@ -129,3 +129,36 @@ def test_cli_prints_one_line_and_exits_130(tmp_path):
     err = [ln for ln in done.stderr.splitlines() if "interrupted" in ln]
     assert len(err) == 1 and "resume with: seglab train runs/tiny/config.yaml" in err[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_interruption_before_training_and_during_the_final_export(tmp_path, monkeypatch):
+    import importlib
+
+    from seglab.errors import Interrupted
+
+    engine_train = importlib.import_module("seglab.engine.train")
+    checkpoint = importlib.import_module("seglab.engine.checkpoint")
+    cfg = load_config(CONFIG, {**SETS, "trainer.max_epochs": "1", "run.dir": str(tmp_path)})
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:  # Ctrl-C during the data check: nothing was written
+        m.setattr(engine_train, "check_split", ctrl_c)
+        with pytest.raises(Interrupted, match=r"before its first epoch \(nothing written\)"):
+            train(cfg, log=lambda s: None)
+    assert not (tmp_path / "tiny").exists()
+    plain_export = checkpoint.export
+    with monkeypatch.context() as m:  # Ctrl-C while exporting the trained model
+        m.setattr(checkpoint, "export", ctrl_c)
+        with pytest.raises(Interrupted, match="while exporting and evaluating .* finish with: seglab train"):
+            train(cfg, log=lambda s: None)
+    run = tmp_path / "tiny"
+    assert not (run / "last.pt").exists() and (run / "checkpoints/last.ckpt").is_file()
+    assert not [p for p in run.rglob(".*")]
+    assert checkpoint.export is plain_export
+    train(cfg, log=lambda s: None)  # the same command finishes the run without training again
+    summary = json.loads((run / "summary.json").read_text())
+    assert (run / "last.pt").is_file() and summary["status"] == "finished" and summary["epochs"] == 1
+    assert [(s["status"], s["from_epoch"], s["to_epoch"]) for s in summary["sessions"]] == \
+        [("interrupted", 0, 1), ("finished", 1, 1)]  # the second session trained nothing

@@ -150,7 +150,9 @@ def train(cfg: dict, *, callbacks=(), log=print) -> Path:
     if state.last_ckpt is not None:
         raise Interrupted(f"training interrupted before it resumed at epoch {state.position[0] + 2}; resume with: "
                           f"{resume}")
-    raise Interrupted(f"training interrupted before its first epoch; start again with: {resume}")
+    if (run_dir / "config.yaml").is_file():
+        raise Interrupted(f"training interrupted before its first epoch; start again with: {resume}")
+    raise Interrupted("training interrupted before its first epoch (nothing written); run the same command again")
 
 
 def _class_weights(cfg, root, train_ds, val_ds):
@@ -267,7 +269,12 @@ def _train(cfg: dict, run_dir: Path, state, callbacks, log, stage: dict) -> Path
         return run_dir
     stage["name"] = "finish"
     session = _session(trainer, thr, state, fit_seconds, "finished")
-    return finish(cfg, run_dir, trainer, module, ckpt_cb, mean, std, session, time.time() - t_start, log)
+    try:
+        return finish(cfg, run_dir, trainer, module, ckpt_cb, mean, std, session, time.time() - t_start, log)
+    except KeyboardInterrupt:  # the epochs are trained and kept; the next run exports and evaluates them
+        session["status"] = "interrupted"
+        write_summary(run_dir / "summary.json", _totals(cfg, trainer.current_epoch, trainer.global_step, session))
+        raise
 
 
 def _session(trainer, thr: Throughput, state, fit_seconds: float, status: str) -> dict:
