@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -251,7 +252,9 @@ def _train(cfg: dict, run_dir: Path, state, callbacks, log, stage: dict) -> Path
     stage["name"] = "fit"
     t_fit = time.time()
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+        with warnings.catch_warnings():  # a resumed run's checkpoint folder is meant to hold checkpoints
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     except BaseException as exc:
         # Lightning ends Ctrl-C with sys.exit(1) and SIGTERM with SIGTERMException (both SystemExit)
         stopped = isinstance(exc, (KeyboardInterrupt, SystemExit)) and trainer.interrupted
