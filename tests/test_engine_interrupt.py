@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "tiny.yaml"
 SETS = {"trainer.max_epochs": "4", "data.options.n": "8", "trainer.progress": "false"}
 
-# Trains configs/tiny.yaml with a callback that announces epoch 2 (0-based) in a file and then slows its
-# batches down, so that the test can send its signal in the middle of that epoch.
+# Trains configs/tiny.yaml with a callback that announces epoch 2 (0-based) in a file after its first batch
+# and then waits, so that the test's signal arrives in the middle of that epoch.
 DRIVER = r"""
 import sys, time
 from pathlib import Path
@@ -31,7 +31,7 @@ class Gate(L.Callback):
     def on_train_batch_end(self, trainer, *args):
         if trainer.current_epoch == 2:
             Path(sys.argv[2]).touch()
-            time.sleep(0.5)
+            time.sleep(120)  # the signal ends the wait: it always lands in this epoch, however loaded the machine
 
 import importlib
 engine_train = importlib.import_module("seglab.engine.train")  # the module (seglab.engine.train is the function)
