@@ -25,4 +25,4 @@ def train_cmd(
     from ..engine.train import train
 
     cfg = load_config(config, parse_sets(sets))
-    train(cfg, log=lambda s: console.print(s, markup=False, highlight=False))
+    train(cfg, log=lambda s: console.print(s, markup=False, highlight=False, soft_wrap=True))
