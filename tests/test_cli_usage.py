@@ -8,14 +8,16 @@ from seglab.cli.main import main
 
 
 def _one_error(capsys) -> str:
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert out == "", out  # no help page beside the one line
     assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
     return err
 
 
 @pytest.mark.parametrize("args, names", [
-    ([], "seglab needs a command"),
-    (["bsds"], "seglab bsds needs a command"),
+    ([], "Missing command"),
+    (["bsds"], "Missing command (see 'seglab bsds --help')"),
+    (["data"], "Missing command (see 'seglab data --help')"),
     (["no-such-command"], "no-such-command"),
     (["methods", "--no-such-option"], "--no-such-option"),
     (["segment"], "images"),                                  # missing argument

@@ -14,7 +14,6 @@ from ..errors import ParameterError
 app = typer.Typer(
     name="seglab",
     help="Image segmentation from classical methods to deep networks.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )

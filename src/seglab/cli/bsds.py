@@ -11,8 +11,7 @@ from rich.table import Table
 from ..errors import InputFileError, check_choice, check_range
 from .app import app, console, parse_sets, progress_bar
 
-bsds_app = typer.Typer(help="The BSDS500 benchmark: covering, PRI, VI and boundary F (ODS / OIS).",
-                       no_args_is_help=True)
+bsds_app = typer.Typer(help="The BSDS500 benchmark: covering, PRI, VI and boundary F (ODS / OIS).")
 app.add_typer(bsds_app, name="bsds")
 
 

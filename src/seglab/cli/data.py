@@ -11,7 +11,7 @@ from rich.table import Table
 from ..errors import SeglabError
 from .app import app, console, parse_sets
 
-data_app = typer.Typer(help="Inspect and validate data sets.", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect and validate data sets.")
 app.add_typer(data_app, name="data")
 
 

@@ -70,11 +70,9 @@ def _is_usage_error(exc: BaseException) -> bool:
     return callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int)
 
 
-def _usage_message(exc: Exception) -> str:
+def _usage_message(exc: typer.TyperException) -> str:
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else "seglab"
-    if type(exc).__name__ == "NoArgsIsHelpError":  # the whole help page otherwise
-        return f"error: {path} needs a command; see '{path} --help'"
     return f"error: {_one_line(exc.format_message()).rstrip('.')} (see '{path} --help')"
 
 
