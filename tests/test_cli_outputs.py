@@ -158,3 +158,19 @@ def test_data_check_json_onto_a_data_file_is_refused(tmp_path, capsys):
     assert main(["data", "check", str(root), "-f", "folder", "--json", str(mask)]) == 2
     assert "would overwrite the input" in _err(capsys)
     assert mask.read_bytes() == before and img.exists()
+
+
+def test_held_interrupts_delivers_a_signal_after_the_block():
+    import signal
+
+    from seglab.io.outputs import held_interrupts
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with held_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)   # Python's default handler raises KeyboardInterrupt ...
+            for _ in range(1000):                 # ... but not while held: the block runs to its end
+                pass
+            steps.append("block done")
+    assert steps == ["block done"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

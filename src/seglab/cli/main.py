@@ -64,6 +64,12 @@ def _interrupts_as_keyboard_interrupt(caught: list):
             signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """Typer's usage errors (typer >= 0.26 vendors click and raises its own classes; older typer raises
+    click's): recognised by what they offer, ``format_message()`` and an integer ``exit_code``."""
+    return callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int)
+
+
 def _usage_message(exc: typer.TyperException) -> str:
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else "seglab"
@@ -82,9 +88,6 @@ def main(argv: list[str] | None = None) -> int:
             code = exc.exit_code
         except typer.Abort:
             code = 130
-        except typer.TyperException as exc:  # usage errors raised while parsing the command line
-            _say(_usage_message(exc), "bold red")
-            code, said = 2, True
         except Interrupted as exc:
             _say(_one_line(exc) or "interrupted")
             code, said = 130, True
@@ -93,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         except (SeglabError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             _say(f"error: {msg}", "bold red")
+            code, said = 2, True
+        except Exception as exc:
+            if not _is_usage_error(exc):  # a bug: its traceback
+                raise
+            _say(_usage_message(exc), "bold red")  # raised while parsing the command line
             code, said = 2, True
     if code == 130 and not said:
         how = SIGNAL_NAMES.get(caught[0], "a signal") if caught else "Ctrl-C"

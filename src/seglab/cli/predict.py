@@ -178,15 +178,12 @@ def predict_cmd(
 
     from ..data.base import as_uint8_image
     from ..engine.checkpoint import load_trained
-    from ..engine.evaluate import predict_image, training_resize
+    from ..engine.evaluate import default_tile, predict_image
     from ..io import overlay, read_image, save_png, write_labels
     from ..io.outputs import held_interrupts
 
     trained = load_trained(checkpoint)
-    if opts["tile"] is None:
-        crop = (trained.config.get("augment") or {}).get("crop")
-        if crop and training_resize(trained) is None:
-            opts["tile"] = [int(crop[0]), int(crop[1])] if isinstance(crop, (list, tuple)) else [int(crop)] * 2
+    opts["tile"] = opts["tile"] or default_tile(trained)
     palette = np.array(trained.info.palette, dtype=np.uint8)
     mp, secs, cpu, done = 0.0, 0.0, 0.0, 0
     try:

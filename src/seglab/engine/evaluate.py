@@ -29,7 +29,8 @@ from ..metrics.scoring import DistanceAccumulator
 from .inference import normalise, predict_proba
 
 __all__ = ["predict_image", "evaluate_dataset", "DistanceAccumulator", "markdown_report", "write_report",
-           "report_paths", "confusion_image", "connectomics", "training_resize", "match_channels"]
+           "report_paths", "confusion_image", "connectomics", "training_resize", "default_tile",
+           "match_channels"]
 
 
 def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -48,6 +49,16 @@ def training_resize(trained) -> tuple[int, int] | None:
     if not r:
         return None
     return (int(r[0]), int(r[1])) if isinstance(r, (list, tuple)) else (int(r), int(r))
+
+
+def default_tile(trained) -> list[int] | None:
+    """The sliding-window tile for images of any size: the training crop (H, W) when the network was
+    trained on crops of full-resolution images, None when it was trained on resized images or whole
+    images."""
+    crop = (trained.config.get("augment") or {}).get("crop")
+    if not crop or training_resize(trained) is not None:
+        return None
+    return [int(crop[0]), int(crop[1])] if isinstance(crop, (list, tuple)) else [int(crop)] * 2
 
 
 def input_size(trained, resize) -> tuple[int, int] | None:

@@ -70,14 +70,24 @@ def check_outputs(outputs: Iterable[PathLike | tuple[PathLike, str]], inputs: It
 
 @contextlib.contextmanager
 def held_interrupts():
-    """Hold back SIGINT and SIGTERM for the duration of the block (a no-op outside the main thread or on
-    systems without signal masks); a signal that arrives meanwhile is delivered when the block ends."""
-    sigs = {signal.SIGINT, signal.SIGTERM}
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Hold back Ctrl-C (SIGINT) and SIGTERM for the duration of the block: a signal that arrives meanwhile
+    is handed to the handler in place before the block (the CLI's raises KeyboardInterrupt) as soon as the
+    block ends. Python runs signal handlers in the main thread only, whichever thread the signal reached,
+    so replacing the handlers there is enough; elsewhere this is a no-op."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    received: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+           for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+    if received:
+        handler = old[received[0]]
+        if callable(handler):
+            handler(received[0], None)
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), received[0])
