@@ -1,14 +1,11 @@
 """``seglab train``, ``seglab evaluate`` and ``seglab predict``."""
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from ..errors import SeglabError
 from .app import app, console, parse_sets
 
 
