@@ -19,12 +19,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ParameterError, check_choice, check_range
+from ..errors import ParameterError, check_range
 from .soft_argmax import soft_argmax
 
 __all__ = ["argmax_decode", "soft_argmax_decode", "find_peaks", "refine_peaks", "decode_points", "REFINEMENTS"]
 
 REFINEMENTS = (None, "quarter", "quadratic", "gaussian")
+
+
+def _check_refine(name, value, choices):
+    if value not in choices:  # check_choice sorts the choices, and None does not sort with strings
+        raise ParameterError(f"parameter {name!r} must be one of {list(choices)}, got {value!r}")
 
 
 def _axis_offset(left, centre, right, method):
@@ -59,7 +64,7 @@ def _refine_cells(heatmap: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
 def argmax_decode(heatmaps: torch.Tensor, refine: str | None = "quadratic", stride: float = 1.0):
     """Best cell of each ``H x W`` map of ``heatmaps`` ``(..., H, W)``, refined by ``refine`` (one of
     :data:`REFINEMENTS`). Returns ``(xy (..., 2), scores (...))``, the score being the peak value."""
-    check_choice("refine", refine, REFINEMENTS)
+    _check_refine("refine", refine, REFINEMENTS)
     if heatmaps.ndim < 2:
         raise ParameterError(f"heatmaps must be (..., H, W), got shape {tuple(heatmaps.shape)}")
     lead, (h, w) = heatmaps.shape[:-2], heatmaps.shape[-2:]
@@ -122,7 +127,7 @@ def refine_peaks(heatmap: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, 
     refinement (``"quarter"``, ``"quadratic"``, ``"gaussian"``) or ``"soft_argmax"``, the expected position
     of ``softmax(values / temperature)`` over the ``(2 radius + 1)^2`` window around the peak (clipped at
     the border). Returns ``M x 2``."""
-    check_choice("method", method, REFINEMENTS + ("soft_argmax",))
+    _check_refine("method", method, REFINEMENTS + ("soft_argmax",))
     hm = torch.as_tensor(heatmap).detach()
     hm = hm.to(torch.float32) if not hm.is_floating_point() else hm
     if method != "soft_argmax":
