@@ -3,6 +3,7 @@ import contextlib
 import copy
 import io
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -208,3 +209,17 @@ def test_point_detection_scores_by_hand():
     assert (s6["tp"], s6["fp"], s6["fn"]) == (2, 1, 2) and s6["mean_error"] == pytest.approx(2.5)
     with pytest.raises(ParameterError, match="NaN"):
         point_detection_scores(np.array([[np.nan, 1]]), gt[1], 3)
+
+
+def test_score_keypoint_results_picks_keypoints(tmp_path):
+    from seglab.metrics.keypoints import holds_keypoints, score_keypoint_results
+
+    gt, res = _case(2)
+    path = tmp_path / "res.json"
+    path.write_text(json.dumps(res))
+    assert holds_keypoints(path) and holds_keypoints(res)
+    out = score_keypoint_results(gt, path)
+    assert out["stats"] == oks_evaluate(gt, res)["stats"]
+    assert out["summary"].startswith("COCO keypoints (OKS): AP ") and "\n" not in out["summary"]
+    boxes = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}]
+    assert not holds_keypoints(boxes) and score_keypoint_results(gt, boxes) is None

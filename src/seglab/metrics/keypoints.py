@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import ParameterError, SeglabError, check_range
 
 __all__ = ["match_points", "point_detection_scores", "pck", "mean_pixel_error", "oks", "oks_evaluate",
+           "holds_keypoints", "score_keypoint_results",
            "COCO_PERSON_SIGMAS", "OKS_STAT_NAMES"]
 
 
@@ -350,3 +351,23 @@ def oks_evaluate(gt, results, *, sigmas=None, max_dets: int = 20) -> dict:
              "AR": mean(recall[..., 0]), "AR50": mean(recall[0, :, 0]), "AR75": mean(recall[5, :, 0]),
              "ARm": mean(recall[..., 1]), "ARl": mean(recall[..., 2])}
     return {"stats": stats, "precision": precision, "recall": recall}
+
+
+def holds_keypoints(results) -> bool:
+    """Whether COCO results (a list, a dict with ``annotations`` or a JSON path) hold keypoints, i.e. call
+    for :func:`oks_evaluate` rather than box / mask AP."""
+    res = _load(results, "results")
+    if isinstance(res, dict):
+        res = res.get("annotations", [])
+    return isinstance(res, list) and bool(res) and isinstance(res[0], dict) and "keypoints" in res[0]
+
+
+def score_keypoint_results(gt, results, *, sigmas=None) -> dict | None:
+    """What ``seglab score --coco-gt GT --coco-pred RES`` reports for keypoint results: ``{"stats":
+    {AP, ...}, "summary": one printable line}``, or None when ``results`` hold no keypoints (then box /
+    mask evaluation applies)."""
+    if not holds_keypoints(results):
+        return None
+    stats = oks_evaluate(gt, results, sigmas=sigmas)["stats"]
+    line = "COCO keypoints (OKS): " + "  ".join(f"{k} {100 * v:.2f}" if v >= 0 else f"{k} -" for k, v in stats.items())
+    return {"stats": stats, "summary": line}
