@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT_JSON = ROOT / "docs/results/keypoints.json"
 OUT_MD = ROOT / "docs/results/keypoints.md"
 RADII = (3.0, 6.0)
-BLOB_GRID = {"sigmas": [(2, 6), (3, 10), (4, 14)], "threshold": [0.02, 0.05, 0.1]}
+BLOB_GRID = {"sigmas": [(2, 6), (3, 10), (4, 14), (5, 20)], "threshold": [0.02, 0.05, 0.1]}
 
 
 def data_root() -> Path:
