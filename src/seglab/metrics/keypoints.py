@@ -176,21 +176,9 @@ def oks(dt_keypoints, gt_keypoints, gt_areas, gt_boxes, sigmas) -> np.ndarray:
 
 
 def _load(x, what):
-    import copy
-    import json
-    from pathlib import Path
+    from .instance import _load_json
 
-    from ..errors import InputFileError
-
-    if isinstance(x, (str, Path)):
-        p = Path(x)
-        if not p.is_file():
-            raise InputFileError(f"{p}: no such {what} file")
-        try:
-            return json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputFileError(f"{p}: not valid JSON ({exc})") from None
-    return copy.deepcopy(x)
+    return _load_json(x, what)
 
 
 def _kp_array(values, k, what):
