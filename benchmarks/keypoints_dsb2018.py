@@ -184,7 +184,8 @@ def run_learned(train, val, test, minutes: float, wall_minutes: float, seed: int
         preds = [decode_points(m, threshold=thr, min_distance=3, **kw)[0] for m in test_maps]
         rows[name] = scores(preds, test)
     return {"model": "unet depth=3 base_width=16, in_channels=1 (gray, standardised per image)",
-            "training": {"iterations": it, "seconds": train_sec, "cpu_seconds": train_cpu, "batch": batch, "crop": crop, "sigma": sigma,
+            "training": {"iterations": it, "seconds": train_sec, "cpu_seconds": train_cpu, "batch": batch,
+                         "crop": crop, "sigma": sigma,
                          "loss": f"heatmap_mse weighted 1 + {peak_weight:g} * target", "optimizer": "Adam 1e-3 cosine",
                          "final_loss_mean_last_50": float(np.mean(losses[-50:])) if losses else None,
                          "threads": torch.get_num_threads()},
@@ -224,7 +225,8 @@ def write_markdown(res: dict) -> None:
     if ml:
         t = ml["training"]
         lines += [f"- Learned: `{ml['command']}`; {ml['model']}; trained {t['seconds'] / 60:.1f} min wall, "
-                  f"{t['cpu_seconds'] / 60:.1f} min CPU ({t['iterations']} iterations of {t['batch']} random {t['crop']}x{t['crop']} crops of the "
+                  f"{t['cpu_seconds'] / 60:.1f} min CPU ({t['iterations']} iterations of {t['batch']} random "
+                  f"{t['crop']}x{t['crop']} crops of the "
                   f"train split, flips / 90-degree rotations, Gaussian targets sigma {t['sigma']:g} px, "
                   f"{t['loss']}, {t['optimizer']}, {t['threads']} thread). Peak finding: threshold "
                   f"{ml['threshold']} (chosen on val by F1@6px), non-maximum suppression radius "

@@ -1,5 +1,4 @@
 """COCO keypoint files (round trip, bad input), results written for the OKS evaluation, drawing."""
-import copy
 import json
 
 import numpy as np
@@ -81,7 +80,8 @@ def test_keypoint_results_score_like_the_ground_truth(tmp_path):
 @pytest.mark.parametrize("edit,message", [
     (lambda d: d["annotations"][0]["keypoints"].__setitem__(0, float("nan")), "annotation 10: NaN"),
     (lambda d: d["annotations"][1].__setitem__("keypoints", [1, 2, 2] * 16), "annotation 11: 48 keypoint values"),
-    (lambda d: d["annotations"][5].__setitem__("keypoints", [5, 6, 2, 25, 7, 1, 0, 0, 0]), "annotation 30: keypoints outside"),
+    (lambda d: d["annotations"][5].__setitem__("keypoints", [5, 6, 2, 25, 7, 1, 0, 0, 0]),
+     "annotation 30: keypoints outside"),
     (lambda d: d["annotations"][0].__setitem__("image_id", 99), "annotation 10: image_id 99"),
     (lambda d: d["annotations"][0].__setitem__("category_id", 5), "annotation 10: category_id 5"),
     (lambda d: d["annotations"][5].__setitem__("keypoints", [5, 6, 3, 0, 0, 0, 0, 0, 0]), "visibility"),
