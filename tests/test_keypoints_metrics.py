@@ -223,3 +223,21 @@ def test_score_keypoint_results_picks_keypoints(tmp_path):
     assert out["summary"].startswith("COCO keypoints (OKS): AP ") and "\n" not in out["summary"]
     boxes = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}]
     assert not holds_keypoints(boxes) and score_keypoint_results(gt, boxes) is None
+
+
+def test_oks_ap_more_detections_than_max_dets_equals_pycocotools():
+    rng = np.random.default_rng(11)
+    gt = {"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 1, "name": "person"}], "annotations": []}
+    res = []
+    for n in range(12):
+        ann = _person(rng, n + 1, 1 + n % 2, scale=tuple(rng.uniform(30, 150, 2)))
+        gt["annotations"].append(ann)
+        for _ in range(3):  # 18 detections per image, plus false positives: over the 20 kept
+            res.append(_detection(rng, ann, rng.uniform(0.5, 6), rng.random()))
+    for img in (1, 2):
+        for _ in range(5):
+            res.append(_detection(rng, _person(rng, 0, img), 1.0, rng.random()))
+    ref, _ = _pycocotools_stats(gt, res)
+    ours = oks_evaluate(gt, res)["stats"]
+    assert [ours[n] for n in OKS_STAT_NAMES] == pytest.approx([ref[n] for n in OKS_STAT_NAMES], abs=1e-12)
+    assert oks_evaluate(gt, res, max_dets=100)["stats"]["AR"] >= ours["AR"]
