@@ -218,8 +218,10 @@ def write_markdown(res: dict) -> None:
             lines.append(_row(f"U-Net heatmap, {name}", s))
     lines += ["", "## How it was run", ""]
     if c:
+        sigmas = sorted({(r["min_sigma"], r["max_sigma"]) for r in c["val_grid"]})
+        thresholds = sorted({r["threshold"] for r in c["val_grid"]})
         lines += [f"- Classical: `{c['command']}`; grid on val: (min_sigma, max_sigma) in "
-                  f"{BLOB_GRID['sigmas']}, threshold in {BLOB_GRID['threshold']}, num_sigma 5, selected by "
+                  f"{sigmas}, threshold in {thresholds}, num_sigma 5, selected by "
                   f"val F1@6px. {c['seconds_per_test_image']:.2f} s per test image; load average "
                   f"{c['load_average']} during the run."]
     if ml:
@@ -241,12 +243,16 @@ def write_markdown(res: dict) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("classical", "learned"), required=True)
+    ap.add_argument("--part", choices=("classical", "learned", "markdown"), required=True,
+                    help="markdown: only rewrite the page from the JSON")
     ap.add_argument("--minutes", type=float, default=20.0, help="training budget of the learned part, CPU minutes")
     ap.add_argument("--wall-minutes", type=float, default=40.0, help="training wall-clock cap, minutes")
     ap.add_argument("--limit", type=int, default=None, help="images per split (a quick check; not for the page)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.part == "markdown":
+        write_markdown(json.loads(OUT_JSON.read_text()))
+        return
     val, test = load("val", args.limit), load("test", args.limit)
     command = "OMP_NUM_THREADS=1 nice -n 10 python benchmarks/keypoints_dsb2018.py " + " ".join(sys.argv[1:])
     if args.part == "classical":
