@@ -25,13 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_model  # noqa: E402
 
 from seglab.io import read_image, read_labels, to_gray  # noqa: E402
-from seglab.keypoints import decode_points, detect_blobs, points_heatmap  # noqa: E402
+from seglab.keypoints import decode_points, detect_blobs, instance_centroids, points_heatmap  # noqa: E402
 from seglab.keypoints.losses import heatmap_mse  # noqa: E402
 from seglab.metrics.keypoints import point_detection_scores  # noqa: E402
 
@@ -53,11 +52,8 @@ def load(split: str, limit: int | None = None):
     out = []
     for i in ids:
         gray = to_gray(read_image(root / "images" / f"{i}.png"))
-        lab = read_labels(root / "labels" / f"{i}.png")
-        labels = np.unique(lab)
-        labels = labels[labels > 0]
-        rc = np.array(ndimage.center_of_mass(np.ones(lab.shape), lab, labels)).reshape(-1, 2)
-        out.append((i, np.round(gray * 255).astype(np.uint8), rc[:, ::-1] + 0.5))
+        centres, _ = instance_centroids(read_labels(root / "labels" / f"{i}.png"))
+        out.append((i, np.round(gray * 255).astype(np.uint8), centres))
     return out
 
 

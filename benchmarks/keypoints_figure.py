@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from seglab.io import read_image, read_labels
 from seglab.io.visualize import contact_sheet, save_png
-from seglab.keypoints import COCO_PERSON, argmax_decode, detect_blobs, draw_keypoints, draw_points, soft_argmax
+from seglab.keypoints import (COCO_PERSON, argmax_decode, detect_blobs, draw_keypoints, draw_points,
+                              instance_centroids, soft_argmax)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,8 +40,7 @@ def nuclei_panel() -> np.ndarray:
     root = Path(os.environ.get("SEGLAB_DATA", ROOT.parent / "shared/data")) / "dsb2018"
     sid = json.loads((root / "split.json").read_text())["val"][1]
     img, lab = read_image(root / "images" / f"{sid}.png"), read_labels(root / "labels" / f"{sid}.png")
-    ids = np.unique(lab)[1:]
-    centres = np.array(ndimage.center_of_mass(np.ones(lab.shape), lab, ids))[:, ::-1] + 0.5
+    centres, _ = instance_centroids(lab)
     found, _ = detect_blobs(img, min_sigma=4, max_sigma=14, threshold=0.05)
     out = draw_points(img, centres, color=(0, 255, 0), radius=3)
     return draw_points(out, found, color=(255, 0, 255), radius=2)

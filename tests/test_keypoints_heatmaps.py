@@ -7,7 +7,7 @@ import torch
 
 from seglab.errors import ParameterError
 from seglab.keypoints import (SoftArgmax, argmax_decode, decode_points, find_peaks, gaussian_heatmaps,
-                              onehot_targets, points_heatmap, refine_peaks, soft_argmax, soft_argmax_decode)
+                              instance_centroids, onehot_targets, points_heatmap, refine_peaks, soft_argmax, soft_argmax_decode)
 from seglab.keypoints.losses import heatmap_cross_entropy, heatmap_mse, soft_argmax_loss
 
 
@@ -205,3 +205,19 @@ def test_soft_argmax_loss_trains_coordinates():
         soft_argmax_loss(logits, target, norm="l2").backward()
         opt.step()
     assert (soft_argmax(logits.detach()) - target).abs().max() < 0.05
+
+
+def test_instance_centroids_match_skimage_regionprops():
+    from skimage.measure import regionprops
+
+    rng = np.random.default_rng(4)
+    lab = np.zeros((30, 40), np.int32)
+    for n, (r, c) in enumerate(rng.integers(0, 25, (6, 2)), start=2):
+        lab[r:r + rng.integers(1, 6), c:c + rng.integers(1, 9)] = n * 3  # ids with gaps, overlaps allowed
+    xy, ids = instance_centroids(lab)
+    props = regionprops(lab)
+    assert ids.tolist() == [p.label for p in props]
+    np.testing.assert_allclose(xy, [[p.centroid[1] + 0.5, p.centroid[0] + 0.5] for p in props])
+    assert instance_centroids(np.zeros((4, 4), np.uint16))[0].shape == (0, 2)
+    with pytest.raises(ParameterError, match="label_map"):
+        instance_centroids(np.zeros((4, 4), np.float32))

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import ParameterError, check_range
 
-__all__ = ["cell_centres", "gaussian_heatmaps", "points_heatmap", "onehot_targets"]
+__all__ = ["cell_centres", "gaussian_heatmaps", "points_heatmap", "onehot_targets", "instance_centroids"]
 
 
 def cell_centres(size: int, stride: float = 1.0, *, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -91,3 +91,20 @@ def onehot_targets(keypoints, size, stride: float = 1.0):
     j = torch.floor(kp[:, 0] / stride).long().clamp(0, w - 1)
     i = torch.floor(kp[:, 1] / stride).long().clamp(0, h - 1)
     return torch.where(ok, i * w + j, torch.full_like(i, -1))
+
+
+def instance_centroids(label_map) -> tuple[np.ndarray, np.ndarray]:
+    """Centroids of the objects of an instance label map (0 background, each other id one object), the
+    point targets of cell / nucleus centre detection. Returns ``(xy M x 2, ids M)`` in increasing id
+    order; the centre of pixel ``(r, c)`` is ``(c + 0.5, r + 0.5)``."""
+    from scipy import ndimage
+
+    lab = np.asarray(label_map)
+    if lab.ndim != 2 or lab.dtype.kind not in "iub":
+        raise ParameterError(f"label_map must be an H x W integer array, got {lab.dtype} of shape {lab.shape}")
+    ids = np.unique(lab)
+    ids = ids[ids > 0]
+    if ids.size == 0:
+        return np.zeros((0, 2)), ids
+    rc = np.array(ndimage.center_of_mass(np.ones(lab.shape), lab, ids), dtype=np.float64).reshape(-1, 2)
+    return rc[:, ::-1] + 0.5, ids
