@@ -7,7 +7,8 @@ import torch
 
 from seglab.errors import ParameterError
 from seglab.keypoints import (SoftArgmax, argmax_decode, decode_points, find_peaks, gaussian_heatmaps,
-                              instance_centroids, onehot_targets, points_heatmap, refine_peaks, soft_argmax, soft_argmax_decode)
+                              instance_centroids, onehot_targets, points_heatmap, refine_peaks, soft_argmax,
+                              soft_argmax_decode)
 from seglab.keypoints.losses import heatmap_cross_entropy, heatmap_mse, soft_argmax_loss
 
 
