@@ -1,0 +1,286 @@
+"""Nucleus centre detection on DSB2018: the classical Laplacian-of-Gaussian blob detector against a small
+heatmap U-Net decoded by peak finding + argmax or + a local soft-argmax.
+
+Ground-truth centres are the centroids of the instance masks (``labels/ID.png``), ``(x, y)`` pixel
+coordinates (the centre of pixel (r, c) is (c + 0.5, r + 0.5)). Every parameter is chosen on the ``val``
+split; the ``test`` split is only scored. Scores: precision / recall / F1 of a one-to-one matching within
+3 and 6 px and the mean distance of the matched pairs (:func:`seglab.metrics.keypoints.point_detection_scores`).
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/keypoints_dsb2018.py --part classical
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/keypoints_dsb2018.py --part learned --minutes 20
+
+Each part updates docs/results/keypoints.json and rewrites docs/results/keypoints.md.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model  # noqa: E402
+
+from seglab.io import read_image, read_labels, to_gray  # noqa: E402
+from seglab.keypoints import decode_points, detect_blobs, instance_centroids, points_heatmap  # noqa: E402
+from seglab.keypoints.losses import heatmap_mse  # noqa: E402
+from seglab.metrics.keypoints import point_detection_scores  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_JSON = ROOT / "docs/results/keypoints.json"
+OUT_MD = ROOT / "docs/results/keypoints.md"
+RADII = (3.0, 6.0)
+BLOB_GRID = {"sigmas": [(2, 6), (3, 10), (4, 14), (5, 20)], "threshold": [0.02, 0.05, 0.1]}
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("SEGLAB_DATA", ROOT.parent / "shared/data")) / "dsb2018"
+
+
+def load(split: str, limit: int | None = None):
+    """[(id, uint8 gray image, centres M x 2)] of one split."""
+    root = data_root()
+    ids = json.loads((root / "split.json").read_text())[split][:limit]
+    out = []
+    for i in ids:
+        gray = to_gray(read_image(root / "images" / f"{i}.png"))
+        centres, _ = instance_centroids(read_labels(root / "labels" / f"{i}.png"))
+        out.append((i, np.round(gray * 255).astype(np.uint8), centres))
+    return out
+
+
+def scores(preds, samples) -> dict:
+    gts = [s[2] for s in samples]
+    return {f"{r:g}px": point_detection_scores(preds, gts, r) for r in RADII}
+
+
+def load_avg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- classical ---------------------------------------------------------------------------------------
+def run_classical(val, test) -> dict:
+    t0 = time.time()
+    tuning = []
+    for (lo, hi), thr in itertools.product(BLOB_GRID["sigmas"], BLOB_GRID["threshold"]):
+        params = dict(min_sigma=lo, max_sigma=hi, num_sigma=5, threshold=thr)
+        preds = [detect_blobs(s[1], **params)[0] for s in val]
+        f1 = point_detection_scores(preds, [s[2] for s in val], 6.0)["f1"]
+        tuning.append({**params, "val_f1_6px": f1})
+        print(f"  blob_log {params}: val F1@6px {f1:.3f}", flush=True)
+    best = max(tuning, key=lambda r: r["val_f1_6px"])
+    params = {k: best[k] for k in ("min_sigma", "max_sigma", "num_sigma", "threshold")}
+    t1 = time.time()
+    preds = [detect_blobs(s[1], **params)[0] for s in test]
+    sec = (time.time() - t1) / len(test)
+    return {"method": "blob_log (scikit-image LoG)", "params": params, "val_grid": tuning,
+            "test": scores(preds, test), "seconds_per_test_image": sec, "tuning_seconds": t1 - t0,
+            "load_average": load_avg()}
+
+
+# -- learned -----------------------------------------------------------------------------------------
+def standardise(gray_u8: np.ndarray) -> np.ndarray:
+    g = gray_u8.astype(np.float32) / 255.0
+    return (g - g.mean()) / max(float(g.std()), 1e-3)
+
+
+def random_batch(train, rng, batch: int, crop: int, sigma: float):
+    xs, ys = [], []
+    for _ in range(batch):
+        _, img, pts = train[rng.integers(len(train))]
+        h, w = img.shape
+        top, left = rng.integers(0, max(h - crop, 0) + 1), rng.integers(0, max(w - crop, 0) + 1)
+        x = standardise(img)[top:top + crop, left:left + crop]
+        p = pts - [left, top]
+        t = points_heatmap(p, x.shape, sigma).numpy()
+        k = rng.integers(4)
+        x, t = np.rot90(x, k), np.rot90(t, k)
+        if rng.random() < 0.5:
+            x, t = x[:, ::-1], t[:, ::-1]
+        ph, pw = crop - x.shape[0], crop - x.shape[1]  # images smaller than the crop: pad
+        xs.append(np.pad(x, ((0, ph), (0, pw)), mode="reflect" if ph < x.shape[0] and pw < x.shape[1] else "edge"))
+        ys.append(np.pad(t, ((0, ph), (0, pw))))
+    return torch.from_numpy(np.stack(xs)[:, None].copy()), torch.from_numpy(np.stack(ys)[:, None].copy())
+
+
+@torch.no_grad()
+def predict_heatmap(net, gray_u8: np.ndarray) -> torch.Tensor:
+    x = standardise(gray_u8)
+    h, w = x.shape
+    ph, pw = (-h) % 8, (-w) % 8
+    x = np.pad(x, ((0, ph), (0, pw)), mode="reflect")
+    return net(torch.from_numpy(x)[None, None])[0, 0, :h, :w]
+
+
+def run_learned(train, val, test, minutes: float, wall_minutes: float, seed: int = 0) -> dict:
+    import seglab.models
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    sigma, crop, batch, peak_weight = 2.0, 96, 8, 9.0
+    net = seglab.models.create("unet", 1, in_channels=1, depth=3, base_width=16)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    # The budget is CPU time of this one-thread process (the machine is shared, so wall time says little),
+    # with a wall-clock cap; the learning rate decays with whichever runs out first.
+    budget, wall_budget = minutes * 60, wall_minutes * 60
+    t0, c0 = time.time(), time.process_time()
+
+    def progress():
+        return max((time.process_time() - c0) / budget, (time.time() - t0) / wall_budget)
+
+    it, losses = 0, []
+    net.train()
+    while progress() < 1.0:
+        for g in opt.param_groups:  # cosine decay over the budget
+            g["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * min(progress(), 1.0)))
+        x, y = random_batch(train, rng, batch, crop, sigma)
+        loss = heatmap_mse(net(x), y, 1 + peak_weight * y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        it += 1
+        if it % 50 == 0:
+            print(f"  iter {it} wall {time.time() - t0:.0f}s cpu {time.process_time() - c0:.0f}s "
+                  f"loss {np.mean(losses[-50:]):.4f}", flush=True)
+    train_sec, train_cpu = time.time() - t0, time.process_time() - c0
+    net.eval()
+    val_maps = [predict_heatmap(net, s[1]) for s in val]
+    gts = [s[2] for s in val]
+    # Peak threshold on val (argmax decoding), then the soft-argmax window temperature on val.
+    tuning = {"threshold": [], "temperature": []}
+    for thr in (0.2, 0.3, 0.4, 0.5, 0.6):
+        preds = [decode_points(m, threshold=thr, min_distance=3, refine=None)[0] for m in val_maps]
+        tuning["threshold"].append({"threshold": thr, "val_f1_6px": point_detection_scores(preds, gts, 6.0)["f1"]})
+    thr = max(tuning["threshold"], key=lambda r: r["val_f1_6px"])["threshold"]
+    for temp in (0.02, 0.05, 0.1, 0.2, 0.5):
+        preds = [decode_points(m, threshold=thr, min_distance=3, refine="soft_argmax", radius=2,
+                               temperature=temp)[0] for m in val_maps]
+        tuning["temperature"].append({"temperature": temp,
+                                      "val_mean_error_6px": point_detection_scores(preds, gts, 6.0)["mean_error"]})
+    temp = min(tuning["temperature"], key=lambda r: r["val_mean_error_6px"])["temperature"]
+    t1 = time.time()
+    test_maps = [predict_heatmap(net, s[1]) for s in test]
+    sec = (time.time() - t1) / len(test)
+    decodings = {
+        "argmax": dict(refine=None),
+        "argmax + quadratic": dict(refine="quadratic"),
+        "local soft-argmax": dict(refine="soft_argmax", radius=2, temperature=temp),
+    }
+    rows = {}
+    for name, kw in decodings.items():
+        preds = [decode_points(m, threshold=thr, min_distance=3, **kw)[0] for m in test_maps]
+        rows[name] = scores(preds, test)
+    return {"model": "unet depth=3 base_width=16, in_channels=1 (gray, standardised per image)",
+            "training": {"iterations": it, "seconds": train_sec, "cpu_seconds": train_cpu, "batch": batch,
+                         "crop": crop, "sigma": sigma,
+                         "loss": f"heatmap_mse weighted 1 + {peak_weight:g} * target", "optimizer": "Adam 1e-3 cosine",
+                         "final_loss_mean_last_50": float(np.mean(losses[-50:])) if losses else None,
+                         "threads": torch.get_num_threads()},
+            "val_tuning": tuning, "threshold": thr, "temperature": temp, "window_radius": 2, "min_distance": 3,
+            "test": rows, "seconds_per_test_image_forward": sec, "load_average": load_avg()}
+
+
+# -- report ------------------------------------------------------------------------------------------
+def _row(name, s):
+    a, b = s["3px"], s["6px"]
+    return (f"| {name} | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | {b['precision']:.3f} | "
+            f"{b['recall']:.3f} | {b['f1']:.3f} | {a['mean_error']:.2f} | {b['mean_error']:.2f} |")
+
+
+def write_markdown(res: dict) -> None:
+    lines = ["# Keypoints: nucleus centre detection on DSB2018", "",
+             "Centres of the nuclei of the DSB2018 `test` split (50 images, "
+             f"{res.get('test_nuclei', '?')} nuclei), ground truth = centroids of the instance masks. "
+             "One-to-one matching (Hungarian, most matches then least distance) within 3 px and 6 px; "
+             "\"error\" is the mean distance (px) of the matched pairs. Every parameter was chosen on the `val` "
+             "split; the test split was only scored. Produced by `benchmarks/keypoints_dsb2018.py`.", "",
+             "| method | P@3 | R@3 | F1@3 | P@6 | R@6 | F1@6 | error@3 | error@6 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    c = res.get("classical")
+    if c:
+        lines.append(_row(f"blob_log {c['params']}", c["test"]))
+    ml = res.get("learned")
+    if ml:
+        for name, s in ml["test"].items():
+            lines.append(_row(f"U-Net heatmap, {name}", s))
+    if c and ml:
+        arg, soft, quad = (ml["test"][k]["6px"] for k in ("argmax", "local soft-argmax", "argmax + quadratic"))
+        cpu_min = ml["training"]["cpu_seconds"] / 60
+        gain = 100 * (1 - soft["mean_error"] / arg["mean_error"])
+        lines += ["", "## Reading", "",
+                  f"- F1 at 6 px: U-Net {arg['f1']:.3f} against {c['test']['6px']['f1']:.3f} for blob_log. The "
+                  f"issue's target for the learned model (F1 at 6 px >= 0.90) is not reached after {cpu_min:.1f} "
+                  "CPU minutes of training on one shared core; a longer run is needed to tell how far this model goes.",
+                  f"- Same heatmap, same peaks: the local soft-argmax lowers the mean error of the 6-px matches from "
+                  f"{arg['mean_error']:.2f} px (argmax) to {soft['mean_error']:.2f} px ({gain:.0f} % less); argmax + "
+                  f"quadratic gives {quad['mean_error']:.2f} px. The heatmap is at full resolution (stride 1), where "
+                  "the argmax's quantisation error is at most 0.71 px, so the gain is small here; F1 hardly moves "
+                  "because the decodings share the peaks."]
+    lines += ["", "## How it was run", ""]
+    if c:
+        sigmas = sorted({(r["min_sigma"], r["max_sigma"]) for r in c["val_grid"]})
+        thresholds = sorted({r["threshold"] for r in c["val_grid"]})
+        lines += [f"- Classical: `{c['command']}`; grid on val: (min_sigma, max_sigma) in "
+                  f"{sigmas}, threshold in {thresholds}, num_sigma 5, selected by "
+                  f"val F1@6px. {c['seconds_per_test_image']:.2f} s per test image; load average "
+                  f"{c['load_average']} during the run."]
+    if ml:
+        t = ml["training"]
+        lines += [f"- Learned: `{ml['command']}`; {ml['model']}; trained {t['seconds'] / 60:.1f} min wall, "
+                  f"{t['cpu_seconds'] / 60:.1f} min CPU ({t['iterations']} iterations of {t['batch']} random "
+                  f"{t['crop']}x{t['crop']} crops of the "
+                  f"train split, flips / 90-degree rotations, Gaussian targets sigma {t['sigma']:g} px, "
+                  f"{t['loss']}, {t['optimizer']}, {t['threads']} thread). Peak finding: threshold "
+                  f"{ml['threshold']} (chosen on val by F1@6px), non-maximum suppression radius "
+                  f"{ml['min_distance']} px. Local soft-argmax: softmax of the heatmap values / temperature "
+                  f"over the {2 * ml['window_radius'] + 1}x{2 * ml['window_radius'] + 1} window around each peak, "
+                  f"temperature {ml['temperature']} (chosen on val by mean error). All decodings use the same "
+                  f"full-resolution heatmap and the same peaks. Training stops at the first of the CPU budget "
+                  f"(`--minutes`) and the wall-clock cap (`--wall-minutes`); here the cap. Load average "
+                  f"{ml['load_average']} at the end."]
+    lines += ["", f"Machine: {res['machine']}, shared with other engineers working at the same time (the load "
+              "averages above), so times are indicative only.", ""]
+    OUT_MD.write_text("\n".join(lines))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("classical", "learned", "markdown"), required=True,
+                    help="markdown: only rewrite the page from the JSON")
+    ap.add_argument("--minutes", type=float, default=20.0, help="training budget of the learned part, CPU minutes")
+    ap.add_argument("--wall-minutes", type=float, default=40.0, help="training wall-clock cap, minutes")
+    ap.add_argument("--limit", type=int, default=None, help="images per split (a quick check; not for the page)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.part == "markdown":
+        write_markdown(json.loads(OUT_JSON.read_text()))
+        return
+    val, test = load("val", args.limit), load("test", args.limit)
+    command = "OMP_NUM_THREADS=1 nice -n 10 python benchmarks/keypoints_dsb2018.py " + " ".join(sys.argv[1:])
+    if args.part == "classical":
+        out = run_classical(val, test)
+    else:
+        out = run_learned(load("train", args.limit), val, test, args.minutes, args.wall_minutes)
+    out["command"] = command
+    if args.limit is None:
+        res = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {}  # read late: parts may run at once
+        res[args.part] = out
+        res["test_nuclei"] = int(sum(len(s[2]) for s in test))
+        res["machine"] = f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
+        OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
+        OUT_JSON.write_text(json.dumps(res, indent=1) + "\n")
+        write_markdown(res)
+    print(json.dumps(out["test"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
