@@ -241,3 +241,20 @@ def test_oks_ap_more_detections_than_max_dets_equals_pycocotools():
     ours = oks_evaluate(gt, res)["stats"]
     assert [ours[n] for n in OKS_STAT_NAMES] == pytest.approx([ref[n] for n in OKS_STAT_NAMES], abs=1e-12)
     assert oks_evaluate(gt, res, max_dets=100)["stats"]["AR"] >= ours["AR"]
+
+
+def test_seglab_score_picks_the_keypoint_evaluation(tmp_path, capsys):
+    """``seglab score --coco-gt --coco-pred`` with keypoint results reports OKS AP equal to pycocotools."""
+    from seglab.cli.main import main
+
+    gt, results = _case(7)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    out = tmp_path / "scores.json"
+    assert main(["score", "--coco-gt", str(tmp_path / "gt.json"), "--coco-pred", str(tmp_path / "res.json"),
+                 "--json", str(out)]) == 0
+    assert "COCO keypoints (OKS)" in capsys.readouterr().out
+    got = json.loads(out.read_text())["coco_keypoints"]
+    want, _ = _pycocotools_stats(gt, results)
+    for name in OKS_STAT_NAMES:
+        assert got[name] == pytest.approx(want[name], abs=1e-12)

@@ -59,6 +59,7 @@ def test_instances_indexing_cat_and_empty():
     inst = Instances.from_label_map(lab)
     assert len(inst[1]) == 1 and len(inst[torch.tensor([True, False])]) == 1 and len(inst[[1, 0]]) == 2
     assert inst[-1].boxes.tolist() == inst.boxes[-1:].tolist()
+    assert len(inst[[]]) == 0 and inst[[]].masks.shape == (0, 3, 4)
     both = Instances.cat([inst, inst[:1]])
     assert len(both) == 3 and both.masks.shape == (3, 3, 4)
     empty = Instances.empty((3, 4))

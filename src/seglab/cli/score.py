@@ -65,7 +65,7 @@ def score_cmd(
     class_names: Optional[Path] = typer.Option(None, "--class-names", help="Text file, one class name per line (or JSON list)."),
     no_hd95: bool = typer.Option(False, "--no-hd95", help="Skip the (slower) per-class HD95."),
     coco_gt: Optional[Path] = typer.Option(None, "--coco-gt", help="COCO instances JSON (ground truth)."),
-    coco_pred: Optional[Path] = typer.Option(None, "--coco-pred", help="COCO results JSON (detections)."),
+    coco_pred: Optional[Path] = typer.Option(None, "--coco-pred", help="COCO results JSON (detections, masks or keypoints: keypoint results get the OKS evaluation)."),
     iou_type: str = typer.Option("segm", "--iou-type", help="COCO: 'segm' (masks) or 'bbox'."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write every number to this JSON file."),
 ):
@@ -108,11 +108,17 @@ def score_cmd(
         out["semantic"] = res
     if coco:
         from ..metrics import coco_evaluate
+        from ..metrics.keypoints import score_keypoint_results
 
-        res = coco_evaluate(coco_gt, coco_pred, iou_type)
-        _print_coco(res, iou_type)
-        res["per_class"] = {str(k): v for k, v in res["per_class"].items()}
-        out["coco"] = res
+        keypoints = score_keypoint_results(coco_gt, coco_pred)  # None unless the results hold keypoints
+        if keypoints is not None:
+            console.print(keypoints["summary"], highlight=False, markup=False)
+            out["coco_keypoints"] = keypoints["stats"]
+        else:
+            res = coco_evaluate(coco_gt, coco_pred, iou_type)
+            _print_coco(res, iou_type)
+            res["per_class"] = {str(k): v for k, v in res["per_class"].items()}
+            out["coco"] = res
     if json_out is not None:
         from ..io import atomic_write
 

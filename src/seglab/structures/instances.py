@@ -83,8 +83,10 @@ class Instances:
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
         elif not isinstance(index, slice):
-            index = torch.as_tensor(np.asarray(index) if not isinstance(index, torch.Tensor) else index,
-                                    device=self.boxes.device)
+            if not isinstance(index, torch.Tensor):
+                index = np.asarray(index)
+                index = index.astype(bool if index.dtype == bool else np.int64)  # [] is float64 otherwise
+            index = torch.as_tensor(index, device=self.boxes.device)
         return Instances(self.image_size, self.boxes[index], self.scores[index], self.classes[index],
                          None if self.masks is None else self.masks[index],
                          None if self.keypoints is None else self.keypoints[index])
