@@ -21,7 +21,7 @@ from numba import njit
 
 from ..errors import ParameterError
 from ._maxflow import grid_maxflow
-from .registry import BOX, LABELS, Param, register
+from .registry import BOX, LABELS, Param, checks_params, register
 
 FG, BG = 1, 2
 MODELS = ("gmm", "histogram")
@@ -578,6 +578,7 @@ def _initial_level_set(name: str, shape) -> np.ndarray:
     return (radius / 2 - distance_transform_edt(res)) / (radius * 1.5)
 
 
+@checks_params("chan_vese", skip=("init",))
 def chan_vese_segment(image: np.ndarray, mu: float = 0.25, lambda1: float = 1.0, lambda2: float = 1.0,
                       tol: float = 1e-3, max_iter: int = 500, dt: float = 0.5, init="checkerboard",
                       return_phi: bool = False):
