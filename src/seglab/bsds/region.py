@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..classical._regions import find
+
 
 @njit(cache=True)
 def _stats_from_table(n, gt_area, best_gt):
@@ -193,18 +195,6 @@ class RegionGroundTruth:
 # hierarchies: one union-find sweep over the ucm thresholds
 # ----------------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _uf_find(parent, a):
-    root = a
-    while parent[root] != root:
-        root = parent[root]
-    while parent[a] != root:
-        nxt = parent[a]
-        parent[a] = root
-        a = nxt
-    return root
-
-
-@njit(cache=True)
 def _ucm_sweep(ucm, thresh):
     """Partitions of the pixel centres of ``ucm`` (doubled grid) at every threshold.
 
@@ -262,8 +252,8 @@ def _ucm_sweep(ucm, thresh):
                         continue
                     pp = yy * w2 + xx
                     if active[pp]:
-                        a = _uf_find(parent, p)
-                        b = _uf_find(parent, pp)
+                        a = find(parent, p)
+                        b = find(parent, pp)
                         if a != b:
                             if a < b:
                                 parent[b] = a
@@ -272,7 +262,7 @@ def _ucm_sweep(ucm, thresh):
         if t == 0:
             for i in range(h):
                 for j in range(w):
-                    r = _uf_find(parent, (2 * i + 1) * w2 + 2 * j + 1)
+                    r = find(parent, (2 * i + 1) * w2 + 2 * j + 1)
                     if relabel[r] < 0:
                         relabel[r] = nleaf
                         leaf_node[nleaf] = r
@@ -283,13 +273,13 @@ def _ucm_sweep(ucm, thresh):
                 relabel[leaf_node[r]] = -1
         nreg = 0
         for l in range(nleaf):
-            r = _uf_find(parent, leaf_node[l])
+            r = find(parent, leaf_node[l])
             if relabel[r] < 0:
                 nreg += 1
                 relabel[r] = nreg
             merge[t, l] = relabel[r]
         for l in range(nleaf):
-            relabel[_uf_find(parent, leaf_node[l])] = -1
+            relabel[find(parent, leaf_node[l])] = -1
     return leaf, merge
 
 

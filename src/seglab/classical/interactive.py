@@ -105,60 +105,22 @@ def _neg_log_likelihood(x: np.ndarray, samples: np.ndarray, model: str, bins: in
 
 
 def _gmm_nll(x: np.ndarray, samples: np.ndarray, seed: int, k: int = 5, iters: int = 10) -> np.ndarray:
-    """-log density of a k-component full-covariance Gaussian mixture fitted by EM (k-means++ start)."""
+    """-log density of a k-component full-covariance Gaussian mixture fitted by ``iters`` EM iterations
+    (scikit-learn, k-means++ start, covariance floor 1e-4) on at most 4000 of the samples."""
+    from .clustering import fit_gmm, gmm_neg_log_density
+
     rng = np.random.default_rng(seed)
     if len(samples) > 4000:
         samples = samples[rng.choice(len(samples), 4000, replace=False)]
-    n, d = samples.shape
     k = min(k, len(np.unique(samples, axis=0)))
-    centres = [samples[rng.integers(n)]]
-    d2 = ((samples - centres[0]) ** 2).sum(1)
-    for _ in range(1, k):
-        centres.append(samples[rng.choice(n, p=d2 / d2.sum())] if d2.sum() > 0 else samples[rng.integers(n)])
-        d2 = np.minimum(d2, ((samples - centres[-1]) ** 2).sum(1))
-    resp = np.eye(k)[((samples[:, None] - np.array(centres)[None]) ** 2).sum(-1).argmin(1)]
-    reg = 1e-4 * np.eye(d)
-    for it in range(iters + 1):
-        nk = resp.sum(0) + 1e-10
-        weights = nk / n
-        means = resp.T @ samples / nk[:, None]
-        covs = np.stack([((samples - means[c]) * resp[:, c:c + 1]).T @ (samples - means[c]) / nk[c] + reg
-                         for c in range(k)])
-        if it == iters:
-            break
-        logp = _component_logpdf(samples, weights, means, covs)
-        logp -= logp.max(1, keepdims=True)
-        resp = np.exp(logp)
-        resp /= resp.sum(1, keepdims=True)
-    logp = _component_logpdf(x, weights, means, covs)
-    m = logp.max(1)
-    return -(m + np.log(np.exp(logp - m[:, None]).sum(1)))
-
-
-def _component_logpdf(x, weights, means, covs):
-    """log(w_c N(x; mean_c, cov_c)) for every row of x and component c."""
-    d = x.shape[1]
-    prec = np.linalg.inv(covs)
-    const = np.log(weights) - 0.5 * np.linalg.slogdet(covs)[1] - 0.5 * d * np.log(2 * np.pi)
-    return _logpdf_kernel(np.ascontiguousarray(x), means, prec, const)
-
-
-@njit(cache=True)
-def _logpdf_kernel(x, means, prec, const):
-    n, d = x.shape
-    k = means.shape[0]
-    out = np.empty((n, k))
-    diff = np.empty(d)
-    for i in range(n):
-        for c in range(k):
-            for a in range(d):
-                diff[a] = x[i, a] - means[c, a]
-            q = 0.0
-            for a in range(d):
-                for b in range(d):
-                    q += diff[a] * prec[c, a, b] * diff[b]
-            out[i, c] = const[c] - 0.5 * q
-    return out
+    if k == 1:  # one Gaussian (also for a single sample, which scikit-learn refuses): EM's closed form
+        mean = samples.mean(0, keepdims=True)
+        d = samples - mean
+        cov = d.T @ d / len(samples) + 1e-4 * np.eye(samples.shape[1])
+        prec_chol = np.linalg.inv(np.linalg.cholesky(cov)).T  # scikit-learn's upper-triangular convention
+        return gmm_neg_log_density(x, np.ones(1), mean, prec_chol[None])
+    model = fit_gmm(samples, k, max_iter=iters, tol=0.0, reg_covar=1e-4, init="k-means++", seed=seed)
+    return gmm_neg_log_density(x, model.weights_, model.means_, model.precisions_cholesky_)
 
 
 def _grid_edges(img: np.ndarray, connectivity: int):
