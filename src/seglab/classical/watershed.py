@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._heap import heap_pop, heap_push
 from .registry import LABELS, Param, register
 
 N_LEVELS = 65536
@@ -144,51 +145,6 @@ def closing_opening_by_reconstruction(f: np.ndarray, radius: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------- flooding (numba)
 
 @njit(cache=True)
-def _heap_push(pri, age, idx, frm, n, p, a, i, f):
-    """Insert (priority p, age a, pixel i, from-pixel f) into the min-heap of size n (ties: older first)."""
-    k = n
-    while k > 0:
-        parent = (k - 1) >> 1
-        if pri[parent] < p or (pri[parent] == p and age[parent] < a):
-            break
-        pri[k] = pri[parent]
-        age[k] = age[parent]
-        idx[k] = idx[parent]
-        frm[k] = frm[parent]
-        k = parent
-    pri[k] = p
-    age[k] = a
-    idx[k] = i
-    frm[k] = f
-
-
-@njit(cache=True)
-def _heap_pop(pri, age, idx, frm, n):
-    """Remove the root of a heap of size n (> 0); the caller reads it first and decrements n."""
-    p, a, i, f = pri[n - 1], age[n - 1], idx[n - 1], frm[n - 1]
-    m = n - 1
-    k = 0
-    while True:
-        child = 2 * k + 1
-        if child >= m:
-            break
-        if child + 1 < m and (pri[child + 1] < pri[child]
-                              or (pri[child + 1] == pri[child] and age[child + 1] < age[child])):
-            child += 1
-        if pri[child] > p or (pri[child] == p and age[child] > a):
-            break
-        pri[k] = pri[child]
-        age[k] = age[child]
-        idx[k] = idx[child]
-        frm[k] = frm[child]
-        k = child
-    pri[k] = p
-    age[k] = a
-    idx[k] = i
-    frm[k] = f
-
-
-@njit(cache=True)
 def _flood(surface, markers, mask, compactness, line):
     """Compact watershed (Neubert & Protzel 2014) from ``markers`` (> 0), 4-connected, within ``mask``.
 
@@ -202,10 +158,9 @@ def _flood(surface, markers, mask, compactness, line):
     origin = np.arange(n_pix)
     done = np.zeros(n_pix, np.bool_)
     cap = 4 * n_pix + 1
-    pri = np.empty(cap, np.float64)
-    age = np.empty(cap, np.int64)
-    idx = np.empty(cap, np.int64)
-    frm = np.empty(cap, np.int64)
+    pri = np.empty(cap, np.float64)  # the heap: priority, the offer's number (ties: older first), and
+    age = np.empty(cap, np.int64)    # the pixel that offers * n_pix + the pixel offered
+    val = np.empty(cap, np.int64)
     size = 0
     counter = 0
     for p in range(n_pix):
@@ -214,14 +169,12 @@ def _flood(surface, markers, mask, compactness, line):
         if markers[r, c] > 0 and mask[r, c]:
             labels[p] = markers[r, c]
             done[p] = True
-            _heap_push(pri, age, idx, frm, size, surface[r, c], counter, p, p)
-            size += 1
+            size = heap_push(pri, age, val, size, surface[r, c], counter, p * n_pix + p)
             counter += 1
     while size > 0:
-        p = idx[0]
-        f = frm[0]
-        _heap_pop(pri, age, idx, frm, size)
-        size -= 1
+        f = val[0] // n_pix
+        p = val[0] - f * n_pix
+        size = heap_pop(pri, age, val, size)
         if p != f:
             if done[p]:
                 continue
@@ -254,8 +207,7 @@ def _flood(surface, markers, mask, compactness, line):
                 q = rr * w + cc
                 if not done[q]:
                     v = surface[rr, cc] + compactness * np.sqrt((rr - orr) ** 2 + (cc - occ) ** 2)
-                    _heap_push(pri, age, idx, frm, size, v, counter, q, p)
-                    size += 1
+                    size = heap_push(pri, age, val, size, v, counter, p * n_pix + q)
                     counter += 1
     return labels.reshape(h, w)
 
