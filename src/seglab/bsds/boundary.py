@@ -22,6 +22,7 @@ from numba import njit
 
 from ..classical._heap import heap_pop, heap_push
 from ..classical._regions import find
+from ..errors import SeglabError
 
 MAX_DIST = 0.0075          # fraction of the image diagonal (official default)
 OUTLIER_COST = 100.0       # cost of an unmatched pixel, as a multiple of the matching radius
@@ -140,7 +141,7 @@ def thin(bmap: np.ndarray) -> np.ndarray:
     """
     img = np.ascontiguousarray(bmap, dtype=np.bool_).copy()
     if img.ndim != 2:
-        raise ValueError(f"thin: expected a 2-D map, got shape {img.shape}")
+        raise SeglabError(f"thin: expected a 2-D map, got shape {img.shape}")
     return _thin_kernel(img, _LUT1, _LUT2)
 
 
@@ -459,7 +460,7 @@ def correspond_pixels(bmap1: np.ndarray, bmap2: np.ndarray, max_dist: float = MA
     b1 = np.asarray(bmap1) != 0
     b2 = np.asarray(bmap2) != 0
     if b1.shape != b2.shape:
-        raise ValueError(f"boundary maps differ in size: {b1.shape} vs {b2.shape}")
+        raise SeglabError(f"boundary maps differ in size: {b1.shape} vs {b2.shape}")
     gt = GroundTruthBoundary(b2, max_dist)
     ys, xs = np.nonzero(b1)
     m1, m2 = gt.match(ys, xs)

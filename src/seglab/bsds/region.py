@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 from ..classical._regions import find
+from ..errors import SeglabError
 
 
 @njit(cache=True)
@@ -98,9 +99,9 @@ def contingency(seg: np.ndarray, gt: np.ndarray) -> np.ndarray:
     seg = np.ascontiguousarray(seg, dtype=np.int64)
     gt = np.ascontiguousarray(gt, dtype=np.int64)
     if seg.shape != gt.shape:
-        raise ValueError(f"segmentation of size {seg.shape} does not match ground truth of size {gt.shape}")
+        raise SeglabError(f"segmentation of size {seg.shape} does not match ground truth of size {gt.shape}")
     if seg.size and (seg.min() < 0 or gt.min() < 0):
-        raise ValueError("labels must be non-negative")
+        raise SeglabError("labels must be non-negative")
     return _table(seg, gt, int(seg.max()) + 1, int(gt.max()) + 1)
 
 
@@ -136,14 +137,14 @@ class RegionGroundTruth:
 
     def __init__(self, gts: list[np.ndarray]):
         if not gts:
-            raise ValueError("no ground-truth segmentation")
+            raise SeglabError("no ground-truth segmentation")
         self.gts = [np.ascontiguousarray(g, dtype=np.int64) for g in gts]
         self.shape = self.gts[0].shape
         for g in self.gts:
             if g.shape != self.shape:
-                raise ValueError(f"ground truths differ in size: {g.shape} vs {self.shape}")
+                raise SeglabError(f"ground truths differ in size: {g.shape} vs {self.shape}")
             if g.min() < 0:
-                raise ValueError("ground-truth labels must be non-negative")
+                raise SeglabError("ground-truth labels must be non-negative")
         self.nlab = [int(g.max()) + 1 for g in self.gts]
         self.areas = [np.bincount(g.ravel(), minlength=k).astype(float) for g, k in zip(self.gts, self.nlab)]
         # official: regionprops areas of labels 1..max, over all annotators
@@ -180,9 +181,9 @@ class RegionGroundTruth:
         """Statistics of one flat segmentation (labels >= 0; 0 = unlabelled for covering)."""
         seg = np.ascontiguousarray(seg, dtype=np.int64)
         if seg.shape != self.shape:
-            raise ValueError(f"segmentation of size {seg.shape} does not match ground truth of size {self.shape}")
+            raise SeglabError(f"segmentation of size {seg.shape} does not match ground truth of size {self.shape}")
         if seg.min() < 0:
-            raise ValueError("segmentation labels must be non-negative")
+            raise SeglabError("segmentation labels must be non-negative")
         ns = int(seg.max()) + 1
         if ns > seg.size:  # sparse label values: renumber (0 stays 0) so the table stays small
             uniq, inv = np.unique(seg, return_inverse=True)
@@ -325,7 +326,7 @@ def score_ucm(ucm2: np.ndarray, thresholds: np.ndarray, gt: RegionGroundTruth) -
         return out
     leaf, merge = parts
     if leaf.shape != gt.shape:
-        raise ValueError(f"ucm2 of image size {leaf.shape} does not match ground truth of size {gt.shape}")
+        raise SeglabError(f"ucm2 of image size {leaf.shape} does not match ground truth of size {gt.shape}")
     nleaf = merge.shape[1]
     leaf_tables = [_table(leaf, g, nleaf, k) for g, k in zip(gt.gts, gt.nlab)]
     prev_nreg = -1

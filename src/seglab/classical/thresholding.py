@@ -6,6 +6,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ..errors import ParameterError
 from ..io import to_gray
 from .registry import Param, register
 
@@ -100,7 +101,7 @@ def _histogram_setup(gray: np.ndarray, nbins: int):
     x = np.ascontiguousarray(gray).ravel()
     lo, hi = x.min(), x.max()
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError(f"gray_histogram: range [{lo}, {hi}] is not finite")
+        raise ParameterError(f"gray_histogram: range [{lo}, {hi}] is not finite")
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     if _NUMPY2 and x.dtype == np.float32:
@@ -318,8 +319,6 @@ def adaptive_threshold(image: np.ndarray, block_size: int = 35, kernel: str = "g
     4 sigma, as scikit-image does (its ``method='mean'`` is our ``kernel='box'``), so both give the same classes.
     """
     from scipy import ndimage as ndi
-
-    from ..errors import ParameterError
 
     if block_size % 2 == 0:
         raise ParameterError(f"parameter 'block_size' must be odd, got {block_size}")
