@@ -20,10 +20,12 @@ with the same result, or does something the library cannot; this script measures
   quantisation may move a few pixels: the fraction that differs is reported);
 - ``lloyd``: k-means (k = 4, Lab features) from the same k-means++ centres, our Lloyd with Hamerly's bounds
   vs ``sklearn.cluster.KMeans(algorithm="lloyd", n_init=1)`` (same labels);
-- ``gmm``: the 5-component colour model of ``graph_cut``: seglab's former hand-written EM
-  (k-means++ start, 10 iterations, numba log-density; kept here as the reference) vs scikit-learn's
-  ``GaussianMixture`` (same start, same iterations, same covariance floor) and ``score_samples``; both
-  fitted on <= 4000 pixels of the middle of the image and evaluated on every pixel.
+- ``gmm``: the 5-component colour model of ``graph_cut``: seglab's hand-written EM (k-means++ start, 10
+  iterations, then the numba mixture density of every pixel) vs scikit-learn's ``GaussianMixture`` (same
+  start, same iterations, same covariance floor) with ``score_samples``, and vs scikit-learn's fit with
+  seglab's density (``gmm_sklearn_fit``); all fitted on <= 4000 pixels of the middle of the image and
+  evaluated on every pixel. (The import of ``sklearn.mixture``, 1.3 s of CPU once per process, is not in
+  these times: see ``benchmarks/cold_start.py``.)
 
 Runs are interleaved (ours, library, ours, ...) per image and repetition; medians in milliseconds.
 
@@ -48,71 +50,6 @@ from _machine import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results" / "kernel_choices"
-
-
-# ------------------------------------------------------------------------------- the former EM, verbatim
-def _component_logpdf(x, weights, means, covs):
-    d = x.shape[1]
-    prec = np.linalg.inv(covs)
-    const = np.log(weights) - 0.5 * np.linalg.slogdet(covs)[1] - 0.5 * d * np.log(2 * np.pi)
-    return _logpdf_kernel(np.ascontiguousarray(x), means, prec, const)
-
-
-def _numba_logpdf():
-    from numba import njit
-
-    @njit(cache=False)
-    def kernel(x, means, prec, const):
-        n, d = x.shape
-        k = means.shape[0]
-        out = np.empty((n, k))
-        diff = np.empty(d)
-        for i in range(n):
-            for c in range(k):
-                for a in range(d):
-                    diff[a] = x[i, a] - means[c, a]
-                q = 0.0
-                for a in range(d):
-                    for b in range(d):
-                        q += diff[a] * prec[c, a, b] * diff[b]
-                out[i, c] = const[c] - 0.5 * q
-        return out
-
-    return kernel
-
-
-_logpdf_kernel = _numba_logpdf()
-
-
-def handwritten_gmm_nll(x, samples, seed, k=5, iters=10):
-    """seglab's hand-written EM of graph_cut before this change (its numba log-density included)."""
-    rng = np.random.default_rng(seed)
-    if len(samples) > 4000:
-        samples = samples[rng.choice(len(samples), 4000, replace=False)]
-    n, d = samples.shape
-    k = min(k, len(np.unique(samples, axis=0)))
-    centres = [samples[rng.integers(n)]]
-    d2 = ((samples - centres[0]) ** 2).sum(1)
-    for _ in range(1, k):
-        centres.append(samples[rng.choice(n, p=d2 / d2.sum())] if d2.sum() > 0 else samples[rng.integers(n)])
-        d2 = np.minimum(d2, ((samples - centres[-1]) ** 2).sum(1))
-    resp = np.eye(k)[((samples[:, None] - np.array(centres)[None]) ** 2).sum(-1).argmin(1)]
-    reg = 1e-4 * np.eye(d)
-    for it in range(iters + 1):
-        nk = resp.sum(0) + 1e-10
-        weights = nk / n
-        means = resp.T @ samples / nk[:, None]
-        covs = np.stack([((samples - means[c]) * resp[:, c:c + 1]).T @ (samples - means[c]) / nk[c] + reg
-                         for c in range(k)])
-        if it == iters:
-            break
-        logp = _component_logpdf(samples, weights, means, covs)
-        logp -= logp.max(1, keepdims=True)
-        resp = np.exp(logp)
-        resp /= resp.sum(1, keepdims=True)
-    logp = _component_logpdf(x, weights, means, covs)
-    m = logp.max(1)
-    return -(m + np.log(np.exp(logp - m[:, None]).sum(1)))
 
 
 def _numba_components():
@@ -203,12 +140,22 @@ def run(n: int, reps: int) -> dict:
         gm.fit(samples)
         return -gm.score_samples(x)
 
+    def sklearn_fit_our_density(x, samples, seed):
+        from seglab.classical.clustering import fit_gmm, gmm_neg_log_density
+
+        rng = np.random.default_rng(seed)
+        if len(samples) > 4000:
+            samples = samples[rng.choice(len(samples), 4000, replace=False)]
+        k = min(5, len(np.unique(samples, axis=0)))
+        gm = fit_gmm(samples, k, max_iter=10, tol=0.0, reg_covar=1e-4, init="k-means++", seed=seed)
+        return gmm_neg_log_density(x, gm.weights_, gm.means_, gm.precisions_cholesky_)
+
     # warm up (numba compilation, imports)
     g = to_gray(images[0][:40, :40])
     gray_histogram(g, 256), np.histogram(g, 256), connected_components(np.zeros((4, 4), np.int32))
     handwritten_components(np.zeros((4, 4), np.int32))
     small = images[0][:8, :8].reshape(-1, 3).astype(float)
-    handwritten_gmm_nll(small, small, 0), sklearn_nll(small, small, 0)
+    _gmm_nll(small, small, 0), sklearn_nll(small, small, 0), sklearn_fit_our_density(small, small, 0)
 
     from skimage.morphology import reconstruction
     from sklearn.cluster import KMeans
@@ -230,7 +177,7 @@ def run(n: int, reps: int) -> dict:
     stable_argsort_nonneg(np.ones(4, np.float32))
     _reconstruct_erosion(np.ones((4, 4)), np.ones((4, 4)))
     rows = {"histogram": [], "components_slic": [], "components_levels": [], "argsort": [], "hminima": [],
-            "flood": [], "lloyd": [], "gmm": [], "gmm_seglab": []}
+            "flood": [], "lloyd": [], "gmm": [], "gmm_sklearn_fit": []}
     agree = {"histogram": True, "components": True, "argsort": True, "hminima": True, "lloyd": True}
     gmm_diff = []
     gmm_diff_seglab = []
@@ -276,11 +223,11 @@ def run(n: int, reps: int) -> dict:
                 b, t2 = _timed(connected_components, lab)  # seglab's call of skimage.measure.label
                 agree["components"] &= bool(a[1] == b[1] and np.array_equal(a[0], b[0]))
                 rows[key].append((t1, t2))
-            a, t1 = _timed(handwritten_gmm_nll, x, inside, 0)
+            a, t1 = _timed(_gmm_nll, x, inside, 0)
             b, t2 = _timed(sklearn_nll, x, inside, 0)
-            c, t3 = _timed(_gmm_nll, x, inside, 0)
+            c, t3 = _timed(sklearn_fit_our_density, x, inside, 0)
             rows["gmm"].append((t1, t2))
-            rows["gmm_seglab"].append((t1, t3))
+            rows["gmm_sklearn_fit"].append((t1, t3))
         gmm_diff.append(float(np.median(np.abs(a - b))))
         gmm_diff_seglab.append(float(np.median(np.abs(a - c))))
     res = {k: {"ours_ms": float(np.median([r[0] for r in v])), "library_ms": float(np.median([r[1] for r in v]))}
@@ -292,7 +239,7 @@ def run(n: int, reps: int) -> dict:
     res["lloyd"]["fraction_of_pixels_differing"] = float(np.median(lloyd_diff))
     res["flood"]["fraction_of_pixels_differing"] = float(np.median(flood_diff))
     res["gmm"]["median_abs_nll_difference"] = float(np.median(gmm_diff))
-    res["gmm_seglab"]["median_abs_nll_difference"] = float(np.median(gmm_diff_seglab))
+    res["gmm_sklearn_fit"]["median_abs_nll_difference"] = float(np.median(gmm_diff_seglab))
     return {"images": len(images), "reps": reps, "results": res}
 
 
@@ -312,9 +259,9 @@ def write_markdown(res: dict) -> None:
         "lloyd": ("k-means, k = 4, Lab, same start", "_lloyd (numba, Hamerly bounds)",
                   "sklearn KMeans(algorithm='lloyd')"),
         "gmm": ("graph_cut colour model: 5-component EM fit + log-density of every pixel",
-                "former hand-written EM", "sklearn GaussianMixture (fit + score_samples)"),
-        "gmm_seglab": ("the same colour model as graph_cut computes it now", "former hand-written EM",
-                       "sklearn fit + seglab's numba density (_gmm_nll)"),
+                "_gmm_nll (numpy EM + numba density)", "sklearn GaussianMixture (fit + score_samples)"),
+        "gmm_sklearn_fit": ("the same, scikit-learn's fit with our density", "_gmm_nll (numpy EM + numba density)",
+                            "sklearn fit + gmm_neg_log_density"),
     }
     lines = ["# Hand-written kernels against the equal library call", "",
              f"Median milliseconds per BSDS500 test image (481 x 321), {res['images']} images x {res['reps']} "

@@ -232,8 +232,8 @@ def _radix_argsort_u32(keys):
 def stable_argsort_nonneg(weights: np.ndarray) -> np.ndarray:
     """Stable argsort of non-negative float32 weights in O(n) (LSD radix sort on their bit patterns).
 
-    Why our own: the same order as ``np.argsort(kind="stable")``, 5.8x faster on the 8-neighbour edges of
-    a BSDS500 image (98 vs 567 ms under load, ``python benchmarks/kernel_choices.py``, docs/results/kernel_choices.md); Felzenszwalb-Huttenlocher spends most of its time
+    Why our own: the same order as ``np.argsort(kind="stable")``, 5.7x faster on the 8-neighbour edges of
+    a BSDS500 image (147 vs 847 ms on a heavily loaded machine, ``python benchmarks/kernel_choices.py``, docs/results/kernel_choices.md); Felzenszwalb-Huttenlocher spends most of its time
     sorting."""
     w = np.ascontiguousarray(weights, dtype=np.float32)
     return _radix_argsort_u32(w.view(np.uint32))

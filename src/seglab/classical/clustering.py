@@ -84,8 +84,8 @@ def _lloyd(x, centers, max_iter, tol):
     """Lloyd's iterations with Hamerly's bounds (SDM 2010), which skip the points that cannot change
     cluster; the result is exactly Lloyd's. Returns (labels, inertia).
 
-    Why our own: 2.3x faster than ``sklearn.cluster.KMeans(algorithm="lloyd")`` from the same centres on
-    the Lab pixels of a BSDS500 image, with the same labels on the median image (196 vs 442 ms under load,
+    Why our own: 2.7x faster than ``sklearn.cluster.KMeans(algorithm="lloyd")`` from the same centres on
+    the Lab pixels of a BSDS500 image, with the same labels on the median image (203 vs 539 ms under load,
     ``python benchmarks/kernel_choices.py``, docs/results/kernel_choices.md)."""
     n, f = x.shape
     k = centers.shape[0]
@@ -240,9 +240,9 @@ def _gmm_scores(x, log_weights, means, prec_chol, want_nll):
     """Per row of x: the MAP component, and (``want_nll``) -log p(x) under the whole mixture.
 
     Why our own rather than scikit-learn's ``predict`` / ``score_samples``: one pass over the pixels with
-    no n x k temporaries; graph_cut's colour model (scikit-learn's EM fit, then this density on every
-    pixel) takes 376 ms against 826 ms with ``score_samples`` on a BSDS500 image (under load,
-    ``python benchmarks/kernel_choices.py``, docs/results/kernel_choices.md); ``gmm_map`` equals
+    no n x k temporaries; scikit-learn's EM fit of graph_cut's colour model followed by this density on
+    every pixel of a BSDS500 image took 558 ms, followed by ``score_samples`` 1145 ms (heavily loaded
+    machine, ``python benchmarks/kernel_choices.py``, docs/results/kernel_choices.md); ``gmm_map`` equals
     ``predict`` and ``gmm_neg_log_density`` equals ``-score_samples`` (tests).
     """
     n, f = x.shape

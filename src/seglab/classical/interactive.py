@@ -106,21 +106,46 @@ def _neg_log_likelihood(x: np.ndarray, samples: np.ndarray, model: str, bins: in
 
 def _gmm_nll(x: np.ndarray, samples: np.ndarray, seed: int, k: int = 5, iters: int = 10) -> np.ndarray:
     """-log density of a k-component full-covariance Gaussian mixture fitted by ``iters`` EM iterations
-    (scikit-learn, k-means++ start, covariance floor 1e-4) on at most 4000 of the samples."""
-    from .clustering import fit_gmm, gmm_neg_log_density
+    (k-means++ start, covariance floor 1e-4) on at most 4000 of the samples.
+
+    Why our own EM rather than scikit-learn's ``GaussianMixture`` (which gives the same mixture at
+    convergence, tested): importing ``sklearn.mixture`` costs 1.3 s of CPU on the first graph_cut of a
+    process (graph_cut's first call: 1.5 s of CPU with ours, 5.2 s with scikit-learn's), and the colour
+    model took 558 ms with scikit-learn's fit against 412 ms with ours on a BSDS500 image; measured with
+    ``python benchmarks/kernel_choices.py`` (docs/results/kernel_choices.md) and
+    ``python benchmarks/cold_start.py``. The density of every pixel is the package's one mixture kernel,
+    :func:`seglab.classical.clustering.gmm_neg_log_density`.
+    """
+    from .clustering import gmm_neg_log_density
 
     rng = np.random.default_rng(seed)
     if len(samples) > 4000:
         samples = samples[rng.choice(len(samples), 4000, replace=False)]
+    n, d = samples.shape
     k = min(k, len(np.unique(samples, axis=0)))
-    if k == 1:  # one Gaussian (also for a single sample, which scikit-learn refuses): EM's closed form
-        mean = samples.mean(0, keepdims=True)
-        d = samples - mean
-        cov = d.T @ d / len(samples) + 1e-4 * np.eye(samples.shape[1])
-        prec_chol = np.linalg.inv(np.linalg.cholesky(cov)).T  # scikit-learn's upper-triangular convention
-        return gmm_neg_log_density(x, np.ones(1), mean, prec_chol[None])
-    model = fit_gmm(samples, k, max_iter=iters, tol=0.0, reg_covar=1e-4, init="k-means++", seed=seed)
-    return gmm_neg_log_density(x, model.weights_, model.means_, model.precisions_cholesky_)
+    centres = [samples[rng.integers(n)]]
+    d2 = ((samples - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        centres.append(samples[rng.choice(n, p=d2 / d2.sum())] if d2.sum() > 0 else samples[rng.integers(n)])
+        d2 = np.minimum(d2, ((samples - centres[-1]) ** 2).sum(1))
+    resp = np.eye(k)[((samples[:, None] - np.array(centres)[None]) ** 2).sum(-1).argmin(1)]
+    reg = 1e-4 * np.eye(d)
+    for it in range(iters + 1):
+        nk = resp.sum(0) + 1e-10
+        weights = nk / n
+        means = resp.T @ samples / nk[:, None]
+        covs = np.stack([((samples - means[c]) * resp[:, c:c + 1]).T @ (samples - means[c]) / nk[c] + reg
+                         for c in range(k)])
+        # Cholesky factors of the precisions, upper triangular (scikit-learn's parametrisation)
+        prec_chol = np.linalg.inv(np.linalg.cholesky(covs)).transpose(0, 2, 1)
+        if it == iters:
+            break
+        y = np.einsum("nd,kde->nke", samples, prec_chol) - np.einsum("kd,kde->ke", means, prec_chol)[None]
+        logp = np.log(weights) + np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(1) - 0.5 * (y * y).sum(2)
+        logp -= logp.max(1, keepdims=True)
+        resp = np.exp(logp)
+        resp /= resp.sum(1, keepdims=True)
+    return gmm_neg_log_density(x, weights, means, prec_chol)
 
 
 def _grid_edges(img: np.ndarray, connectivity: int):

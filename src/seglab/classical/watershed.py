@@ -32,8 +32,8 @@ def _reconstruct_erosion(marker, mask):
     Vincent's hybrid algorithm (IEEE TIP 2(2), 1993): a forward and a backward raster scan, then a FIFO
     propagation from the pixels the backward scan could still lower.
 
-    Why our own: the same values as ``skimage.morphology.reconstruction(method="erosion")``, 15x faster on
-    the h-minima transform of a BSDS500 gradient (37 vs 549 ms under load, ``python benchmarks/kernel_choices.py``, docs/results/kernel_choices.md).
+    Why our own: the same values as ``skimage.morphology.reconstruction(method="erosion")``, 20x faster on
+    the h-minima transform of a BSDS500 gradient (44 vs 884 ms on a heavily loaded machine, ``python benchmarks/kernel_choices.py``, docs/results/kernel_choices.md).
     """
     h, w = mask.shape
     j = np.maximum(marker, mask)
@@ -225,8 +225,8 @@ def _flood_levels(levels, n_levels, markers, mask, line):
     Same rules as :func:`_flood` with compactness 0; a pixel queued below the level being flooded joins
     the current level (Meyer's algorithm), and each level is first in, first out.
 
-    Why our own: 6x faster than ``skimage.segmentation.watershed`` from the same markers on a BSDS500
-    gradient (58 vs 359 ms under load; the same labels on the median image, a few pixels may differ by
+    Why our own: 7x faster than ``skimage.segmentation.watershed`` from the same markers on a BSDS500
+    gradient (73 vs 536 ms on a heavily loaded machine; the same labels on the median image, a few pixels may differ by
     ties and the 2^16-level quantisation; ``python benchmarks/kernel_choices.py``, docs/results/kernel_choices.md).
     """
     h, w = levels.shape
