@@ -121,3 +121,13 @@ def test_deterministic_given_seed(method, rng):
 def test_bad_parameters_raise(method, params):
     with pytest.raises(ParameterError):
         seglab.segment(np.zeros((5, 5)), method, **params)
+
+
+def test_gmm_neg_log_density_equals_sklearn_score_samples(rng):
+    from seglab.classical.clustering import gmm_neg_log_density
+
+    x = np.concatenate([rng.normal(m, s, (400, 3)) for m, s in ((0, 0.5), (3, 1.0), (6, 0.3))])
+    for cov in ("full", "tied", "diag", "spherical"):
+        model = GaussianMixture(3, covariance_type=cov, random_state=0).fit(x)
+        ours = gmm_neg_log_density(x, model.weights_, model.means_, model.precisions_cholesky_, cov)
+        np.testing.assert_allclose(ours, -model.score_samples(x), rtol=0, atol=1e-10)

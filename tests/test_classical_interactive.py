@@ -233,3 +233,17 @@ def test_gaussian_mixture_colour_model_equals_scikit_learn_at_convergence():
     ref = GaussianMixture(2, covariance_type="full", reg_covar=1e-4, tol=1e-12, max_iter=300, random_state=0)
     ref.fit(x)
     np.testing.assert_allclose(_gmm_nll(x[:200], x, 0, k=2, iters=80), -ref.score_samples(x[:200]), atol=1e-8)
+
+
+def test_one_component_colour_model_is_the_fitted_gaussian(rng):
+    """k = 1 (one distinct colour, or a single sample) is EM's closed form: the samples' mean and biased
+    covariance plus the 1e-4 floor (to the 1e-10 that the EM adds to each component's count)."""
+    from scipy.stats import multivariate_normal
+
+    from seglab.classical.interactive import _gmm_nll
+
+    x = rng.random((50, 3))
+    for samples in (np.tile([[0.2, 0.5, 0.7]], (30, 1)), np.array([[0.1, 0.9, 0.3]])):
+        cov = np.cov(samples.T, bias=True).reshape(3, 3) + 1e-4 * np.eye(3)
+        ref = -multivariate_normal(samples.mean(0), cov).logpdf(x)
+        np.testing.assert_allclose(_gmm_nll(x, samples, 0), ref, rtol=1e-8)

@@ -178,3 +178,42 @@ def test_deterministic(rng):
 def test_bad_parameters_raise(method, params):
     with pytest.raises(ParameterError):
         seglab.segment(np.zeros((5, 5)), method, **params)
+
+
+def _flood_fill_reference(lab):
+    """4-connected components of equal values by breadth-first search, numbered in raster order."""
+    from collections import deque
+
+    h, w = lab.shape
+    out = np.full((h, w), -1)
+    n = 0
+    for r0 in range(h):
+        for c0 in range(w):
+            if out[r0, c0] >= 0:
+                continue
+            out[r0, c0] = n
+            todo = deque([(r0, c0)])
+            while todo:
+                r, c = todo.popleft()
+                for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+                    if 0 <= rr < h and 0 <= cc < w and out[rr, cc] < 0 and lab[rr, cc] == lab[r, c]:
+                        out[rr, cc] = n
+                        todo.append((rr, cc))
+            n += 1
+    return out, n
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.bool_])
+def test_connected_components_equal_a_flood_fill(rng, dtype):
+    """Every value is a region (0 and negative values too), numbered 0.. in raster order, any dtype;
+    values at both ends of the dtype's range included."""
+    lab = rng.integers(0, 3, (23, 31))
+    if dtype is np.bool_:
+        lab = lab > 0
+    else:
+        info = np.iinfo(dtype)
+        lab = np.choose(lab, [info.min, 0, info.max]).astype(dtype)
+    ref, n = _flood_fill_reference(lab)
+    out, m = connected_components(lab)
+    assert m == n and out.dtype == np.int32
+    np.testing.assert_array_equal(out, ref)

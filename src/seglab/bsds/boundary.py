@@ -20,7 +20,9 @@ import math
 import numpy as np
 from numba import njit
 
+from ..classical._heap import heap_pop, heap_push
 from ..classical._regions import find
+from ..errors import SeglabError
 
 MAX_DIST = 0.0075          # fraction of the image diagonal (official default)
 OUTLIER_COST = 100.0       # cost of an unmatched pixel, as a multiple of the matching radius
@@ -139,7 +141,7 @@ def thin(bmap: np.ndarray) -> np.ndarray:
     """
     img = np.ascontiguousarray(bmap, dtype=np.bool_).copy()
     if img.ndim != 2:
-        raise ValueError(f"thin: expected a 2-D map, got shape {img.shape}")
+        raise SeglabError(f"thin: expected a 2-D map, got shape {img.shape}")
     return _thin_kernel(img, _LUT1, _LUT2)
 
 
@@ -206,44 +208,6 @@ def _neighbourhood(gt, dys, dxs, ws):
 
 
 @njit(cache=True)
-def _heap_push(hk, hv, size, key, val):
-    i = size
-    hk[i] = key
-    hv[i] = val
-    while i > 0:
-        p = (i - 1) >> 1
-        if hk[p] <= hk[i]:
-            break
-        hk[p], hk[i] = hk[i], hk[p]
-        hv[p], hv[i] = hv[i], hv[p]
-        i = p
-    return size + 1
-
-
-@njit(cache=True)
-def _heap_pop(hk, hv, size):
-    key = hk[0]
-    val = hv[0]
-    size -= 1
-    hk[0] = hk[size]
-    hv[0] = hv[size]
-    i = 0
-    while True:
-        l = 2 * i + 1
-        if l >= size:
-            break
-        c = l
-        if l + 1 < size and hk[l + 1] < hk[l]:
-            c = l + 1
-        if hk[i] <= hk[c]:
-            break
-        hk[c], hk[i] = hk[i], hk[c]
-        hv[c], hv[i] = hv[i], hv[c]
-        i = c
-    return key, val, size
-
-
-@njit(cache=True)
 def _assign(rows, ptr, col, cost, n_rows, n_cols, outlier, row_match, col_match):
     """Min-cost assignment of ``rows`` to real columns (cost ``cost``) or each to its own outlier column
     (cost ``outlier``), by successive shortest augmenting paths with Dijkstra on reduced costs.
@@ -261,7 +225,8 @@ def _assign(rows, ptr, col, cost, n_rows, n_cols, outlier, row_match, col_match)
     pred = np.empty(nc, np.int64)
     rowd = np.zeros(n_rows, np.int64)
     cap = ptr[-1] + n_rows + 1
-    hk = np.empty(cap, np.int64)
+    hk = np.empty(cap, np.int64)  # the heap: distance, push number (equal distances: first in, first out),
+    ht = np.empty(cap, np.int64)  # column
     hv = np.empty(cap, np.int64)
     touched = np.empty(nc, np.int64)
     settled = np.empty(nc, np.int64)
@@ -290,6 +255,7 @@ def _assign(rows, ptr, col, cost, n_rows, n_cols, outlier, row_match, col_match)
         ns = 0
         nr = 0
         size = 0
+        pushes = 0
         reached[nr] = i0
         nr += 1
         rowd[i0] = 0
@@ -309,7 +275,8 @@ def _assign(rows, ptr, col, cost, n_rows, n_cols, outlier, row_match, col_match)
                             nt += 1
                         dist[j] = nd
                         pred[j] = k
-                        size = _heap_push(hk, hv, size, nd, j)
+                        size = heap_push(hk, ht, hv, size, nd, pushes, j)
+                        pushes += 1
             j = n_cols + k
             if not done[j]:
                 nd = dk + outlier - u[k] - v[j]
@@ -319,11 +286,14 @@ def _assign(rows, ptr, col, cost, n_rows, n_cols, outlier, row_match, col_match)
                         nt += 1
                     dist[j] = nd
                     pred[j] = k
-                    size = _heap_push(hk, hv, size, nd, j)
+                    size = heap_push(hk, ht, hv, size, nd, pushes, j)
+                    pushes += 1
             # settle the nearest column
             found = False
             while size > 0:
-                d, j, size = _heap_pop(hk, hv, size)
+                d = hk[0]
+                j = hv[0]
+                size = heap_pop(hk, ht, hv, size)
                 if done[j] or d > dist[j]:
                     continue
                 found = True
@@ -490,7 +460,7 @@ def correspond_pixels(bmap1: np.ndarray, bmap2: np.ndarray, max_dist: float = MA
     b1 = np.asarray(bmap1) != 0
     b2 = np.asarray(bmap2) != 0
     if b1.shape != b2.shape:
-        raise ValueError(f"boundary maps differ in size: {b1.shape} vs {b2.shape}")
+        raise SeglabError(f"boundary maps differ in size: {b1.shape} vs {b2.shape}")
     gt = GroundTruthBoundary(b2, max_dist)
     ys, xs = np.nonzero(b1)
     m1, m2 = gt.match(ys, xs)

@@ -142,9 +142,12 @@ def _check_labels(arr, path) -> np.ndarray:
 
 
 def read_prediction(path) -> Prediction:
-    """Read one image's result: ``.mat`` with ``ucm2`` or ``segs``; label ``.png``/``.npy`` (0-based,
-    shifted +1); a gray ``.png`` whose name ends in ``_bdry``/``_pb`` or that sits in a folder named
-    ``png`` is read as a soft boundary map (see :func:`read_soft_boundary`)."""
+    """Read one image's result: ``.mat`` with ``ucm2`` or ``segs``; a label map ``.png``/``.npy`` (any
+    label PNG :func:`seglab.io.read_labels` reads: palette, 8- or 16-bit gray, 1-bit) is one flat
+    segmentation, 0-based, shifted +1. Soft boundary PNGs are read only by :func:`read_soft_boundary`
+    (``evaluate_folder(..., soft=True)``, ``seglab bsds eval --soft``): a gray PNG cannot tell by itself
+    whether it holds labels or boundary strengths. Unreadable or non-numeric content is an
+    :class:`InputFileError` naming the file and the variable."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".mat":
@@ -152,8 +155,9 @@ def read_prediction(path) -> Prediction:
         if "ucm2" in mat:
             return Prediction("ucm", read_ucm2_array(mat["ucm2"], path))
         if "segs" in mat:
-            cells = mat["segs"].ravel()
-            if cells.size == 0:
+            segs = mat["segs"]
+            cells = segs.ravel() if segs.dtype == object else [segs]  # a plain matrix: one segmentation
+            if len(cells) == 0:
                 raise InputFileError(f"{path}: 'segs' is empty")
             segs = [_check_labels(c, path) for c in cells]
             if any(s.shape != segs[0].shape for s in segs):
@@ -167,9 +171,24 @@ def read_prediction(path) -> Prediction:
     raise InputFileError(f"{path}: unknown result format {suffix!r} (use .mat with ucm2/segs, .png or .npy)")
 
 
+def _describe_mat_value(u: np.ndarray) -> str:
+    """What a non-numeric MATLAB variable is, in words (loadmat gives strings as str arrays, cells and
+    structs as object / record arrays)."""
+    if u.dtype.kind == "U":
+        return "text"
+    if u.dtype.names:
+        return "a struct"
+    if u.dtype == object:
+        return "a cell array"
+    return f"dtype {u.dtype}"
+
+
 def read_ucm2_array(ucm2, path="ucm2") -> np.ndarray:
-    """Validate a ucm2 array: (2H+1) x (2W+1), finite, in [0, 1]."""
-    u = np.asarray(ucm2, dtype=np.float64)
+    """Validate a ucm2 array: numeric (bool, integer or real float), (2H+1) x (2W+1), finite, in [0, 1]."""
+    u = np.asarray(ucm2)
+    if u.dtype != np.bool_ and not np.issubdtype(u.dtype, np.integer) and not np.issubdtype(u.dtype, np.floating):
+        raise InputFileError(f"{path}: 'ucm2' must be a numeric array, got {_describe_mat_value(u)}")
+    u = u.astype(np.float64)
     if u.ndim != 2 or u.shape[0] < 3 or u.shape[1] < 3 or u.shape[0] % 2 == 0 or u.shape[1] % 2 == 0:
         raise InputFileError(f"{path}: ucm2 must be (2H+1) x (2W+1), got shape {u.shape}")
     if not np.all(np.isfinite(u)) or u.min() < 0 or u.max() > 1:

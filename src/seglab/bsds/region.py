@@ -23,6 +23,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..classical._regions import find
+from ..errors import SeglabError
+
 
 @njit(cache=True)
 def _stats_from_table(n, gt_area, best_gt):
@@ -96,9 +99,9 @@ def contingency(seg: np.ndarray, gt: np.ndarray) -> np.ndarray:
     seg = np.ascontiguousarray(seg, dtype=np.int64)
     gt = np.ascontiguousarray(gt, dtype=np.int64)
     if seg.shape != gt.shape:
-        raise ValueError(f"segmentation of size {seg.shape} does not match ground truth of size {gt.shape}")
+        raise SeglabError(f"segmentation of size {seg.shape} does not match ground truth of size {gt.shape}")
     if seg.size and (seg.min() < 0 or gt.min() < 0):
-        raise ValueError("labels must be non-negative")
+        raise SeglabError("labels must be non-negative")
     return _table(seg, gt, int(seg.max()) + 1, int(gt.max()) + 1)
 
 
@@ -134,14 +137,14 @@ class RegionGroundTruth:
 
     def __init__(self, gts: list[np.ndarray]):
         if not gts:
-            raise ValueError("no ground-truth segmentation")
+            raise SeglabError("no ground-truth segmentation")
         self.gts = [np.ascontiguousarray(g, dtype=np.int64) for g in gts]
         self.shape = self.gts[0].shape
         for g in self.gts:
             if g.shape != self.shape:
-                raise ValueError(f"ground truths differ in size: {g.shape} vs {self.shape}")
+                raise SeglabError(f"ground truths differ in size: {g.shape} vs {self.shape}")
             if g.min() < 0:
-                raise ValueError("ground-truth labels must be non-negative")
+                raise SeglabError("ground-truth labels must be non-negative")
         self.nlab = [int(g.max()) + 1 for g in self.gts]
         self.areas = [np.bincount(g.ravel(), minlength=k).astype(float) for g, k in zip(self.gts, self.nlab)]
         # official: regionprops areas of labels 1..max, over all annotators
@@ -178,9 +181,9 @@ class RegionGroundTruth:
         """Statistics of one flat segmentation (labels >= 0; 0 = unlabelled for covering)."""
         seg = np.ascontiguousarray(seg, dtype=np.int64)
         if seg.shape != self.shape:
-            raise ValueError(f"segmentation of size {seg.shape} does not match ground truth of size {self.shape}")
+            raise SeglabError(f"segmentation of size {seg.shape} does not match ground truth of size {self.shape}")
         if seg.min() < 0:
-            raise ValueError("segmentation labels must be non-negative")
+            raise SeglabError("segmentation labels must be non-negative")
         ns = int(seg.max()) + 1
         if ns > seg.size:  # sparse label values: renumber (0 stays 0) so the table stays small
             uniq, inv = np.unique(seg, return_inverse=True)
@@ -192,18 +195,6 @@ class RegionGroundTruth:
 # ----------------------------------------------------------------------------------------------------
 # hierarchies: one union-find sweep over the ucm thresholds
 # ----------------------------------------------------------------------------------------------------
-@njit(cache=True)
-def _uf_find(parent, a):
-    root = a
-    while parent[root] != root:
-        root = parent[root]
-    while parent[a] != root:
-        nxt = parent[a]
-        parent[a] = root
-        a = nxt
-    return root
-
-
 @njit(cache=True)
 def _ucm_sweep(ucm, thresh):
     """Partitions of the pixel centres of ``ucm`` (doubled grid) at every threshold.
@@ -262,8 +253,8 @@ def _ucm_sweep(ucm, thresh):
                         continue
                     pp = yy * w2 + xx
                     if active[pp]:
-                        a = _uf_find(parent, p)
-                        b = _uf_find(parent, pp)
+                        a = find(parent, p)
+                        b = find(parent, pp)
                         if a != b:
                             if a < b:
                                 parent[b] = a
@@ -272,7 +263,7 @@ def _ucm_sweep(ucm, thresh):
         if t == 0:
             for i in range(h):
                 for j in range(w):
-                    r = _uf_find(parent, (2 * i + 1) * w2 + 2 * j + 1)
+                    r = find(parent, (2 * i + 1) * w2 + 2 * j + 1)
                     if relabel[r] < 0:
                         relabel[r] = nleaf
                         leaf_node[nleaf] = r
@@ -283,13 +274,13 @@ def _ucm_sweep(ucm, thresh):
                 relabel[leaf_node[r]] = -1
         nreg = 0
         for l in range(nleaf):
-            r = _uf_find(parent, leaf_node[l])
+            r = find(parent, leaf_node[l])
             if relabel[r] < 0:
                 nreg += 1
                 relabel[r] = nreg
             merge[t, l] = relabel[r]
         for l in range(nleaf):
-            relabel[_uf_find(parent, leaf_node[l])] = -1
+            relabel[find(parent, leaf_node[l])] = -1
     return leaf, merge
 
 
@@ -335,7 +326,7 @@ def score_ucm(ucm2: np.ndarray, thresholds: np.ndarray, gt: RegionGroundTruth) -
         return out
     leaf, merge = parts
     if leaf.shape != gt.shape:
-        raise ValueError(f"ucm2 of image size {leaf.shape} does not match ground truth of size {gt.shape}")
+        raise SeglabError(f"ucm2 of image size {leaf.shape} does not match ground truth of size {gt.shape}")
     nleaf = merge.shape[1]
     leaf_tables = [_table(leaf, g, nleaf, k) for g, k in zip(gt.gts, gt.nlab)]
     prev_nreg = -1

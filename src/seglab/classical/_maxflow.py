@@ -18,6 +18,8 @@ import functools
 import numpy as np
 from numba import njit
 
+from ..errors import ParameterError
+
 _TERMINAL = -1
 _ORPHAN = -2
 _NONE = -3
@@ -313,7 +315,7 @@ def maxflow(n: int, i: np.ndarray, j: np.ndarray, cap_ij: np.ndarray, cap_ji: np
     source = np.asarray(source, np.float64)
     sink = np.asarray(sink, np.float64)
     if np.any(cap < 0) or np.any(source < 0) or np.any(sink < 0):
-        raise ValueError("capacities must be non-negative")
+        raise ParameterError("maxflow: capacities must be non-negative")
     base = np.minimum(source, sink)  # flow s -> v -> t that needs no search
     flow, tree = _bk(first, head[order], pos[rev[order]], cap[order].copy(), source - sink)
     return float(flow + base.sum()), tree == 1

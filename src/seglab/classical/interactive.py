@@ -21,7 +21,7 @@ from numba import njit
 
 from ..errors import ParameterError
 from ._maxflow import grid_maxflow
-from .registry import BOX, LABELS, Param, register
+from .registry import BOX, LABELS, Param, checks_params, register
 
 FG, BG = 1, 2
 MODELS = ("gmm", "histogram")
@@ -105,7 +105,19 @@ def _neg_log_likelihood(x: np.ndarray, samples: np.ndarray, model: str, bins: in
 
 
 def _gmm_nll(x: np.ndarray, samples: np.ndarray, seed: int, k: int = 5, iters: int = 10) -> np.ndarray:
-    """-log density of a k-component full-covariance Gaussian mixture fitted by EM (k-means++ start)."""
+    """-log density of a k-component full-covariance Gaussian mixture fitted by ``iters`` EM iterations
+    (k-means++ start, covariance floor 1e-4) on at most 4000 of the samples.
+
+    Why our own EM rather than scikit-learn's ``GaussianMixture`` (which gives the same mixture at
+    convergence, tested): importing ``sklearn.mixture`` costs 1.3 s of CPU on the first graph_cut of a
+    process (graph_cut's first call: 1.5 s of CPU with ours, 5.2 s with scikit-learn's), and the colour
+    model took 558 ms with scikit-learn's fit against 412 ms with ours on a BSDS500 image; measured with
+    ``python benchmarks/kernel_choices.py`` (docs/results/kernel_choices.md) and
+    ``python benchmarks/cold_start.py``. The density of every pixel is the package's one mixture kernel,
+    :func:`seglab.classical.clustering.gmm_neg_log_density`.
+    """
+    from .clustering import gmm_neg_log_density
+
     rng = np.random.default_rng(seed)
     if len(samples) > 4000:
         samples = samples[rng.choice(len(samples), 4000, replace=False)]
@@ -124,41 +136,16 @@ def _gmm_nll(x: np.ndarray, samples: np.ndarray, seed: int, k: int = 5, iters: i
         means = resp.T @ samples / nk[:, None]
         covs = np.stack([((samples - means[c]) * resp[:, c:c + 1]).T @ (samples - means[c]) / nk[c] + reg
                          for c in range(k)])
+        # Cholesky factors of the precisions, upper triangular (scikit-learn's parametrisation)
+        prec_chol = np.linalg.inv(np.linalg.cholesky(covs)).transpose(0, 2, 1)
         if it == iters:
             break
-        logp = _component_logpdf(samples, weights, means, covs)
+        y = np.einsum("nd,kde->nke", samples, prec_chol) - np.einsum("kd,kde->ke", means, prec_chol)[None]
+        logp = np.log(weights) + np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(1) - 0.5 * (y * y).sum(2)
         logp -= logp.max(1, keepdims=True)
         resp = np.exp(logp)
         resp /= resp.sum(1, keepdims=True)
-    logp = _component_logpdf(x, weights, means, covs)
-    m = logp.max(1)
-    return -(m + np.log(np.exp(logp - m[:, None]).sum(1)))
-
-
-def _component_logpdf(x, weights, means, covs):
-    """log(w_c N(x; mean_c, cov_c)) for every row of x and component c."""
-    d = x.shape[1]
-    prec = np.linalg.inv(covs)
-    const = np.log(weights) - 0.5 * np.linalg.slogdet(covs)[1] - 0.5 * d * np.log(2 * np.pi)
-    return _logpdf_kernel(np.ascontiguousarray(x), means, prec, const)
-
-
-@njit(cache=True)
-def _logpdf_kernel(x, means, prec, const):
-    n, d = x.shape
-    k = means.shape[0]
-    out = np.empty((n, k))
-    diff = np.empty(d)
-    for i in range(n):
-        for c in range(k):
-            for a in range(d):
-                diff[a] = x[i, a] - means[c, a]
-            q = 0.0
-            for a in range(d):
-                for b in range(d):
-                    q += diff[a] * prec[c, a, b] * diff[b]
-            out[i, c] = const[c] - 0.5 * q
-    return out
+    return gmm_neg_log_density(x, weights, means, prec_chol)
 
 
 def _grid_edges(img: np.ndarray, connectivity: int):
@@ -578,6 +565,7 @@ def _initial_level_set(name: str, shape) -> np.ndarray:
     return (radius / 2 - distance_transform_edt(res)) / (radius * 1.5)
 
 
+@checks_params("chan_vese", skip=("init",))
 def chan_vese_segment(image: np.ndarray, mu: float = 0.25, lambda1: float = 1.0, lambda2: float = 1.0,
                       tol: float = 1e-3, max_iter: int = 500, dt: float = 0.5, init="checkerboard",
                       return_phi: bool = False):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .registry import Param, register
+from .registry import Param, checks_params, register
 
 ALGORITHMS = ("icm", "gibbs")
 VAR_FLOOR = 1e-4      # smallest class variance per channel (std 0.01): constant images stay finite
@@ -197,6 +197,7 @@ def _optimise(d, labels, beta, algorithm, max_iter, t0, seed):
     return np.concatenate([trace, _icm(d, labels, beta, max_iter)[1:]])
 
 
+@checks_params("mrf")
 def mrf_segment(image: np.ndarray, k: int = 3, beta: float = 1.5, algorithm: str = "icm",
                 multiscale: bool = False, max_iter: int = 50, temperature: float = 4.0, seed: int = 0,
                 return_energy: bool = False):

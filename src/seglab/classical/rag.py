@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit
 
 from .region import adjacent_pairs
-from .registry import LABELS, Param, register
+from .registry import LABELS, Param, checks_params, register
 
 WEIGHTS = ("color", "boundary")
 MODES = ("hierarchical", "threshold")
@@ -321,6 +321,7 @@ def _prepare(image, base_labels, n_segments, compactness):
     return base
 
 
+@checks_params("rag_merge")
 def rag_hierarchy(image: np.ndarray, base_labels=None, weight: str = "color", n_segments: int = 400,
                   compactness: float = 10.0) -> Hierarchy:
     """Full hierarchical merging of the RAG of an over-segmentation; see the module docstring.

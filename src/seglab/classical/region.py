@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import ParameterError
+from ._heap import heap_pop, heap_push
 from ._regions import find, merge_small_regions
 from .registry import LABELS, POINTS, Param, register
 
@@ -23,49 +24,6 @@ def _channels(image: np.ndarray) -> np.ndarray:
     """H x W x C float64 view of a gray or colour image (C = 1 or 3)."""
     img = image[..., None] if image.ndim == 2 else image
     return np.ascontiguousarray(img, dtype=np.float64)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# A binary min-heap of (priority, pixel, label) triples on flat arrays (numba has no heapq for tuples).
-
-@njit(cache=True)
-def _heap_push(prio, pix, lab, size, p, i, l):
-    k = size
-    prio[k] = p
-    pix[k] = i
-    lab[k] = l
-    while k > 0:
-        parent = (k - 1) >> 1
-        if prio[parent] <= prio[k]:
-            break
-        prio[parent], prio[k] = prio[k], prio[parent]
-        pix[parent], pix[k] = pix[k], pix[parent]
-        lab[parent], lab[k] = lab[k], lab[parent]
-        k = parent
-    return size + 1
-
-
-@njit(cache=True)
-def _heap_pop(prio, pix, lab, size):
-    """Remove the root; the caller reads it before calling. Returns the new size."""
-    size -= 1
-    prio[0] = prio[size]
-    pix[0] = pix[size]
-    lab[0] = lab[size]
-    k = 0
-    while True:
-        c = 2 * k + 1
-        if c >= size:
-            break
-        if c + 1 < size and prio[c + 1] < prio[c]:
-            c += 1
-        if prio[k] <= prio[c]:
-            break
-        prio[c], prio[k] = prio[k], prio[c]
-        pix[c], pix[k] = pix[k], pix[c]
-        lab[c], lab[k] = lab[k], lab[c]
-        k = c
-    return size
 
 
 @njit(cache=True)
@@ -82,6 +40,8 @@ def _grow(img, labels, threshold, conn8, order):
     """Grow the labelled seeds of ``labels`` (> 0) in place, best pixel first (Adams & Bischof 1994).
 
     A pixel joins an adjacent region when its distance to the region's running mean is <= threshold.
+    Offers of equal distance are served in the order they were made (first in, first out): on a flat
+    image the regions grow breadth-first, so each pixel goes to its nearest seed (4- or 8-neighbour steps).
     If ``order`` is non-empty, every pixel still unlabelled when its turn in ``order`` comes starts a new
     region that is grown to completion before the next (automatic seeding). Returns the number of labels.
     """
@@ -94,11 +54,12 @@ def _grow(img, labels, threshold, conn8, order):
     cap_regions = nlab + 1 + order.shape[0]
     sums = np.zeros((cap_regions, nch))
     cnt = np.zeros(cap_regions)
-    cap = nn * n + n + 1
-    prio = np.empty(cap)
-    pix = np.empty(cap, np.int64)
-    lab = np.empty(cap, np.int32)
+    cap = nn * n + 1  # offers: at most one per (labelled pixel, neighbour) pair
+    prio = np.empty(cap)  # the heap: distance, the offer's number (equal distances: older offer first),
+    age = np.empty(cap, np.int64)  # and the offering region * n + the pixel offered
+    val = np.empty(cap, np.int64)
     size = 0
+    counter = 0
     for r in range(h):
         for c in range(w):
             l = labels[r, c]
@@ -113,13 +74,15 @@ def _grow(img, labels, threshold, conn8, order):
                 for k in range(nn):
                     rr, cc = r + dr[k], c + dc[k]
                     if 0 <= rr < h and 0 <= cc < w and labels[rr, cc] == 0:
-                        size = _heap_push(prio, pix, lab, size, _dist(img, rr, cc, sums, cnt, l), rr * w + cc, l)
+                        size = heap_push(prio, age, val, size, _dist(img, rr, cc, sums, cnt, l), counter,
+                                         l * n + rr * w + cc)
+                        counter += 1
     oi = 0
     while True:
         while size > 0:
-            i = pix[0]
-            l = lab[0]
-            size = _heap_pop(prio, pix, lab, size)
+            l = val[0] // n
+            i = val[0] - l * n
+            size = heap_pop(prio, age, val, size)
             r, c = i // w, i % w
             if labels[r, c] != 0:
                 continue
@@ -132,7 +95,9 @@ def _grow(img, labels, threshold, conn8, order):
             for k in range(nn):
                 rr, cc = r + dr[k], c + dc[k]
                 if 0 <= rr < h and 0 <= cc < w and labels[rr, cc] == 0:
-                    size = _heap_push(prio, pix, lab, size, _dist(img, rr, cc, sums, cnt, l), rr * w + cc, l)
+                    size = heap_push(prio, age, val, size, _dist(img, rr, cc, sums, cnt, l), counter,
+                                     l * n + rr * w + cc)
+                    counter += 1
         # automatic seeding: the next unlabelled pixel in ``order`` starts a new region
         while oi < order.shape[0] and labels[order[oi] // w, order[oi] % w] != 0:
             oi += 1
@@ -148,7 +113,9 @@ def _grow(img, labels, threshold, conn8, order):
         for k in range(nn):
             rr, cc = r + dr[k], c + dc[k]
             if 0 <= rr < h and 0 <= cc < w and labels[rr, cc] == 0:
-                size = _heap_push(prio, pix, lab, size, _dist(img, rr, cc, sums, cnt, nlab), rr * w + cc, nlab)
+                size = heap_push(prio, age, val, size, _dist(img, rr, cc, sums, cnt, nlab), counter,
+                                 nlab * n + rr * w + cc)
+                counter += 1
     return nlab
 
 

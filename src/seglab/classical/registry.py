@@ -8,13 +8,15 @@ that the CLI, the demo and the benchmarks can list, validate and run every metho
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ParameterError, SeglabError
+from ..errors import ParameterError
 
 # Parameter kinds beyond Python scalars: arrays and geometric prompts given by the caller.
 LABELS = "labels"   # an H x W integer array (markers, seeds, scribbles, initial mask); CLI: a label file
@@ -83,18 +85,25 @@ class Param:
                 raise ParameterError(f"parameter {self.name!r} must be true or false, got {value!r}")
             return bool(value)
         if self.type is int:
-            if isinstance(value, (bool, np.bool_)) or not float(value).is_integer():
+            try:
+                whole = not isinstance(value, (bool, np.bool_, str)) and float(value).is_integer()
+            except (TypeError, ValueError, OverflowError):
+                whole = False
+            if not whole:
                 raise ParameterError(f"parameter {self.name!r} must be an integer, got {value!r}")
             value = int(value)
         elif self.type is float:
             try:
+                if isinstance(value, str):
+                    raise ValueError(value)
                 value = float(value)
             except (TypeError, ValueError):
                 raise ParameterError(f"parameter {self.name!r} must be a number, got {value!r}") from None
             if not np.isfinite(value):
                 raise ParameterError(f"parameter {self.name!r} must be finite, got {value!r}")
         elif self.type is str:
-            value = str(value)
+            if not isinstance(value, str):
+                raise ParameterError(f"parameter {self.name!r} must be a string, got {value!r}")
         elif self.type == LABELS:
             value = np.asarray(value)
             if value.ndim != 2:
@@ -153,13 +162,58 @@ _METHOD_MODULES = (
 def register(name: str, *, family: str, description: str, reference: str, params: list[Param] | tuple = (),
              scale_param: str | None = None, gray: bool = False):
     """Decorator that registers ``func`` as segmentation method ``name`` (``gray``: it sees luminance only,
-    and :func:`segment` converts colour images for it)."""
+    and :func:`segment` converts colour images for it).
+
+    The function's own parameters must be the image and then exactly ``params``, with the same defaults.
+    The decorator returns ``func`` wrapped by :func:`checks_params`, so that a direct call validates and
+    converts like :func:`segment`; the registry keeps the unwrapped function (``Method.func``), which
+    :func:`segment` calls after its own checks.
+    """
 
     def deco(func):
         if name in _METHODS and _METHODS[name].func is not func:
             raise RuntimeError(f"method {name!r} registered twice")
+        sig = list(inspect.signature(func).parameters.values())[1:]
+        if [(q.name, q.default) for q in sig] != [(p.name, p.default) for p in params]:
+            raise RuntimeError(f"method {name!r}: the signature of {func.__qualname__} does not match its "
+                               f"registered parameters")
         _METHODS[name] = Method(name, family, func, tuple(params), description, reference, scale_param, gray)
-        return func
+        return checks_params(name)(func)
+
+    return deco
+
+
+def checks_params(method: str, *, skip: tuple[str, ...] = ()):
+    """Decorator for the public functions of a method: validate a direct call as :func:`segment` does.
+
+    The wrapped function's first argument is the image; it is converted with
+    :func:`seglab.io.to_float_image` (or :func:`seglab.io.to_gray` for a gray method), every other
+    argument named like a registered parameter of ``method`` is checked by :meth:`Param.check` (type,
+    range, choices; label arrays against the image size), and arguments the function does not take are
+    a :class:`ParameterError`. Arguments in ``skip`` (or not registered) pass unchanged. One check for
+    every method, with the ranges the registry already documents.
+    """
+
+    def deco(func):
+        sig = inspect.signature(func)
+        first = next(iter(sig.parameters))
+
+        @functools.wraps(func)
+        def checked(*args, **kwargs):
+            try:
+                bound = sig.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise ParameterError(f"{func.__name__}(): {exc}") from None
+            values = dict(bound.arguments)
+            m = _METHODS[method]
+            image = _method_input(m, values.pop(first))
+            known = {p.name for p in m.params}
+            checked_values = {k: v for k, v in values.items() if k in skip or k not in known}
+            checked_values.update(_check_params(m, {k: v for k, v in values.items()
+                                                    if k in known and k not in skip}, image.shape[:2]))
+            return func(image, **checked_values)
+
+        return checked
 
     return deco
 
@@ -204,6 +258,25 @@ def resolve_params(method: Method, params: dict) -> dict:
     return out
 
 
+def _check_params(method: Method, params: dict, shape) -> dict:
+    """``params`` validated (unknown names are an error), label arrays also against the image ``shape``."""
+    out = {}
+    for key, value in params.items():
+        p = method.param(key)
+        v = out[key] = p.check(value)
+        if p.type == LABELS and v is not None and v.shape != tuple(shape):
+            raise ParameterError(
+                f"parameter {p.name!r}: label array of size {v.shape} does not match image of size {tuple(shape)}")
+    return out
+
+
+def _method_input(method: Method, image) -> np.ndarray:
+    """The image as the method receives it (no copy of a float32 image in [0, 1]: methods never write to it)."""
+    from ..io import to_float_image, to_gray
+
+    return to_gray(image) if method.gray else to_float_image(image, copy=False)
+
+
 def segment(image: np.ndarray, method: str, **params) -> np.ndarray:
     """Segment ``image`` with the registered ``method``; returns int32 H x W labels.
 
@@ -223,19 +296,11 @@ def segment(image: np.ndarray, method: str, **params) -> np.ndarray:
     >>> labels.shape
     (303, 384)
     """
-    from ..io import to_float_image, to_gray
-
     m = get_method(method)
-    # no copy of a float32 image in [0, 1]: methods never write to it
-    img = to_gray(image) if m.gray else to_float_image(image, copy=False)
-    kwargs = resolve_params(m, params)
-    for p in m.params:
-        v = kwargs.get(p.name)
-        if p.type == LABELS and v is not None and v.shape != img.shape[:2]:
-            raise SeglabError(
-                f"parameter {p.name!r}: label array of size {v.shape} does not match image of size {img.shape[:2]}")
-    labels = m.func(img, **kwargs)
-    labels = np.asarray(labels)
+    img = _method_input(m, image)
+    kwargs = m.defaults()
+    kwargs.update(_check_params(m, params, img.shape[:2]))
+    labels = np.asarray(m.func(img, **kwargs))
     if labels.shape != img.shape[:2]:
         raise RuntimeError(f"method {method!r} returned shape {labels.shape} for image {img.shape[:2]}")
     return labels.astype(np.int32, copy=False)

@@ -6,6 +6,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ..errors import ParameterError
 from ..io import to_gray
 from .registry import Param, register
 
@@ -100,7 +101,7 @@ def _histogram_setup(gray: np.ndarray, nbins: int):
     x = np.ascontiguousarray(gray).ravel()
     lo, hi = x.min(), x.max()
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError(f"gray_histogram: range [{lo}, {hi}] is not finite")
+        raise ParameterError(f"gray_histogram: range [{lo}, {hi}] is not finite")
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     if _NUMPY2 and x.dtype == np.float32:
@@ -115,7 +116,10 @@ def _histogram_setup(gray: np.ndarray, nbins: int):
 
 def gray_histogram(gray: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarray]:
     """(counts, bin centres) of ``nbins`` equal bins over [min, max]: exactly ``np.histogram``'s counts
-    (same edges, same edge rule) in two compiled passes instead of numpy's several."""
+    (same edges, same edge rule) in two compiled passes instead of numpy's several.
+
+    Why our own: 4x faster than ``np.histogram`` on the luminance of a BSDS500 image (0.32 vs 1.35 ms,
+    ``python benchmarks/kernel_choices.py``, docs/results/kernel_choices.md), which is most of an Otsu threshold's time."""
     x, edges, idx = _histogram_setup(gray, nbins)
     return _count_bins(x, edges, idx), _bin_centers(edges)
 
@@ -315,8 +319,6 @@ def adaptive_threshold(image: np.ndarray, block_size: int = 35, kernel: str = "g
     4 sigma, as scikit-image does (its ``method='mean'`` is our ``kernel='box'``), so both give the same classes.
     """
     from scipy import ndimage as ndi
-
-    from ..errors import ParameterError
 
     if block_size % 2 == 0:
         raise ParameterError(f"parameter 'block_size' must be odd, got {block_size}")

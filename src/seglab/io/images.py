@@ -1,8 +1,15 @@
 """Image reading and the one conversion every method relies on.
 
-``read_image`` returns the stored pixels unchanged in type (uint8, uint16, float) as H x W (gray),
-H x W x 3 (RGB) or H x W x 4 (RGBA); palette images are expanded to RGB. ``to_float_image`` turns any of
-these into what a segmentation method receives: float32 in [0, 1], H x W or H x W x 3.
+``read_image`` returns the stored pixels unchanged in type (uint8, uint16, float) as H x W (gray) or
+H x W x C, channels last (3: RGB, 4: RGBA; TIFFs keep any number of channels as stored); palette images
+are expanded to RGB. ``to_float_image`` turns gray, RGB and RGBA into what a segmentation method receives
+(float32 in [0, 1], H x W or H x W x 3) and refuses other channel counts with a :class:`ParameterError`.
+
+Which axis of a TIFF holds the channels: the last axis of tifffile's array, when it is the samples of
+each pixel (stored contiguously), or when it is an unlabelled axis of at most ``MAX_TIFF_CHANNELS``
+values shorter than the two before it (tifffile writes an H x W x C array with C other than 3 or 4 as
+H pages of W x C, with its shape in the file's description); every leading axis, planar samples
+included, counts as pages (``read_stack``: N x H x W (x C); ``read_image``: one page).
 """
 from __future__ import annotations
 
@@ -10,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, SeglabError
+from ..errors import InputFileError, ParameterError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 TIFF_SUFFIXES = {".tif", ".tiff"}
+MAX_TIFF_CHANNELS = 8  # an unlabelled last axis up to this long (and shorter than H, W) is channels
 
 
 def _check_file(path) -> Path:
@@ -28,12 +36,27 @@ def _check_file(path) -> Path:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
+    """The first series of a TIFF as N x H x W or N x H x W x C (channels last; N = 1 for one image)."""
     import tifffile
 
     try:
-        return tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            arr, axes = series.asarray(), series.axes
     except Exception as exc:  # tifffile raises many types for broken files
         raise InputFileError(f"{path}: not a readable TIFF ({exc.__class__.__name__}: {exc})") from None
+    if arr.ndim != len(axes):  # cannot happen with tifffile's series; refuse rather than guess
+        raise InputFileError(f"{path}: TIFF axes {axes!r} do not match its shape {arr.shape}")
+    if axes.endswith("S"):  # the samples of each pixel, stored together: channels as they are
+        has_channels = True
+    else:  # leading axes (planar samples included, as tifffile orders them) are pages
+        has_channels = (arr.ndim >= 3 and arr.shape[-1] <= MAX_TIFF_CHANNELS
+                        and arr.shape[-1] < min(arr.shape[-3], arr.shape[-2]))
+    spatial = arr.shape[-3:-1] if has_channels else arr.shape[-2:]
+    if len(spatial) < 2:
+        raise InputFileError(f"{path}: TIFF of shape {arr.shape} is not an image")
+    tail = spatial + ((arr.shape[-1],) if has_channels else ())
+    return arr.reshape((-1,) + tail)
 
 
 def _read_pil(path: Path) -> np.ndarray:
@@ -77,15 +100,17 @@ def read_image(path, page: int | None = None) -> np.ndarray:
     Returns
     -------
     ndarray
-        H x W, H x W x 3 or H x W x 4 in the file's own dtype.
+        H x W or H x W x C (channels last) in the file's own dtype: C = 3 (RGB) or 4 (RGBA) for PNG,
+        JPEG and BMP; TIFFs keep their channels as stored (see the module docstring for which axis).
     """
     path = _check_file(path)
     if path.suffix.lower() in TIFF_SUFFIXES:
-        arr = _read_tiff(path)
-        if arr.ndim == 3 and arr.shape[-1] not in (3, 4) or arr.ndim == 4:
-            arr = arr[page or 0]
-        elif page:
-            raise SeglabError(f"{path}: has a single page, page {page} requested")
+        pages = _read_tiff(path)
+        if page is not None and not 0 <= page < len(pages):
+            if len(pages) == 1:
+                raise ParameterError(f"{path}: has a single page, page {page} requested")
+            raise ParameterError(f"parameter 'page' must be in [0, {len(pages) - 1}] for {path}, got {page}")
+        arr = pages[page or 0]
     else:
         arr = _read_pil(path)
     if arr.size == 0 or min(arr.shape[:2]) == 0:
@@ -97,26 +122,27 @@ def read_stack(path) -> np.ndarray:
     """Read every page of a multi-page TIFF as N x H x W (x C); a single image gives N = 1."""
     path = _check_file(path)
     if path.suffix.lower() in TIFF_SUFFIXES:
-        arr = _read_tiff(path)
-        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4):
-            arr = arr[None]
-        return arr
+        return _read_tiff(path)
     return read_image(path)[None]
 
 
 def to_float_image(image: np.ndarray, *, name: str = "image", copy: bool = True) -> np.ndarray:
     """Convert an image to float32 in [0, 1]: H x W (gray) or H x W x 3 (RGB).
 
-    Integer images are divided by their dtype's maximum (255 for uint8, 65535 for uint16); float images
-    are clipped to [0, 1]; alpha channels are dropped; a single channel H x W x 1 becomes H x W; a
-    two-channel image is refused. With ``copy=False`` a contiguous float32 image already in [0, 1] is
-    returned as a read-only view instead of a copy (what :func:`seglab.segment` passes to a method).
+    Unsigned integer images are divided by their dtype's maximum (255 for uint8, 65535 for uint16);
+    signed integer images must hold no negative value and are divided by their dtype's maximum too
+    (127 for int8, 32767 for int16); float images are clipped to [0, 1] (NaN and infinities are
+    refused); alpha channels are dropped; a single channel H x W x 1 becomes H x W; other channel counts
+    (2, 5, ...) are refused: select the channels to segment first. Every refusal is a
+    :class:`~seglab.errors.ParameterError` naming ``name``. With ``copy=False`` a contiguous float32 image
+    already in [0, 1] is returned as a read-only view instead of a copy (what :func:`seglab.segment`
+    passes to a method).
     """
     arr = np.asarray(image)
     if arr.ndim not in (2, 3):
-        raise SeglabError(f"{name}: expected H x W or H x W x C array, got shape {arr.shape}")
+        raise ParameterError(f"{name}: expected H x W or H x W x C array, got shape {arr.shape}")
     if arr.size == 0 or min(arr.shape[:2]) == 0:
-        raise SeglabError(f"{name}: image has zero size {arr.shape}")
+        raise ParameterError(f"{name}: image has zero size {arr.shape}")
     if arr.ndim == 3:
         c = arr.shape[2]
         if c == 1:
@@ -124,10 +150,15 @@ def to_float_image(image: np.ndarray, *, name: str = "image", copy: bool = True)
         elif c == 4:
             arr = arr[..., :3]
         elif c != 3:
-            raise SeglabError(f"{name}: expected 1, 3 or 4 channels, got {c}")
+            raise ParameterError(f"{name}: expected 1, 3 or 4 channels (gray, RGB, RGBA), got {c}; select the "
+                                 f"channels to segment first (e.g. image[..., :3] or image[..., 0])")
     if arr.dtype == np.bool_:
         out = arr.astype(np.float32)
     elif np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
+            raise ParameterError(f"{name}: signed integer image holds negative values (min {arr.min()}); "
+                                 f"integer intensities run from 0 to the dtype's maximum (rescale to float "
+                                 f"[0, 1] first)")
         out = arr.astype(np.float32)
         out /= np.float32(np.iinfo(arr.dtype).max)
     elif np.issubdtype(arr.dtype, np.floating):
@@ -140,13 +171,13 @@ def to_float_image(image: np.ndarray, *, name: str = "image", copy: bool = True)
                 return view
         lo, hi = arr.min(), arr.max()  # NaN propagates into both; no temporary arrays
         if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise SeglabError(f"{name}: contains NaN or infinite values")
+            raise ParameterError(f"{name}: contains NaN or infinite values")
         if lo >= 0 and hi <= 1:
             out = arr.astype(np.float32)   # one copy
         else:                               # clip only when something lies outside [0, 1]
             out = np.clip(arr, 0.0, 1.0).astype(np.float32)
     else:
-        raise SeglabError(f"{name}: unsupported dtype {arr.dtype}")
+        raise ParameterError(f"{name}: unsupported dtype {arr.dtype}")
     return np.ascontiguousarray(out)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, SeglabError
+from ..errors import InputFileError, ParameterError, SeglabError
 from .atomic import atomic_path
 from .images import _check_file
 
@@ -87,20 +87,38 @@ def read_bsds_mat(path, key: str = "groundTruth") -> list[np.ndarray]:
     raise InputFileError(f"{path}: has neither {key!r} nor 'segs' (keys: {sorted(k for k in mat if not k.startswith('__'))})")
 
 
+def _integer_labels(labels) -> np.ndarray:
+    """``labels`` as a 2-D integer array; whole-number floats are converted, anything else refused."""
+    arr = np.asarray(labels)
+    if arr.ndim != 2:
+        raise ParameterError(f"parameter 'labels': label map must be 2-D, got shape {arr.shape}")
+    if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer):
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ParameterError(f"parameter 'labels' must hold whole numbers, got {float(arr[r, c])} at ({r}, {c})")
+        if arr.size and (arr.min() < np.iinfo(np.int64).min or arr.max() > np.iinfo(np.int64).max):
+            raise ParameterError("parameter 'labels': values do not fit in int64")
+        return arr.astype(np.int64)
+    raise ParameterError(f"parameter 'labels' must be an integer array, got dtype {arr.dtype}")
+
+
 def write_labels(path, labels: np.ndarray, *, protect=()) -> Path:
     """Write a label map losslessly and atomically.
 
     ``.png``: palette PNG when labels lie in [0, 255] (with a distinct colour per label), 16-bit gray PNG
     when they lie in [0, 65535]; ``.npy`` for anything else; ``.tif``: as is. JPEG is refused.
+    ``labels`` must be a 2-D array of integers (or booleans); floats are accepted when every value is a
+    whole number (they are written as int64), anything else is a :class:`ParameterError`.
     """
     from PIL import Image
 
     from .visualize import label_colors
 
     path = Path(path)
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise SeglabError(f"{path}: label map must be 2-D, got shape {labels.shape}")
+    labels = _integer_labels(labels)
     suffix = path.suffix.lower()
     if suffix in (".jpg", ".jpeg"):
         raise SeglabError(f"{path}: label maps are never written as JPEG (lossy); use .png or .npy")

@@ -270,10 +270,25 @@ class ConfusionMatrix:
 
     @classmethod
     def from_matrix(cls, matrix, ignore_index=None) -> "ConfusionMatrix":
-        """Wrap an existing ``C x C`` count matrix (rows = target, columns = prediction)."""
-        m = np.asarray(matrix)
-        if m.ndim != 2 or m.shape[0] != m.shape[1]:
-            raise SeglabError(f"confusion matrix must be square, got shape {m.shape}")
+        """Wrap an existing ``C x C`` count matrix (rows = target, columns = prediction).
+
+        The counts must be non-negative whole numbers (integer, or float with whole values); NaN,
+        infinities, negative or fractional counts are a :class:`ParameterError` naming ``matrix``."""
+        m = np.asarray(matrix.detach().cpu().numpy() if hasattr(matrix, "detach") else matrix)
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+            raise ParameterError(f"parameter 'matrix': confusion matrix must be square and non-empty, "
+                                 f"got shape {m.shape}")
+        if m.dtype != np.bool_ and not np.issubdtype(m.dtype, np.integer):
+            if not np.issubdtype(m.dtype, np.floating):
+                raise ParameterError(f"parameter 'matrix' must hold counts, got dtype {m.dtype}")
+            if not np.all(np.isfinite(m)):
+                raise ParameterError("parameter 'matrix' holds NaN or infinite counts")
+            if np.any(m != np.round(m)):
+                raise ParameterError("parameter 'matrix' holds fractional counts (counts are whole numbers)")
+            if m.size and m.max() >= 2.0 ** 63:
+                raise ParameterError("parameter 'matrix' holds counts too large for int64")
+        if m.size and m.min() < 0:
+            raise ParameterError(f"parameter 'matrix' holds negative counts (min {m.min()})")
         cm = cls(m.shape[0], ignore_index)
         cm._mat += torch.from_numpy(m.astype(np.int64))
         return cm

@@ -155,12 +155,24 @@ def distances_per_class(pred, target, num_classes: int, *, ignore_index: int | N
     """HD, HD95, ASSD and boundary F per class of two label maps (2D/3D).
 
     Pixels whose target is ``ignore_index`` are removed from both masks. Classes absent from both give NaN.
-    Returns a dict of float64 arrays of length ``num_classes``: ``hd``, ``hd95``, ``assd``, ``boundary_f``."""
+    Returns a dict of float64 arrays of length ``num_classes``: ``hd``, ``hd95``, ``assd``, ``boundary_f``.
+    ``num_classes`` must be a positive integer and labels (other than ``ignore_index``) lie in
+    ``[0, num_classes)``, as for :class:`~seglab.metrics.confusion.ConfusionMatrix`."""
+    if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, (int, np.integer)) \
+            or num_classes < 1:
+        raise ParameterError(f"parameter 'num_classes' must be a positive integer, got {num_classes!r}")
+    if tolerance < 0:
+        raise ParameterError(f"parameter 'tolerance' must be >= 0, got {tolerance!r}")
     p = np.asarray(pred.detach().cpu().numpy() if hasattr(pred, "detach") else pred)
     t = np.asarray(target.detach().cpu().numpy() if hasattr(target, "detach") else target)
     if p.shape != t.shape:
         raise SeglabError(f"pred shape {p.shape} does not match target shape {t.shape}")
     valid = np.ones(t.shape, bool) if ignore_index is None else t != ignore_index
+    for name, a in (("pred", p), ("target", t)):
+        v = a[valid]
+        if v.size and (v.min() < 0 or v.max() >= num_classes):
+            bad = v.min() if v.min() < 0 else v.max()
+            raise SeglabError(f"{name} has label {bad} outside [0, {num_classes})")
     out = {k: np.full(num_classes, np.nan) for k in ("hd", "hd95", "assd", "boundary_f")}
     for c in range(num_classes):
         pc, tc = (p == c) & valid, (t == c) & valid
