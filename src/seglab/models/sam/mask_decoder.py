@@ -66,11 +66,13 @@ class MaskDecoder(nn.Module):
         n = sparse_prompt_embeddings.shape[0]
         out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([out_tokens[None].expand(n, -1, -1), sparse_prompt_embeddings], dim=1)
-        src = image_embeddings if image_embeddings.shape[0] == n else image_embeddings.expand(n, -1, -1, -1)
-        src = src + dense_prompt_embeddings
-        pos = image_pe.expand(n, -1, -1, -1)
+        dense = dense_prompt_embeddings
+        if image_embeddings.shape[0] == 1 and (dense.shape[0] == 1 or dense.stride(0) == 0):
+            src = (image_embeddings + dense[:1]).expand(n, -1, -1, -1)  # one image, one dense prompt: shared
+        else:
+            src = image_embeddings + dense
         b, c, h, w = src.shape
-        hs, src = self.transformer(src, pos, tokens)
+        hs, src = self.transformer(src, image_pe[:1], tokens)
         iou_out = hs[:, 0]
         mask_out = hs[:, 1:1 + self.num_mask_tokens]
         up = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))

@@ -33,10 +33,30 @@ class Attention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        out = F.scaled_dot_product_attention(self._heads(self.q_proj(q)), self._heads(self.k_proj(k)),
-                                             self._heads(self.v_proj(v)))
+        out = F.scaled_dot_product_attention(self._heads(_project(self.q_proj, q)), self._heads(_project(self.k_proj, k)),
+                                             self._heads(_project(self.v_proj, v)))
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+
+def _shared(x: torch.Tensor) -> bool:
+    """Whether ``x`` is one tensor broadcast over its batch (batch stride 0): the image tokens before the
+    first image-to-token update, when every prompt of the batch has the same dense embedding."""
+    return x.shape[0] > 1 and x.stride(0) == 0
+
+
+def _project(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``linear(x)``, computed once for a batch-broadcast ``x``."""
+    if _shared(x):
+        return linear(x[:1]).expand(x.shape[0], -1, -1)
+    return linear(x)
+
+
+def _add(x: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+    """``x + pe`` (pe: 1 x N x C), kept batch-broadcast when ``x`` is."""
+    if _shared(x):
+        return (x[:1] + pe).expand(x.shape[0], -1, -1)
+    return x + pe
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -63,11 +83,10 @@ class TwoWayAttentionBlock(nn.Module):
             q = queries + query_pe
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
-        q, k = queries + query_pe, keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
+        k = _add(keys, key_pe)  # keys do not change until the last step: one sum serves both cross-attentions
+        queries = self.norm2(queries + self.cross_attn_token_to_image(queries + query_pe, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
-        q, k = queries + query_pe, keys + key_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, queries + query_pe, queries))
         return queries, keys
 
 
@@ -85,13 +104,14 @@ class TwoWayTransformer(nn.Module):
 
     def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor,
                 point_embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image ``B x C x h x w`` (and its positional encoding) with tokens ``B x N x C``: returns the
-        updated tokens ``B x N x C`` and image tokens ``B x hw x C``."""
+        """Image ``B x C x h x w`` (may be one image broadcast over B), its positional encoding
+        ``1 x C x h x w`` and tokens ``B x N x C``: returns the updated tokens ``B x N x C`` and image tokens
+        ``B x hw x C``."""
         keys = image_embedding.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = point_embedding
         for layer in self.layers:
             queries, keys = layer(queries, keys, point_embedding, key_pe)
-        q, k = queries + point_embedding, keys + key_pe
+        q, k = queries + point_embedding, _add(keys, key_pe)
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
         return queries, keys
