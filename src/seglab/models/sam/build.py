@@ -7,7 +7,8 @@
 - ``checkpoint="default"``: the official file named in :data:`CHECKPOINTS`, looked up in ``$SEGLAB_WEIGHTS``
   (else ``~/.cache/seglab/weights``) and checked against its published sha256;
 - a path: any state dict in the official layout (``image_encoder.*``, ``prompt_encoder.*``,
-  ``mask_decoder.*``), e.g. a fine-tuned copy.
+  ``mask_decoder.*``), e.g. a fine-tuned copy, or a Hugging Face ``SamModel`` file (``.safetensors`` /
+  ``.bin``; renamed by :mod:`seglab.models.sam.hf_convert`).
 
 seglab never downloads: put the file there yourself (``../shared/tools/fetch_weights.sh`` fetches
 ``mobile_sam.pt``; the SAM ViT files come from the URLs below).
@@ -25,12 +26,23 @@ from pathlib import Path
 import torch
 
 from ...errors import InputFileError, ParameterError
+from .hf_convert import from_hf_state_dict, is_hf_state_dict
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
 from .sam import Sam
 from .tiny_vit import TinyViT
 from .transformer import TwoWayTransformer
+
+
+_READ_ERRORS: tuple = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
+                      struct.error)
+try:
+    from safetensors import SafetensorError
+
+    _READ_ERRORS += (SafetensorError,)
+except ImportError:  # pragma: no cover - safetensors is a dependency
+    pass
 
 
 @dataclass(frozen=True)
@@ -108,9 +120,13 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputFileError(f"{path}: no such checkpoint file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
-            struct.error) as exc:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except _READ_ERRORS as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputFileError(f"{path}: not a readable checkpoint (truncated or not a torch file: {msg[:100]})") \
             from None
@@ -118,6 +134,8 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputFileError(f"{path}: not a state dict")
+    if is_hf_state_dict(state):  # a Hugging Face SamModel file
+        state = from_hf_state_dict(state)
     return state
 
 
