@@ -170,3 +170,19 @@ def test_banded_upsampling_equals_interpolate(src, dst, band):
     got = upsample_to_mask(logits, dst, 0.0, rows_per_band=band)
     decided = want.abs() > 1e-5
     assert torch.equal(got[decided], want[decided] > 0)
+
+
+def test_bfloat16_precision_runs_and_keeps_float32_outputs(tmp_path):
+    model = randomize_(tiny_sam(), seed=9, scale=0.05)
+    model.weights_id = "tiny-test"
+    image = _image(40, 50, seed=8)
+    p16 = SamPredictor(model, cache_dir=tmp_path, precision="bfloat16").set_image(image)
+    p32 = SamPredictor(model, cache_dir=tmp_path).set_image(image)
+    assert {d.name for d in tmp_path.iterdir()} == {"tiny-test", "tiny-test-bfloat16"}  # never mixed up
+    assert p16.embedding.dtype == torch.float32
+    rel = (p16.embedding - p32.embedding).abs().max() / p32.embedding.abs().max()
+    assert 0 < rel < 0.05  # bfloat16 rounding (8 bits of mantissa), not another computation
+    masks, iou, low = p16.predict(points=[[20, 20]], labels=[1])
+    assert masks.dtype == bool and iou.dtype == np.float32 and low.dtype == np.float32
+    with pytest.raises(ParameterError, match="precision"):
+        SamPredictor(model, precision="float16")
