@@ -75,8 +75,26 @@ class MaskDecoder(nn.Module):
         hs, src = self.transformer(src, image_pe[:1], tokens)
         iou_out = hs[:, 0]
         mask_out = hs[:, 1:1 + self.num_mask_tokens]
-        up = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        up = self.upscale(src.reshape(b, h, w, c))  # B x 4h x 4w x C/8, channels-last
         hyper = torch.stack([mlp(mask_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
-        b, c, h, w = up.shape
-        masks = (hyper @ up.view(b, c, h * w)).view(b, -1, h, w)
+        _, uh, uw, uc = up.shape
+        masks = (up.reshape(b, uh * uw, uc) @ hyper.transpose(1, 2)).transpose(1, 2).reshape(b, -1, uh, uw)
         return masks, self.iou_prediction_head(iou_out)
+
+    def upscale(self, x: torch.Tensor) -> torch.Tensor:
+        """``output_upscaling`` (transposed conv 2 x 2 / 2, LayerNorm2d, GELU, transposed conv, GELU) on a
+        channels-last ``B x h x w x C`` map, each transposed convolution written as one matrix product
+        (its 2 x 2 outputs do not overlap) followed by a pixel shuffle."""
+        deconv1, norm, act1, deconv2, act2 = self.output_upscaling
+        x = _deconv2x2(x, deconv1)
+        x = act1(F.layer_norm(x, norm.weight.shape, norm.weight, norm.bias, norm.eps))
+        return act2(_deconv2x2(x, deconv2))
+
+
+def _deconv2x2(x: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """``conv`` (kernel 2, stride 2) on channels-last ``B x h x w x C``; returns ``B x 2h x 2w x O``."""
+    b, h, w, c = x.shape
+    o = conv.out_channels
+    # columns ordered (o, dy, dx); the bias of output channel o is added to its four columns
+    y = torch.addmm(conv.bias.repeat_interleave(4), x.reshape(b * h * w, c), conv.weight.reshape(c, o * 4))
+    return y.view(b, h, w, o, 2, 2).permute(0, 1, 4, 2, 5, 3).reshape(b, 2 * h, 2 * w, o)
