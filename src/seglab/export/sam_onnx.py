@@ -18,10 +18,6 @@ three multimask outputs by predicted IoU; otherwise M = 4 (single-mask output fi
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +28,7 @@ from torch import nn
 from ..errors import SeglabError
 from ..io import atomic_path
 from ..models.sam.sam import Sam
+from .onnx import _quiet, onnx_session
 
 INPUT_NAMES = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"]
 OUTPUT_NAMES = ["masks", "iou_predictions", "low_res_masks"]
@@ -85,7 +82,12 @@ def example_inputs(model: Sam, n_points: int = 3, size=(480, 640)) -> dict[str, 
 
 
 def export_sam_decoder(model: Sam, path, *, return_single_mask: bool = True, opset: int = 17) -> Path:
-    """Write the prompt encoder + mask decoder of ``model`` to ``path`` (ONNX, atomically)."""
+    """Write the prompt encoder + mask decoder of ``model`` to ``path`` (ONNX, atomically).
+
+    Recorded with the TorchScript tracer (``dynamo=False``), as SAM's own export script does; the crop and
+    resize to ``orig_im_size`` (sizes read from an input tensor) are traced into the graph, and the number
+    of points is a dynamic axis.
+    """
     module = SamOnnxDecoder(model, return_single_mask)
     inputs = example_inputs(model)
     path = Path(path)
@@ -103,25 +105,6 @@ def export_sam_decoder(model: Sam, path, *, return_single_mask: bool = True, ops
 
 def run_onnx(path, inputs: dict[str, torch.Tensor | np.ndarray], threads: int | None = None) -> list[np.ndarray]:
     """Run an exported decoder with ONNX Runtime (CPU) on ``inputs`` (names as :data:`INPUT_NAMES`)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = onnx_session(path, threads)
     feed = {k: np.asarray(v, dtype=np.float32) for k, v in inputs.items()}
     return session.run(OUTPUT_NAMES, feed)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence the exporter's warnings and prints."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)

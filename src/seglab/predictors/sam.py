@@ -133,8 +133,9 @@ class SamPredictor:
         atomically, read with ``weights_only=True``). ``None``: memory only. Models with random weights
         (no checkpoint) never use the disk cache.
     precision : "float32" or "bfloat16"
-        ``"bfloat16"`` runs the encoder and decoder under CPU bfloat16 autocast (about 2x faster on CPUs
-        with AVX512-BF16 / AMX; masks measured in ``docs/results/sam_speed.md``); outputs stay float32.
+        ``"bfloat16"`` runs the encoder and decoder under CPU bfloat16 autocast (faster on CPUs with
+        AVX512-BF16 / AMX, but some masks change: both measured in ``docs/results/sam_speed.md``); outputs
+        stay float32.
     """
 
     def __init__(self, model: Sam, *, cache_dir=None, precision: str = "float32") -> None:
