@@ -100,10 +100,14 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
         # align_corners=True maps -1 / +1 to the centres of the first / last pixel: pixel i at 2i/(size-1) - 1
         grid = torch.stack((_normalise(gx, w), _normalise(gy, h)), dim=-1).reshape(1, m * ph * gh, pw * gw, 2)
         v = F.grid_sample(input[b:b + 1], grid, mode="bilinear", padding_mode="border", align_corners=True)
-        v = v.reshape(c, m, ph * gh, pw * gw).transpose(0, 1)
-        inside = ((ys >= -1.0) & (ys <= h)).to(v.dtype)[:, :, None] * ((xs >= -1.0) & (xs <= w)).to(v.dtype)[:, None, :]
-        v = (v * inside[:, None]).reshape(m, c, ph, gh, pw, gw).sum(dim=(3, 5)) / (gh * gw)
-        out = out.index_copy(0, sel, v)
+        inside_y = (ys >= -1.0) & (ys <= h)
+        inside_x = (xs >= -1.0) & (xs <= w)
+        if not (bool(inside_y.all()) and bool(inside_x.all())):  # samples beyond the map read 0
+            inside = inside_y[:, :, None] & inside_x[:, None, :]
+            v = v * inside.reshape(1, 1, m * ph * gh, pw * gw).to(v.dtype)
+        # average the gh x gw samples of each bin
+        v = F.avg_pool2d(v, (gh, gw)) if gh * gw > 1 else v
+        out.index_copy_(0, sel, v.reshape(c, m, ph, pw).transpose(0, 1))
     return out
 
 
