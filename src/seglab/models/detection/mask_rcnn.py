@@ -115,8 +115,9 @@ def maskrcnn(num_classes: int, *, in_channels: int = 3, backbone: str = "mobilen
              trainable_layers: int = 3, **kwargs) -> MaskRCNN:
     """Mask R-CNN with ``num_classes`` classes including background (a ``K + 1``-way classifier).
 
-    ``backbone``: ``mobilenet_v2`` (default; FPN of 128 channels, for the CPU) or ``resnet50`` /
-    ``resnet101`` (FPN of 256, torchvision's layout). ``pretrained_backbone``: a torchvision ImageNet
+    ``backbone``: ``mobilenet_v2`` (default, for the CPU: FPN and mask head of 128 channels and 300 proposals
+    per image at test time instead of 1000) or ``resnet50`` / ``resnet101`` (torchvision's layout and
+    defaults: FPN of 256 channels). ``pretrained_backbone``: a torchvision ImageNet
     checkpoint of that network (e.g. ``mobilenet_v2-b0353104.pth``). ``roi_op``: ``"align"`` (RoIAlign)
     or ``"pool"`` (RoIPool). Other keywords go to :class:`MaskRCNN` (``min_size``, ``anchor_sizes``, ...).
     """
@@ -125,6 +126,8 @@ def maskrcnn(num_classes: int, *, in_channels: int = 3, backbone: str = "mobilen
     check_choice("backbone", backbone, BACKBONES)
     if fpn_channels is None:
         fpn_channels = 128 if backbone == "mobilenet_v2" else 256
+    if backbone == "mobilenet_v2":
+        kwargs.setdefault("rpn_post_nms_top_n_test", 300)
     if fpn_channels != 256 and "mask_layers" not in kwargs:
         kwargs["mask_layers"] = (fpn_channels,) * 4
     body = fpn_backbone(backbone, out_channels=fpn_channels, pretrained=pretrained_backbone,
