@@ -20,10 +20,6 @@ import torch.nn.functional as F
 
 from ..errors import ParameterError
 
-# elements of the gathered windows held at once in roi_pool
-_POOL_BUDGET = 1 << 24
-
-
 def rois_from_boxes(boxes) -> torch.Tensor:
     """A ``K x 5`` tensor (batch index first) from a ``K x 5`` tensor or a list of ``L_i x 4`` tensors."""
     if isinstance(boxes, (list, tuple)):
@@ -130,7 +126,8 @@ def roi_pool(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0
 
     The scaled box corners are rounded (half away from zero), the box spans ``end - start + 1`` pixels
     (at least 1) and bin ``p`` covers ``[floor(p * s), ceil((p + 1) * s))`` with ``s = span / bins``,
-    clipped to the map; an empty bin gives 0. Gradients go to the (first) maximum of each bin.
+    clipped to the map; an empty bin gives 0. Gradients go to the maximum of each bin (split between
+    equal maxima, where torchvision gives all to the first).
     """
     rois = rois_from_boxes(boxes).to(input.dtype)
     _check_input(input, rois)
@@ -148,30 +145,52 @@ def roi_pool(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0
     x2, y2 = round_away(r[:, 3] * spatial_scale), round_away(r[:, 4] * spatial_scale)
     hs, he = _bin_edges(y1, (y2 - y1 + 1).clamp(min=1), ph, h)  # k x ph each
     ws, we = _bin_edges(x1, (x2 - x1 + 1).clamp(min=1), pw, w)
-    win_h = int((he - hs).max().clamp(min=1))
-    win_w = int((we - ws).max().clamp(min=1))
-    # gather each bin's window (padded to the largest bin) and take its maximum
-    flat = input.permute(0, 2, 3, 1).reshape(n * h * w, c)
+    empty = (he <= hs)[:, :, None] | (we <= ws)[:, None, :]  # k x ph x pw
+    # A bin of length L along an axis is covered by two windows of length 2^floor(log2 L) (at its start and
+    # ending at its end), so its maximum is the largest of four look-ups in tables of window maxima
+    # (a "sparse table"), whatever the bin's size.
+    jy = torch.log2((he - hs).clamp(min=1).double()).floor().long()
+    jx = torch.log2((we - ws).clamp(min=1).double()).floor().long()
+    n_jy, n_jx = int(jy.max()) + 1, int(jx.max()) + 1
+    ys = [hs.clamp(max=h - 1), (he - (1 << jy)).clamp(0, h - 1)]
+    xs = [ws.clamp(max=w - 1), (we - (1 << jx)).clamp(0, w - 1)]
     batch = rois[:, 0].long()
-    step = max(1, _POOL_BUDGET // max(1, ph * pw * win_h * win_w * c))
-    out = []
-    dy = torch.arange(win_h, device=input.device)
-    dx = torch.arange(win_w, device=input.device)
-    for s in range(0, k, step):
-        sl = slice(s, s + step)
-        yy = hs[sl, :, None] + dy  # m x ph x win_h
-        xx = ws[sl, :, None] + dx  # m x pw x win_w
-        vy = yy < he[sl, :, None]
-        vx = xx < we[sl, :, None]
-        yy, xx = yy.clamp(max=h - 1), xx.clamp(max=w - 1)
-        idx = (batch[sl, None, None, None, None] * h + yy[:, :, :, None, None]) * w + xx[:, None, None, :, :]
-        valid = vy[:, :, :, None, None] & vx[:, None, None, :, :]  # m x ph x win_h x pw x win_w
-        vals = flat[idx.reshape(-1)].reshape(*idx.shape, c)
-        vals = vals.masked_fill(~valid[..., None], float("-inf"))
-        vals = vals.permute(0, 5, 1, 3, 2, 4).reshape(vals.shape[0], c, ph, pw, win_h * win_w)
-        best = vals.max(dim=-1).values
-        out.append(torch.where(torch.isinf(best) & (best < 0), torch.zeros_like(best), best))
-    return torch.cat(out)
+    out = input.new_zeros((k, ph, pw, c))
+    for b in torch.unique(batch):
+        sel = torch.nonzero(batch == b).flatten()
+        table = _window_max_tables(input[int(b)], n_jy, n_jx)  # (n_jy * n_jx * h * w) x c
+        base = (jy[sel][:, :, None] * n_jx + jx[sel][:, None, :]) * (h * w)
+        best = None
+        for yy in ys:
+            for xx in xs:
+                idx = base + yy[sel][:, :, None] * w + xx[sel][:, None, :]
+                v = table[idx.reshape(-1)].reshape(len(sel), ph, pw, c)
+                best = v if best is None else torch.maximum(best, v)
+        out.index_copy_(0, sel, best.masked_fill(empty[sel][..., None], 0.0))
+    return out.permute(0, 3, 1, 2)
+
+
+def _window_max_tables(fmap: torch.Tensor, n_jy: int, n_jx: int) -> torch.Tensor:
+    """``(n_jy * n_jx * H * W) x C``: row ``((i * n_jx + j) * H + y) * W + x`` holds the maximum of
+    ``fmap`` (``C x H x W``) over rows ``[y, y + 2^i)`` and columns ``[x, x + 2^j)`` (clipped to the map)."""
+    def doubled(t, dim, step):
+        pad_shape = list(t.shape)
+        pad_shape[dim] = step
+        shifted = torch.cat([t.narrow(dim, step, t.shape[dim] - step) if step < t.shape[dim] else t.narrow(dim, 0, 0),
+                             t.new_full(pad_shape, float("-inf"))], dim).narrow(dim, 0, t.shape[dim])
+        return torch.maximum(t, shifted)
+
+    rows = [fmap]
+    for i in range(1, n_jy):
+        rows.append(doubled(rows[-1], 1, 1 << (i - 1)))
+    tables = []
+    for r in rows:
+        cols = [r]
+        for j in range(1, n_jx):
+            cols.append(doubled(cols[-1], 2, 1 << (j - 1)))
+        tables += cols
+    c = fmap.shape[0]
+    return torch.stack(tables).permute(0, 2, 3, 1).reshape(-1, c)
 
 
 def _bin_edges(start: torch.Tensor, span: torch.Tensor, bins: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
