@@ -286,7 +286,7 @@ def test_bad_targets_are_one_line_errors():
         create("mask_rcnn", 2, in_channels=1)
 
 
-@pytest.mark.parametrize("roi_op", ["align", pytest.param("pool", marks=pytest.mark.slow)])  # pool: ~20 s
+@pytest.mark.parametrize("roi_op", ["align", "pool"])
 def test_tiny_model_learns_a_synthetic_image(roi_op):
     """40 Adam steps on one image: the losses fall and every object is found with mask IoU > 0.5."""
     torch.manual_seed(0)
