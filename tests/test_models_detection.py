@@ -179,6 +179,22 @@ def test_torchvision_checkpoint_loads_strictly_current_and_legacy_names():
     model.load_state_dict(legacy, strict=True)
     assert torch.equal(model.rpn.head.conv[0][0].weight, state["rpn.head.conv.0.0.weight"] + 1)
     assert torch.equal(model.backbone.fpn.layer_blocks[3][0].bias, state["backbone.fpn.layer_blocks.3.0.bias"] + 1)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        model.load_state_dict({k: v for k, v in legacy.items() if "mask_fcn2" not in k}, strict=True)
+
+
+def test_create_loads_a_legacy_torchvision_file(tmp_path):
+    """create(..., pretrained=FILE) reads a whole-model file with torchvision < 0.13 names."""
+    torch.manual_seed(0)
+    source = maskrcnn(2, fpn_channels=32, representation_size=64)
+    legacy = {}
+    for k, v in source.state_dict().items():
+        k = k.replace("rpn.head.conv.0.0.", "rpn.head.conv.").replace("mask_head.0.0.", "mask_head.mask_fcn1.")
+        legacy[k.replace("inner_blocks.0.0.", "inner_blocks.0.")] = v
+    torch.save(legacy, tmp_path / "legacy.pth")
+    model = create("mask_rcnn", 2, fpn_channels=32, representation_size=64, pretrained=str(tmp_path / "legacy.pth"))
+    for k, v in source.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
 
 
 def test_frozen_layers_and_batch_norm():

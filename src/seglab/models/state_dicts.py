@@ -104,6 +104,9 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str 
         raise InputFileError(f"{source}: not a state dict")
     if isinstance(state.get("state_dict"), dict):  # common wrapper {"state_dict": ..., "epoch": ...}
         state = state["state_dict"]
+    convert = getattr(model, "convert_state_dict", None)  # a model that reads older key names
+    if callable(convert):
+        state = convert(state)
     own = model.state_dict()
     params = {k for k in own if not k.endswith("num_batches_tracked")}
     if params <= set(state):

@@ -34,10 +34,6 @@ class FrozenBatchNorm2d(nn.Module):
         shift = self.bias - self.running_mean * scale
         return x * scale[None, :, None, None] + shift[None, :, None, None]
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        state_dict.pop(prefix + "num_batches_tracked", None)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
 
 def freeze_batch_norm(module: nn.Module) -> nn.Module:
     """Replace every ``BatchNorm2d`` inside ``module`` by a :class:`FrozenBatchNorm2d` with its values."""

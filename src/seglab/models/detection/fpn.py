@@ -45,13 +45,3 @@ class FeaturePyramidNetwork(nn.Module):
             last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
             out.insert(0, self.layer_blocks[i](last))
         return self.extra_block(out) if self.extra_block is not None else out
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # torchvision < 0.13 checkpoints name the convolutions inner_blocks.i.weight (no ".0")
-        for kind in ("inner_blocks", "layer_blocks"):
-            for i in range(len(self.inner_blocks)):
-                for p in ("weight", "bias"):
-                    old = f"{prefix}{kind}.{i}.{p}"
-                    if old in state_dict:
-                        state_dict[f"{prefix}{kind}.{i}.0.{p}"] = state_dict.pop(old)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

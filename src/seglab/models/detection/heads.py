@@ -49,13 +49,6 @@ class MaskHead(nn.Sequential):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for i in range(len(self)):  # torchvision < 0.13: mask_fcn{i+1}
-            for p in ("weight", "bias"):
-                if f"{prefix}mask_fcn{i + 1}.{p}" in state_dict:
-                    state_dict[f"{prefix}{i}.0.{p}"] = state_dict.pop(f"{prefix}mask_fcn{i + 1}.{p}")
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
 
 class MaskPredictor(nn.Sequential):
     def __init__(self, in_channels: int, dim_reduced: int, num_classes: int):

@@ -3,7 +3,7 @@
 Parameter names equal torchvision's ``maskrcnn_resnet50_fpn`` (``backbone.body.*``, ``backbone.fpn.*``,
 ``rpn.head.*``, ``roi_heads.box_head.fc6/fc7``, ``roi_heads.box_predictor.*``, ``roi_heads.mask_head.i.0``,
 ``roi_heads.mask_predictor.conv5_mask / mask_fcn_logits``), so its checkpoints load with ``strict=True``
-(those of torchvision < 0.13, with the older names, too).
+(those of torchvision < 0.13, with the older names, too: :meth:`MaskRCNN.convert_state_dict`).
 
 >>> import torch
 >>> from seglab.models.detection import maskrcnn
@@ -13,6 +13,8 @@ Parameter names equal torchvision's ``maskrcnn_resnet50_fpn`` (``backbone.body.*
 ((128, 160), torch.Size([128, 160]))
 """
 from __future__ import annotations
+
+import re
 
 import torch
 from torch import nn
@@ -46,6 +48,15 @@ def _as_target(t, i: int, num_classes: int) -> dict:
     if len(bad):
         raise ParameterError(f"target {i}: box {bad[0].item()} {boxes[bad[0]].tolist()} has zero or negative area")
     return {"boxes": boxes, "labels": labels, "masks": masks}
+
+
+# torchvision < 0.13 names -> current names (its modules were wrapped in Conv2dNormActivation since)
+_LEGACY_NAMES = (
+    (re.compile(r"^(rpn\.head\.conv)\.(weight|bias)$"), lambda m: f"{m[1]}.0.0.{m[2]}"),
+    (re.compile(r"^(backbone\.fpn\.(?:inner|layer)_blocks\.\d+)\.(weight|bias)$"), lambda m: f"{m[1]}.0.{m[2]}"),
+    (re.compile(r"^(roi_heads\.mask_head)\.mask_fcn(\d+)\.(weight|bias)$"),
+     lambda m: f"{m[1]}.{int(m[2]) - 1}.0.{m[3]}"),
+)
 
 
 class MaskRCNN(nn.Module):
@@ -86,6 +97,23 @@ class MaskRCNN(nn.Module):
             MaskPredictor(mask_layers[-1], mask_layers[-1], num_classes),
             batch_size_per_image=box_batch_size_per_image, positive_fraction=box_positive_fraction,
             score_thresh=box_score_thresh, nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img)
+
+    def convert_state_dict(self, state: dict) -> dict:
+        """``state`` with torchvision < 0.13 names renamed and the ``num_batches_tracked`` of batch norms
+        that are frozen here dropped (a checkpoint of a torchvision model built without weights has them)."""
+        own = set(self.state_dict())
+        out = {}
+        for key, value in state.items():
+            for pattern, new in _LEGACY_NAMES:
+                key = pattern.sub(new, key)
+            if key.endswith("num_batches_tracked") and key not in own:
+                continue
+            out[key] = value
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As :meth:`torch.nn.Module.load_state_dict`, after :meth:`convert_state_dict`."""
+        return super().load_state_dict(self.convert_state_dict(state_dict), strict=strict, assign=assign)
 
     def forward(self, images, targets=None):
         if isinstance(images, torch.Tensor):

@@ -41,12 +41,6 @@ class RPNHead(nn.Module):
             deltas.append(self.bbox_pred(t))
         return logits, deltas
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for p in ("weight", "bias"):  # torchvision < 0.13: conv.weight
-            if f"{prefix}conv.{p}" in state_dict:
-                state_dict[f"{prefix}conv.0.0.{p}"] = state_dict.pop(f"{prefix}conv.{p}")
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
 
 def _flatten(logits: torch.Tensor, deltas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``N x A x H x W`` / ``N x 4A x H x W`` to ``N x (H W A)`` / ``N x (H W A) x 4`` (anchor order)."""
