@@ -70,7 +70,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    weights = Path(os.environ.get("SEGLAB_WEIGHTS", Path.home() / ".cache/seglab/weights")) / "mobilenet_v2-b0353104.pth"
+    folder = Path(os.environ.get("SEGLAB_WEIGHTS", Path.home() / ".cache/seglab/weights"))
+    weights = folder / "mobilenet_v2-b0353104.pth"
     image, source = test_image()
     load0 = os.getloadavg()[0]
     rows = []

@@ -172,7 +172,8 @@ def test_torchvision_checkpoint_loads_strictly_current_and_legacy_names():
         k = k.replace("rpn.head.conv.0.0", "rpn.head.conv")
         for i in range(4):
             k = k.replace(f"mask_head.{i}.0.", f"mask_head.mask_fcn{i + 1}.")
-            k = k.replace(f"inner_blocks.{i}.0.", f"inner_blocks.{i}.").replace(f"layer_blocks.{i}.0.", f"layer_blocks.{i}.")
+            k = k.replace(f"inner_blocks.{i}.0.", f"inner_blocks.{i}.")
+            k = k.replace(f"layer_blocks.{i}.0.", f"layer_blocks.{i}.")
         legacy[k] = v.clone() + 1
     legacy["backbone.body.bn1.num_batches_tracked"] = torch.tensor(3)
     assert "rpn.head.conv.weight" in legacy and "roi_heads.mask_head.mask_fcn4.bias" in legacy
@@ -206,7 +207,7 @@ def test_frozen_layers_and_batch_norm():
 
 
 @pytest.mark.skipif(not (WEIGHTS / "mobilenet_v2-b0353104.pth").is_file(),
-                    reason="torchvision's mobilenet_v2-b0353104.pth not in SEGLAB_WEIGHTS (shared/tools/fetch_weights.sh)")
+                    reason="mobilenet_v2-b0353104.pth not in $SEGLAB_WEIGHTS (run shared/tools/fetch_weights.sh)")
 def test_imagenet_mobilenet_v2_weights_load_by_path():
     path = WEIGHTS / "mobilenet_v2-b0353104.pth"
     state = torch.load(path, map_location="cpu", weights_only=True)

@@ -1,6 +1,5 @@
 """The modules of seglab.models import one another one way only (no import circle)."""
 import ast
-import itertools
 import subprocess
 import sys
 from pathlib import Path

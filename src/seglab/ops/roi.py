@@ -13,7 +13,6 @@ per image; coordinates are in input-image pixels and ``spatial_scale`` maps them
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
