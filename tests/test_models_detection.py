@@ -49,6 +49,7 @@ def test_box_coder_round_trip_values_and_clamp():
     assert torch.allclose(coder.decode(d, ref)[:, 0], boxes, atol=1e-5)
     per_class = coder.decode(torch.cat([d, torch.zeros(2, 4)], 1), ref)
     assert per_class.shape == (2, 2, 4) and torch.allclose(per_class[:, 1], ref)
+    assert coder.decode(torch.zeros(0, 8), torch.zeros(0, 4)).shape == (0, 2, 4)  # no proposal left
     huge = coder.decode(torch.tensor([[0.0, 0.0, 1e4, 1e4]]), ref[:1])
     assert torch.isfinite(huge).all() and huge[0, 0, 2] - huge[0, 0, 0] == pytest.approx(10 * 1000 / 16, rel=1e-4)
 

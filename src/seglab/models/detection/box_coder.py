@@ -31,7 +31,7 @@ class BoxCoder:
 
     def decode(self, deltas: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """Boxes from ``N x 4k`` deltas (k boxes per reference, e.g. one per class): ``N x k x 4``."""
-        deltas = deltas.reshape(deltas.shape[0], -1, 4)
+        deltas = deltas.reshape(deltas.shape[0], deltas.shape[-1] // 4, 4)
         wx, wy, ww, wh = self.weights
         rw = (reference[:, 2] - reference[:, 0])[:, None]
         rh = (reference[:, 3] - reference[:, 1])[:, None]
