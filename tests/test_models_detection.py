@@ -1,8 +1,6 @@
 """Mask R-CNN in plain torch: parts against their definitions, torchvision's state-dict layout, and a tiny
 model that learns one synthetic image."""
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +14,6 @@ from seglab.models.detection import (AnchorGenerator, BalancedSampler, BoxCoder,
                                      paste_masks_in_image)
 from seglab.structures import Instances
 
-WEIGHTS = Path(os.environ.get("SEGLAB_WEIGHTS", Path.home() / ".cache/seglab/weights"))
 TINY = dict(min_size=None, fpn_channels=32, representation_size=128, trainable_layers=5,
             anchor_sizes=((16,), (32,), (64,), (128,), (256,)), rpn_pre_nms_top_n_train=300,
             rpn_post_nms_top_n_train=100, rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
@@ -207,10 +204,9 @@ def test_frozen_layers_and_batch_norm():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
 
 
-@pytest.mark.skipif(not (WEIGHTS / "mobilenet_v2-b0353104.pth").is_file(),
-                    reason="mobilenet_v2-b0353104.pth not in $SEGLAB_WEIGHTS (run shared/tools/fetch_weights.sh)")
-def test_imagenet_mobilenet_v2_weights_load_by_path():
-    path = WEIGHTS / "mobilenet_v2-b0353104.pth"
+def test_imagenet_mobilenet_v2_weights_load_by_path(weights_dir):
+    """torchvision's ImageNet file (skipped, or failed under SEGLAB_REQUIRE_DATA, where it is absent)."""
+    path = weights_dir / "mobilenet_v2-b0353104.pth"
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = maskrcnn(2, pretrained_backbone=str(path))
     body = model.backbone.body.state_dict()
