@@ -21,7 +21,7 @@ CANONICAL_SCALE, CANONICAL_LEVEL = 224, 4
 def map_levels(boxes: torch.Tensor, k_min: int, k_max: int, eps: float = 1e-6) -> torch.Tensor:
     """Pyramid level (``k_min``..``k_max``) of each box, minus ``k_min``."""
     size = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
-    k = torch.floor(CANONICAL_LEVEL + torch.log2(size / CANONICAL_SCALE + eps))
+    k = torch.floor(CANONICAL_LEVEL + torch.log2(size / CANONICAL_SCALE) + eps)
     return (k.clamp(k_min, k_max) - k_min).long()
 
 
