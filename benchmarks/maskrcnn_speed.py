@@ -103,8 +103,8 @@ def main(argv=None):
              "Untrained heads, so the mask head runs on the full cap of 100 detections: an upper bound for a "
              "trained model. No peer: torchvision does not install beside this CPU torch build.", "",
              "Wall-clock time is what a user waits; the process CPU time (all threads together) depends less on "
-             "the other processes of a shared machine (with one thread it is the time a quiet core would take; "
-             "with two, threads waiting for a busy core add to it).", "",
+             "the other processes of a shared machine (with one thread it is nearer to what a quiet core would "
+             "take; with two, the threads' waiting for a busy core adds to it).", "",
              "| threads | RoI op | median wall (s) | quartiles (s) | median CPU (s) | runs | detections |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
