@@ -416,7 +416,7 @@ def main() -> None:
 
     from seglab.models import list_models
 
-    names = args.models.split(",") if args.models else [s.name for s in list_models()]
+    names = args.models.split(",") if args.models else [s.name for s in list_models() if s.task == "semantic"]
     passthrough = ["--threads", str(args.threads), "--min-reps", str(args.min_reps), "--max-reps",
                    str(args.max_reps), "--max-seconds", str(args.max_seconds)] + (["--no-onnx"] if args.no_onnx else [])
     data = {"machine": machine(), "threads": args.threads, "size": SIZE, "num_classes": NUM_CLASSES,
