@@ -17,15 +17,14 @@ def relabel_sequential(labels) -> np.ndarray:
 def labels_to_instances(labels, *, class_id: int = 1, scores=None):
     """An ``Instances`` with one object per id of ``labels`` (0 = background), in increasing id order.
 
-    ``scores``: one per object in that order (default 1.0). Boxes come from the masks."""
+    ``scores``: one per object in that order (default 1.0). Boxes are the masks' tight boxes."""
     import torch
 
     from ..structures import Instances
 
     lab = relabel_sequential(labels)
     n = int(lab.max()) if lab.size else 0
-    inst = Instances.from_label_map(torch.from_numpy(lab.astype(np.int64)),
-                                    classes=torch.full((n,), int(class_id), dtype=torch.int64))
+    inst = Instances.from_label_map(lab, classes=np.full(n + 1, int(class_id), np.int64))
     if scores is not None:
         s = np.asarray(scores, dtype=np.float32).reshape(-1)
         if len(s) != n:
