@@ -69,8 +69,9 @@ def distance_watershed_labels(foreground, *, h: float = 2.0, footprint: int = 0,
     if dist.shape != fg.shape:
         raise ParameterError(f"distance map shape {dist.shape} does not match the foreground {fg.shape}")
     dist = np.where(fg, dist, 0.0)
-    markers = h_minima_markers(-dist, float(h)).astype(np.int64)
-    markers[~fg] = 0
+    # a plateau of the h-maxima transform may run through the background (dist 0), so label the markers
+    # again inside the foreground (8-connected, as the plateaus are)
+    markers, _ = ndimage.label((h_minima_markers(-dist, float(h)) > 0) & fg, structure=np.ones((3, 3)))
     if footprint > 1:
         peak = (dist >= ndimage.maximum_filter(dist, size=int(footprint))) & fg
         keep = np.zeros(int(markers.max()) + 1, bool)
