@@ -154,3 +154,31 @@ def test_evaluator_bad_input():
     lab[1:3, 1:3] = 4
     with pytest.raises(ParameterError, match="label 4"):
         ev.update(lab, lab, scores={1: 0.5})
+
+
+def test_evaluator_takes_instances_with_overlapping_masks():
+    from pycocotools import mask as mu
+
+    from seglab.structures import Instances, masks_to_boxes
+
+    true = np.zeros((20, 20), int)
+    true[2:10, 2:10], true[12:18, 12:18] = 1, 2
+    masks = np.zeros((3, 20, 20), bool)
+    masks[0, 2:10, 2:10] = True        # exact, score 0.6
+    masks[1, 2:10, 2:9] = True         # a duplicate of object 1 (IoU 7/8), higher score 0.9
+    masks[2, 12:18, 13:18] = True      # object 2, IoU 5/6, score 0.3
+    inst = Instances((20, 20), masks_to_boxes(masks), scores=[0.6, 0.9, 0.3], classes=[1, 1, 1], masks=masks)
+    ev = InstanceEvaluator()
+    ev.update(true, inst)
+    r = ev.compute()
+    # label map by score: the duplicate (0.9) is painted over the exact mask, which keeps one column (8 px)
+    lab = inst.to_label_map()
+    assert (lab == 2).sum() == 8 and (lab == 1).sum() == 56
+    np.testing.assert_allclose(r["per_threshold"]["0.50"], challenge_score(true, lab)[0])
+    # COCO AP sees the three masks as given: at IoU 0.5 the duplicate (first by score) is a TP, the exact
+    # mask then an FP, object 2 a TP: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1 -> AP50 = 101-point mean
+    rle = [mu.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
+    assert mu.iou([rle[1]], [rle[0]], [0])[0, 0] == pytest.approx(7 / 8)
+    recall_points = np.linspace(0, 1, 101)
+    expected = np.where(recall_points <= 0.5, 1.0, 2 / 3).mean()
+    assert r["coco_ap50"] == pytest.approx(expected, abs=1e-12)
