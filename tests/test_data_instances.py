@@ -41,7 +41,7 @@ def test_instance_folder_gives_instances(nuclei):
     assert [s.key for s in ds.samples] == ["a", "c"] and ds.task == "instance"
     assert ds.info.classes == ("background", "object")
     image, inst = ds[0]
-    assert image.shape == (12, 16, 1)  # stored gray, kept (channels: null)
+    assert image.shape == (12, 16, 1) and ds.info.in_channels == 1  # stored gray, kept (channels: null)
     assert len(inst) == 2 and inst.image_size == (12, 16)
     np.testing.assert_array_equal(inst.boxes.numpy(), [[1, 1, 5, 5], [8, 6, 15, 11]])  # xyxy, end exclusive
     assert inst.classes.tolist() == [1, 1] and inst.masks.dtype == torch.bool

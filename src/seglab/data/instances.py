@@ -13,12 +13,13 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, ParameterError
+from ..errors import InputFileError, ParameterError, SeglabError
 from .base import DatasetInfo, SegDataset, default_palette
 
 TARGETS = ("instances", "boundary3", "foreground")
@@ -37,7 +38,8 @@ def _boundary3(raw: np.ndarray, width: int) -> np.ndarray:
 class InstanceDataset(SegDataset):
     """A :class:`SegDataset` of instance label maps; see the module docs for ``target``.
 
-    ``channels``: 1 or 3 to convert every image to gray / RGB (mixed data sets), None to keep them as stored."""
+    ``channels``: 1 or 3 to convert every image to gray / RGB (mixed data sets), None to keep them as
+    stored (``info.in_channels`` is then the first image's)."""
 
     def __init__(self, samples, name: str, *, object_name: str = "object", target: str = "instances",
                  boundary_width: int = 2, channels: int | None = None, unpaired=(), root: Path | None = None,
@@ -58,6 +60,11 @@ class InstanceDataset(SegDataset):
         self.target = target
         self.channels = channels
         self.task = "instance" if target == "instances" else "semantic"
+        if channels is None and self.samples:  # as stored: the first image says how many channels
+            try:
+                self.info = dataclasses.replace(info, in_channels=int(self.read_image(0).shape[2]))
+            except SeglabError:
+                pass  # an unreadable image is reported by `seglab data check` and when read
 
     def read_image(self, i: int) -> np.ndarray:
         img = super().read_image(i)
