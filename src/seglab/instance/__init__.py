@@ -9,10 +9,10 @@ Each ``*_instances`` function returns a :class:`seglab.structures.Instances`; th
 return the label map (0 background, 1..N) they are built from.
 """
 from .classical import classical_instances, classical_labels, distance_watershed_labels, foreground_mask
-from .convert import labels_to_instances, relabel_sequential
+from .convert import drop_small_objects, labels_to_instances, relabel_sequential
 from .from_semantic import boundary_instances, boundary_labels, distance_instances, distance_labels
 from .targets import BOUNDARY_CLASSES, boundary_targets
 
 __all__ = ["classical_instances", "classical_labels", "distance_watershed_labels", "foreground_mask",
-           "labels_to_instances", "relabel_sequential", "boundary_instances", "boundary_labels",
+           "drop_small_objects", "labels_to_instances", "relabel_sequential", "boundary_instances", "boundary_labels",
            "distance_instances", "distance_labels", "BOUNDARY_CLASSES", "boundary_targets"]

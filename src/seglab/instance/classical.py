@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import ParameterError
-from .convert import labels_to_instances, relabel_sequential
+from .convert import drop_small_objects, labels_to_instances, relabel_sequential
 
 
 def _gray(image) -> np.ndarray:
@@ -39,15 +39,8 @@ def foreground_mask(image, *, sigma: float = 1.0, polarity: str = "auto", min_si
         fg = ~fg
     fg = ndimage.binary_fill_holes(fg)
     if min_size > 0:
-        fg = _drop_small(ndimage.label(fg)[0], min_size) > 0
+        fg = drop_small_objects(ndimage.label(fg)[0], min_size) > 0
     return fg
-
-
-def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    area = np.bincount(labels.ravel())
-    small = area < min_size
-    small[0] = False
-    return np.where(small[labels], 0, labels)
 
 
 def distance_watershed_labels(foreground, *, h: float = 2.0, footprint: int = 0, min_size: int = 0,
@@ -84,7 +77,7 @@ def distance_watershed_labels(foreground, *, h: float = 2.0, footprint: int = 0,
     if n:
         labels = np.where(orphans > 0, orphans + int(labels.max()), labels)
     if min_size > 0:
-        labels = _drop_small(labels.astype(np.int64), min_size)
+        labels = drop_small_objects(labels.astype(np.int64), min_size)
     return relabel_sequential(labels)
 
 

@@ -11,8 +11,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import ParameterError
-from .classical import _drop_small, distance_watershed_labels
-from .convert import labels_to_instances, relabel_sequential
+from .classical import distance_watershed_labels
+from .convert import drop_small_objects, labels_to_instances, relabel_sequential
 
 
 def _channels_first(probs) -> np.ndarray:
@@ -52,10 +52,10 @@ def boundary_labels(probs, *, interior_threshold: float = 0.5, foreground_thresh
     mask = fg_prob > foreground_threshold
     markers, _ = ndimage.label((p[1] > interior_threshold) & mask)
     if min_marker_size > 1:
-        markers = _drop_small(markers, min_marker_size)
+        markers = drop_small_objects(markers, min_marker_size)
     labels = flood(1.0 - p[1], markers, mask)
     if min_size > 0:
-        labels = _drop_small(labels.astype(np.int64), min_size)
+        labels = drop_small_objects(labels.astype(np.int64), min_size)
     labels = relabel_sequential(labels)
     return labels, _scores(labels, fg_prob)
 
