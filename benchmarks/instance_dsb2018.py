@@ -41,7 +41,8 @@ from seglab.metrics import InstanceEvaluator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSICAL_GRID = {"sigma": [1.0, 2.0], "h": [0.5, 1.0, 2.0, 3.0], "min_size": [16]}
-UNET_GRID = {"interior_threshold": [0.5, 0.6, 0.7, 0.8], "min_marker_size": [4, 12], "min_size": [16]}
+UNET_GRID = {"interior_threshold": [0.4, 0.5, 0.6, 0.7], "foreground_threshold": [0.5, 0.65], "min_marker_size": [4],
+             "min_size": [16]}
 METRICS = ("challenge", "challenge_p50", "coco_ap", "coco_ap50", "coco_ap75", "pq", "sq", "rq")
 
 
@@ -148,9 +149,13 @@ def markdown(data: dict) -> str:
         "- **PQ / SQ / RQ**: panoptic quality of the nucleus class (matches at IoU > 0.5), summed over the split.",
         "- **CPU s / image**: process CPU time of the method on one image already in memory, median (mean) "
         "over the test images, one thread.", "",
-        f"Machine: {m['cpu']}, {m['cores']} cores shared with other work; 1-min load average "
-        f"{m['load_start']:.1f} at start, {m['load_end']:.1f} at end; {m['date']}."
-        + (f" **Quick check on the first {m['limit']} images of each split only.**" if m.get("limit") else ""), "",
+        f"Machine: {m['cpu']}, {m['cores']} cores shared with other work (1-min load average per run below; "
+        "the CPU times are process times, less sensitive to load than wall time).", ""]
+    for name, mm in data.get("machine_per_method", {name: m for name in data["methods"]}).items():
+        lines.append(f"- {LABELS.get(name, name)}: run {mm['date']}, load {mm['load_start']:.1f} at start, "
+                     f"{mm['load_end']:.1f} at end"
+                     + (f"; **quick check on the first {mm['limit']} images of each split only**" if mm.get("limit") else ""))
+    lines += ["",
         "| method | challenge | P50 | AP | AP50 | AP75 | PQ | SQ | RQ | CPU s / image | training |",
         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in data["methods"].items():
@@ -179,20 +184,38 @@ def main(argv=None):
     ap.add_argument("--train-minutes", type=float, default=None, help="the U-Net's training time, for the table")
     ap.add_argument("--limit", type=int, default=None, help="first N images of each split (quick check)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "instance")
+    ap.add_argument("--merge", type=Path, default=None,
+                    help="only merge the rows of another JSON written by this script into --out")
     args = ap.parse_args(argv)
+    json_path = args.out.with_suffix(".json")
+    if args.merge is not None:
+        other = json.loads(args.merge.read_text())
+        data = json.loads(json_path.read_text()) if json_path.is_file() else {"methods": {}, "commands": []}
+        data["methods"].update(other["methods"])
+        merge_cmd = "PYTHONPATH=src python benchmarks/instance_dsb2018.py " + " ".join(argv or sys.argv[1:])
+        data["commands"] = data.get("commands", []) + [c for c in other["commands"] + [merge_cmd]
+                                                       if c not in data.get("commands", [])]
+        data.setdefault("machine", other["machine"])
+        data.setdefault("machine_per_method", {}).update({k: other["machine"] for k in other["methods"]})
+        write(json_path, args.out, data)
+        return
     load0 = os.getloadavg()[0]
     val, test = load_split(args.data, "val", args.limit), load_split(args.data, "test", args.limit)
-    json_path = args.out.with_suffix(".json")
-    data = json.loads(json_path.read_text()) if json_path.is_file() else {"methods": {}, "commands": []}
     cmd = "OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/instance_dsb2018.py " + " ".join(argv or sys.argv[1:])
-    for name in args.methods.split(","):
-        data["methods"][name.strip()] = run_method(name.strip(), args, val, test)
+    rows = {name.strip(): run_method(name.strip(), args, val, test) for name in args.methods.split(",")}
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_start": load0, "load_end": os.getloadavg()[0],
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "limit": args.limit}
+    data = json.loads(json_path.read_text()) if json_path.is_file() else {"methods": {}, "commands": []}
+    data["methods"].update(rows)  # rows of methods not run stay as they were
     data["commands"] = [c for c in data.get("commands", []) if c != cmd] + [cmd]
-    data["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_start": load0,
-                       "load_end": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                       "limit": args.limit}
+    data["machine"] = machine
+    data.setdefault("machine_per_method", {}).update({k: machine for k in rows})
+    write(json_path, args.out, data)
+
+
+def write(json_path: Path, out: Path, data: dict) -> None:
     atomic_write(json_path, json.dumps(data, indent=1))
-    atomic_write(args.out.with_suffix(".md"), markdown(data))
+    atomic_write(out.with_suffix(".md"), markdown(data))
     print(markdown(data))
 
 
