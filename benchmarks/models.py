@@ -2,7 +2,7 @@
 
 For each model (21 classes, default encoder) a fresh subprocess builds it, records its peak resident memory
 (``ru_maxrss``: after building, and after one forward pass), counts the FLOPs the forward pass executes
-(``torch.utils.flop_counter``, multiply-add = 2), exports it to ONNX (``seglab.cli.export.export_onnx``,
+(``torch.utils.flop_counter``, multiply-add = 2), exports it to ONNX (``seglab.export.onnx.export_onnx``,
 dynamic sizes, checked against PyTorch) and then times PyTorch (``torch.inference_mode``) and ONNX Runtime
 alternately, repetition by repetition, so that load from other users of the machine hits both alike.
 A last subprocess compares seglab's SegFormer-B0 with ``transformers.SegformerForSemanticSegmentation``
@@ -108,7 +108,7 @@ def child_model(name: str, args) -> dict:
            "inference_mb": rss_peak - rss_built}
     fns = {"torch": lambda: model(x)}
     if not args.no_onnx:
-        from seglab.cli.export import export_onnx, onnx_session
+        from seglab.export.onnx import export_onnx, onnx_session
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.onnx"

@@ -9,14 +9,45 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 DATA = Path(os.environ.get("SEGLAB_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
+WEIGHTS = Path(os.environ.get("SEGLAB_WEIGHTS", Path.home() / ".cache" / "seglab" / "weights")).expanduser()
+# CI sets SEGLAB_REQUIRE_DATA=1: there a missing data set or weight file is a failure, not a skip.
+REQUIRE_DATA = os.environ.get("SEGLAB_REQUIRE_DATA", "") not in ("", "0")
+_MISSING_DATA = "real data sets not found"
+_MISSING_WEIGHTS = "pretrained weights not found"
+
+
+def missing(what: str):
+    """Skip (or, under SEGLAB_REQUIRE_DATA, fail) a test whose data set or weight file is absent."""
+    if REQUIRE_DATA:
+        pytest.fail(f"{what} (SEGLAB_REQUIRE_DATA is set)", pytrace=False)
+    pytest.skip(what)
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared real data sets; tests that need them skip where they are absent."""
     if not DATA.is_dir():
-        pytest.skip(f"real data sets not found at {DATA} (set SEGLAB_DATA)")
+        missing(f"{_MISSING_DATA} at {DATA} (set SEGLAB_DATA)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    """The pretrained-weight cache of ``../shared/tools/fetch_weights.sh`` (``SEGLAB_WEIGHTS``)."""
+    if not (WEIGHTS / "mobile_sam.pt").is_file() or not (WEIGHTS / "mobilenet_v2-b0353104.pth").is_file():
+        missing(f"{_MISSING_WEIGHTS} in {WEIGHTS} (run ../shared/tools/fetch_weights.sh, set SEGLAB_WEIGHTS)")
+    return WEIGHTS
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say plainly how many tests did not run for want of the data sets or the weights."""
+    reasons = [str(getattr(r, "longrepr", "")) for r in terminalreporter.stats.get("skipped", [])]
+    for marker, what, var in ((_MISSING_DATA, "the real data sets", "SEGLAB_DATA"),
+                              (_MISSING_WEIGHTS, "the pretrained weights", "SEGLAB_WEIGHTS")):
+        n = sum(marker in r for r in reasons)
+        if n:
+            terminalreporter.write_line(f"NOTE: {n} tests were skipped because {what} were not found "
+                                        f"(set {var}); CI runs them.", yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")

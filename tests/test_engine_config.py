@@ -16,10 +16,10 @@ from seglab.errors import InputFileError, ParameterError
 
 def test_file_and_set_overrides(tmp_path):
     f = tmp_path / "e.yaml"
-    f.write_text("name: x\nmodel: {name: segnet}\ntrainer: {max_epochs: 3}\naugment: {crop: [8, 8]}\n")
+    f.write_text("name: x\nmodel: {name: segnet_basic}\ntrainer: {max_epochs: 3}\naugment: {crop: [8, 8]}\n")
     cfg = load_config(f, {"trainer.max_epochs": "5", "augment.crop": "[16, 24]", "model.options.depth": "2",
                           "data.root": "$SEGLAB_DATA/camvid", "loss.class_weights": "null"})
-    assert cfg["name"] == "x" and cfg["model"]["name"] == "segnet"
+    assert cfg["name"] == "x" and cfg["model"]["name"] == "segnet_basic"
     assert cfg["trainer"]["max_epochs"] == 5 and cfg["augment"]["crop"] == [16, 24]
     assert cfg["model"]["options"] == {"depth": 2} and cfg["loss"]["class_weights"] is None
     assert cfg["optimizer"] == DEFAULTS["optimizer"]  # untouched sections keep their defaults

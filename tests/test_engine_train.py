@@ -30,7 +30,7 @@ class Interrupt(L.Callback):
 
 
 def _weights(path):
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def test_run_directory_and_learning(tmp_path):
@@ -55,9 +55,14 @@ def test_interrupted_training_resumes_exactly(tmp_path):
         train(cfg, callbacks=[Interrupt()], log=lambda s: None)
     run_b = Path(cfg["run"]["dir"]) / cfg["name"]
     assert (run_b / "checkpoints/last.ckpt").is_file() and not (run_b / "last.pt").exists()
+    assert json.loads((run_b / "summary.json").read_text())["status"] == "failed"
     messages = []
     train(cfg, log=messages.append)
     assert any("resuming from" in m for m in messages)
+    summary = json.loads((run_b / "summary.json").read_text())
+    assert [(s["status"], s["from_epoch"], s["to_epoch"]) for s in summary["sessions"]] == \
+        [("failed", 0, 2), ("finished", 2, 3)]
+    assert (run_b / "logs/metrics.csv").read_text() == (full / "logs/metrics.csv").read_text()
     a, b = _weights(full / "last.pt"), _weights(run_b / "last.pt")
     assert a.keys() == b.keys()
     for k in a:
@@ -70,7 +75,7 @@ def test_early_stopping_and_class_weights(tmp_path):
     run = train(cfg, log=lambda s: None)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] <= 4  # the score never improves with lr 0: stops after 1 + patience epochs
-    hp = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]
+    hp = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["hyper_parameters"]
     w = np.array(hp["class_weights"])
     assert w.shape == (3,) and w.mean() == pytest.approx(1.0) and w[0] < w[1] and w[0] < w[2]
 
@@ -83,7 +88,7 @@ def test_data_set_that_fails_its_check_is_refused(tmp_path):
             Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / f"d/{split}/images/{i}.png")
             Image.fromarray(np.full((16, 16), 4 * i, np.uint8)).save(tmp_path / f"d/{split}/masks/{i}.png")
     (tmp_path / "d/classes.txt").write_text("a\nb\nc\n")
-    cfg = tiny(tmp_path, data={"root": str(tmp_path / "d"), "format": "folder"})
-    cfg["data"]["options"] = {}
+    cfg = tiny(tmp_path)
+    cfg["data"].update(root=str(tmp_path / "d"), format="folder", options={})  # train() validates it
     with pytest.raises(SeglabError, match=r"split 'train' fails its check: bad labels: 1.png: values \[4\]"):
         train(cfg, log=lambda s: None)

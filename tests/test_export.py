@@ -6,7 +6,7 @@ import torch
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from seglab.cli.export import export_onnx  # noqa: E402
+from seglab.export.onnx import export_onnx  # noqa: E402
 from seglab.cli.main import main  # noqa: E402
 from seglab.errors import SeglabError  # noqa: E402
 from seglab.models import create, save_checkpoint  # noqa: E402

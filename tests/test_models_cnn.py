@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import seglab.models
 from seglab.cli.main import main
-from seglab.cli.models import model_cost
+from seglab.models.cost import model_cost
 from seglab.errors import ParameterError, SeglabError
 from seglab.models import create, list_models
 

@@ -160,3 +160,12 @@ def test_predict_image_resizes_to_the_training_size_and_back(run):
     np.testing.assert_allclose(small, want, atol=1e-5)
     trained.config.setdefault("augment", {})["resize"] = [20, 24]     # as a run with augment.resize
     np.testing.assert_allclose(predict_image(trained, img), small, atol=1e-6)
+
+
+def test_training_a_finished_run_again_says_so_in_one_line(run, capsys):
+    capsys.readouterr()
+    assert main(["train", str(CONFIG), "--set", f"run.dir={run.parent}", "--set", "trainer.max_epochs=3",
+                 "--set", "data.options.n=8"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"{run} is finished (3 epochs, 6 steps); to train longer: seglab train {run / 'config.yaml'} "
+                   "--set trainer.max_epochs=N (more than 3); for a new run: --set name=NEW"]

@@ -19,6 +19,10 @@ class InputFileError(SeglabError):
     """A file that is missing, empty, truncated or not of the expected kind."""
 
 
+class OutputError(SeglabError):
+    """An output path that would overwrite an input, another output of the same run, or a folder."""
+
+
 def check_range(name: str, value, low=None, high=None, *, low_inclusive: bool = True,
                 high_inclusive: bool = True) -> None:
     """Raise :class:`ParameterError` unless ``low <= value <= high`` (bounds optional)."""

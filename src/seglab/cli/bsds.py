@@ -6,21 +6,32 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-    TimeRemainingColumn
 from rich.table import Table
 
-from ..errors import InputFileError, ParameterError
-from .app import app, console, parse_sets
+from ..errors import InputFileError, check_choice, check_range
+from .app import app, console, parse_sets, progress_bar
 
-bsds_app = typer.Typer(help="The BSDS500 benchmark: covering, PRI, VI and boundary F (ODS / OIS).",
-                       no_args_is_help=True)
+bsds_app = typer.Typer(help="The BSDS500 benchmark: covering, PRI, VI and boundary F (ODS / OIS).")
 app.add_typer(bsds_app, name="bsds")
 
 
-def _progress():
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+def _check_options(split: str, limit: int | None, workers: int) -> None:
+    from ..bsds.inputs import SPLITS
+
+    check_choice("split", split, SPLITS)
+    if limit is not None:
+        check_range("limit", limit, 1)
+    check_range("workers", workers, 1)
+
+
+def _check_json(json_out: Path | None, folders) -> None:
+    """``--json`` must not be one of the files read from ``folders``."""
+    if json_out is None:
+        return
+    from ..io.outputs import check_outputs
+
+    inputs = [f for d in folders if d is not None and Path(d).is_dir() for f in Path(d).iterdir()]
+    check_outputs([(json_out, "--json")], inputs)
 
 
 def _print_summary(summary: dict, title: str):
@@ -38,10 +49,10 @@ def _print_summary(summary: dict, title: str):
     console.print(table)
 
 
-def _write_json(path: Path, summary: dict, protect=()):
+def _write_json(path: Path, summary: dict):
     from ..io import atomic_write
 
-    atomic_write(path, json.dumps(summary, indent=1, default=str), protect=protect)
+    atomic_write(path, json.dumps(summary, indent=1, default=str))
     console.print(f"wrote {path}")
 
 
@@ -59,17 +70,20 @@ def run_cmd(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the summary (and per-image rows) here."),
 ):
     """Segment a BSDS500 split with one method (optionally sweeping a parameter) and score it."""
+    from ..bsds.inputs import bsds_root
     from ..bsds.runner import parse_sweep, run_method
     from ..classical.registry import get_method
 
+    _check_options(split, limit, workers)
     m = get_method(method)
     params = {k: m.param(k).parse(v) for k, v in parse_sets(sets).items()}
     sw = parse_sweep(m, sweep)
-    if workers < 1:
-        raise ParameterError(f"parameter 'workers' must be >= 1, got {workers}")
+    if json_out is not None:
+        root = bsds_root()
+        _check_json(json_out, [root / "images" / split, root / "groundTruth" / split])
     if sw:
         console.print(f"sweep {sw.param} over {sw.values}")
-    with _progress() as prog:
+    with progress_bar() as prog:
         task = prog.add_task(f"{method} on BSDS500 {split}", total=None)
         _, summary, _ = run_method(method, params, sweep=sw, split=split, limit=limit, workers=workers,
                                    boundary=not no_boundary,
@@ -98,10 +112,9 @@ def eval_cmd(
     from ..bsds.inputs import bsds_root, split_ids, thresholds
 
     thresholds(nthresh)  # validates
+    _check_options(split, limit, workers)
     if not pred.is_dir():
         raise InputFileError(f"{pred}: no such folder")
-    if workers < 1:
-        raise ParameterError(f"parameter 'workers' must be >= 1, got {workers}")
     if gt is None:
         root = bsds_root()
         ids = split_ids(split, root)
@@ -109,10 +122,9 @@ def eval_cmd(
     else:
         ids = None
     if limit is not None:
-        if limit < 1:
-            raise ParameterError(f"parameter 'limit' must be >= 1, got {limit}")
         ids = (ids if ids is not None else sorted(p.stem for p in Path(gt).glob("*.mat")))[:limit]
-    with _progress() as prog:
+    _check_json(json_out, [pred, gt])
+    with progress_bar() as prog:
         task = prog.add_task(f"scoring {pred}", total=None)
         _, summary = evaluate_folder(pred, gt, ids=ids, nthresh=nthresh, soft=soft, workers=workers,
                                      boundary=not no_boundary,

@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import track
 from rich.table import Table
 
 from ..classical.registry import get_method, methods
 from ..classical.registry import segment as run_segment
-from ..errors import SeglabError
-from ..io import overlay, read_image, save_png, write_labels
-from .app import app, console, parse_sets
+from ..errors import Interrupted, SeglabError
+from .app import app, console, parse_sets, progress_bar
 
 
 @app.command("methods")
@@ -41,22 +39,50 @@ def segment_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for label PNGs."),
     with_overlay: bool = typer.Option(False, "--overlay", help="Also write a colour overlay per image."),
 ):
-    """Segment images with one method; writes NAME.png label maps (and NAME_overlay.png)."""
+    """Segment images with one method; writes NAME.png label maps (and NAME_overlay.png).
+
+    Label maps with more than 65536 labels are written as NAME.npy. Two inputs that would give the same
+    output name, or an output that is an input, are refused before anything runs. Ctrl-C keeps the images
+    already finished (label map and overlay both) and writes nothing else.
+    """
+    from ..io import overlay, read_image, save_png, write_labels
+    from ..io.outputs import check_outputs, held_interrupts
+
     m = get_method(method)
     params = {k: m.param(k).parse(v) for k, v in parse_sets(sets).items()}
     for img_path in images:  # fail on a bad input before writing anything
         if not img_path.is_file():
             raise SeglabError(f"{img_path}: no such file")
-    for img_path in track(images, description=f"{method}", console=console, disable=len(images) < 2):
-        image = read_image(img_path)
-        t0 = time.perf_counter()
-        labels = run_segment(image, method, **params)
-        dt = time.perf_counter() - t0
-        dest = out / f"{img_path.stem}.png"
-        write_labels(dest if labels.max() < 65536 else dest.with_suffix(".npy"), labels, protect=images)
+    outputs = []
+    for img_path in images:
+        outputs += [(out / f"{img_path.stem}.png", img_path), (out / f"{img_path.stem}.npy", img_path)]
         if with_overlay:
-            save_png(out / f"{img_path.stem}_overlay.png", overlay(image, labels), protect=images)
-        console.print(f"{img_path.name}: {labels.max() + 1} labels in {dt * 1000:.0f} ms -> {dest}")
+            outputs.append((out / f"{img_path.stem}_overlay.png", img_path))
+    check_outputs(outputs, images)
+    done = 0
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task(method, total=len(images))
+            for img_path in images:
+                image = read_image(img_path)
+                t0 = time.perf_counter()
+                labels = run_segment(image, method, **params)
+                dt = time.perf_counter() - t0
+                dest = out / f"{img_path.stem}.png"
+                if labels.max() >= 65536:
+                    dest = dest.with_suffix(".npy")
+                shown = overlay(image, labels) if with_overlay else None
+                with held_interrupts():  # the label map and its overlay appear together
+                    write_labels(dest, labels, protect=images)
+                    if shown is not None:
+                        save_png(out / f"{img_path.stem}_overlay.png", shown, protect=images)
+                    done += 1
+                bar.update(task, advance=1)
+                console.print(f"{img_path.name}: {labels.max() + 1} labels in {dt * 1000:.0f} ms -> {dest}",
+                              markup=False, highlight=False)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after {done} of {len(images)} images: their outputs in {out} are "
+                          "complete, nothing else was written; run the command again for all") from None
 
 
 @app.command("demo")

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..errors import SeglabError
 from .app import app, console, parse_sets
 
-data_app = typer.Typer(help="Inspect and validate data sets.", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect and validate data sets.")
 app.add_typer(data_app, name="data")
 
 
@@ -45,6 +45,10 @@ def check_cmd(
     from ..data.check import check_dataset
 
     opts = {k: yaml.safe_load(v) for k, v in parse_sets(option).items()}
+    if as_json is not None:
+        from ..io.outputs import check_outputs
+
+        check_outputs([(as_json, "--json")], [f for f in root.rglob("*") if f.is_file()] if root.is_dir() else [])
     rep = check_dataset(root, format, split or None, **opts)
     for s in rep.splits:
         total = max(sum(s.class_pixels), 1)

@@ -4,11 +4,17 @@ Training writes Lightning checkpoints (``checkpoints/best.ckpt``, ``last.ckpt``:
 scheduler and loop state, for exact resume) and exports the weights of each as a seglab checkpoint
 (``best.pt``, ``last.pt``, see :mod:`seglab.models.weights`) whose ``extra`` carries what inference
 needs: the data set's classes / palette / ignored label, the normalisation and the training config.
-:func:`load_trained` reads either kind.
+:func:`load_trained` reads either kind. Both hold only tensors and plain data, and every checkpoint is read
+with ``torch.load(weights_only=True)`` (:func:`read_torch_file`), so a crafted file cannot run code.
 """
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import re
+import struct
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -25,6 +31,33 @@ class Trained:
     std: list
     config: dict
     path: Path
+
+
+def read_torch_file(path, what: str = "checkpoint"):
+    """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors.
+
+    Only tensors and plain data (dicts, lists, strings, numbers) load: a file that needs any other Python
+    object, such as a crafted pickle that would run a command, is refused before anything in it runs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such {what} file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's note on pickle protocols of foreign files
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            raise InputFileError(f"{path}: refused: the {what} holds Python objects other than tensors and plain "
+                                 f"data ({found.group(1)}), which could run code; seglab loads only files that "
+                                 "torch.load(weights_only=True) accepts") from None
+        lines = [ln for ln in text.splitlines() if "Unsupported" in ln] or text.splitlines() or ["?"]
+        raise InputFileError(f"{path}: not a readable {what} ({lines[0].strip()[:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, struct.error, AttributeError) as exc:
+        msg = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise InputFileError(f"{path}: not a readable {what} ({msg})") from None
 
 
 def export(path, module, mean, std) -> Path:
@@ -46,13 +79,7 @@ def load_trained(path) -> Trained:
     from .module import build_model, normalisation
 
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{path}: no such checkpoint file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        msg = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
-        raise InputFileError(f"{path}: not a readable checkpoint ({msg})") from None
+    obj = read_torch_file(path, "checkpoint")
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         extra = obj.get("extra") or {}
         if "info" not in extra:

@@ -1,10 +1,11 @@
-"""Experiment files: one YAML document with every section below, merged over these defaults.
+"""Experiment files: one YAML document, merged over the defaults of its task's schema and validated.
 
 ``load_config(path, sets)`` reads the file, applies ``--set a.b=c`` overrides (values parsed as YAML, so
-``--set trainer.max_epochs=5`` is an int and ``--set augment.crop=[256,256]`` a list) and rejects any key
-that is not in the schema with a one-line error naming it. Sections marked open (``*.options``) take any
-key: they are passed on to the model, data reader or loss. ``$SEGLAB_DATA`` in ``data.root`` expands to
-the data folder (default ``../shared/data`` beside the repository).
+``--set trainer.max_epochs=5`` is an int and ``--set augment.crop=[256,256]`` a list) and checks the result
+against the typed schema of :mod:`seglab.engine.schema` before anything runs: an unknown key, a value of
+the wrong type or out of range gives one :class:`~seglab.errors.ParameterError` line naming the key path
+and the allowed values. ``$SEGLAB_DATA`` in ``data.root`` expands to the data folder (default
+``../shared/data`` beside the repository).
 """
 from __future__ import annotations
 
@@ -14,59 +15,100 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
-from ..data.transforms import AUGMENT_DEFAULTS
 from ..errors import InputFileError, ParameterError
+from .schema import defaults, schema_for
 
-DEFAULTS: dict[str, Any] = {
-    "name": "experiment",
-    "seed": 0,
-    "model": {"name": "unet", "encoder": None, "pretrained": None, "options": {}},
-    "data": {
-        "root": None, "format": "folder", "options": {},
-        "train_split": "train", "val_split": "val", "test_split": "test",
-        "batch_size": 4, "val_batch_size": 1, "workers": 0,
-        "mean": None, "std": None,   # per channel; default ImageNet (RGB) or 0.5 / 0.25 (gray)
-        "check": True,               # run `seglab data check` on train / val before training
-    },
-    "augment": dict(AUGMENT_DEFAULTS),
-    "loss": {"name": "ce", "options": {}, "class_weights": None},  # class_weights: null|inverse|median|sqrt_inverse|sqrt_median|[...]
-    "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "momentum": 0.9},
-    # by_time: decay over trainer.max_minutes instead of the step count when that ends first (the rate
-    # then depends on the machine's speed, so such runs are not bit-reproducible)
-    "schedule": {"name": "poly", "power": 0.9, "warmup_steps": 0, "warmup_start": 0.1, "min_lr": 0.0,
-                 "by_time": False},
-    "trainer": {
-        "max_epochs": 10, "max_steps": -1, "max_minutes": None, "accumulate": 1,
-        "precision": "auto",         # auto: bf16-mixed on a GPU that supports it, fp32 on CPU
-        "accelerator": "auto", "devices": "auto", "strategy": "auto", "sync_batchnorm": True,
-        "deterministic": True, "threads": None, "val_every": 1, "log_every": 10,
-        "limit_train_batches": None, "limit_val_batches": None, "progress": True, "grad_clip": None,
-    },
-    "checkpoint": {"monitor": "val/mIoU", "mode": "max"},
-    "early_stopping": {"patience": 0, "min_delta": 0.0},  # patience 0: off; monitors checkpoint.monitor
-    "evaluate": {"tile": None, "overlap": 0.5, "window": "gaussian", "flip": False, "scales": [1.0],
-                 "checkpoint": "best"},   # which checkpoint the final test report uses: best | last
-    "run": {"dir": "runs", "resume": True},
-}
-OPEN_SECTIONS = {"model.options", "data.options", "loss.options"}
+DEFAULTS: dict[str, Any] = defaults("semantic")
+
+
+# --- one-line errors ---------------------------------------------------------------------------------
+
+_TYPES = {"int_type": "an integer", "int_from_float": "an integer", "int_parsing": "an integer",
+          "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+          "bool_parsing": "true or false", "string_type": "a string", "list_type": "a list",
+          "dict_type": "a section (mapping)", "model_type": "a section (mapping)",
+          "model_attributes_type": "a section (mapping)"}
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+
+
+def _path(loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _section_keys(schema: type[BaseModel], loc) -> list[str]:
+    cls = schema
+    for part in loc:
+        ann = cls.model_fields[part].annotation if isinstance(part, str) and part in cls.model_fields else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            break
+        cls = ann
+    return list(cls.model_fields)
+
+
+def error_message(exc: ValidationError, schema: type[BaseModel]) -> tuple[str, str]:
+    """``(key path, one-line message)`` for the first error of a validation."""
+    err = exc.errors(include_url=False)[0]
+    loc, t, ctx, value = tuple(err["loc"]), err["type"], err.get("ctx") or {}, err.get("input")
+    if t == "seglab":
+        path = _path(loc) + (("." if loc else "") + ctx["key"] if ctx.get("key") else "")
+        value = ctx.get("value")
+        if ctx.get("key") and ctx["key"].startswith("options."):  # an unknown option: say so, no value
+            return path, f"unknown config key {path!r}: {ctx['msg']}"
+        return path, f"config key {path!r} {ctx['msg']}, got {value!r}"
+    path = _path(loc)
+    if t == "extra_forbidden":
+        parent = _path(loc[:-1]) or "top level"
+        return path, f"unknown config key {path!r}; {parent} has: {', '.join(_section_keys(schema, loc[:-1]))}"
+    if t in _TYPES:
+        what = f"must be {_TYPES[t]}"
+        if _TYPES[t].startswith("a section"):
+            return path, f"config key {path!r} {what}, got {value!r}"
+    elif t in _BOUNDS:
+        bound = next(iter(ctx.values()))
+        bound = f"{bound:g}" if isinstance(bound, float) else bound
+        what = f"must be {_BOUNDS[t]} {bound}"
+    elif t == "literal_error":
+        what = f"must be one of: {ctx['expected'].replace(' or ', ', ')}"
+    elif t in ("too_short", "too_long"):
+        n = ctx.get("min_length", ctx.get("max_length"))
+        what = f"must have {'at least' if t == 'too_short' else 'at most'} {n} value{'s' if n != 1 else ''}"
+    else:
+        what = err["msg"][:1].lower() + err["msg"][1:]
+    return path, f"config key {path!r} {what}, got {value!r}"
+
+
+def validate(cfg: dict) -> dict:
+    """The config checked against its task's schema, with every default filled in (a new dict)."""
+    if not isinstance(cfg, dict):
+        raise ParameterError(f"an experiment config must be a mapping, got {type(cfg).__name__}")
+    schema = schema_for(cfg.get("task", "semantic"))
+    try:
+        return schema.model_validate(cfg).model_dump()
+    except ValidationError as exc:
+        raise ParameterError(error_message(exc, schema)[1]) from None
+
+
+def check(cfg: dict) -> tuple[str, str] | None:
+    """``(key path, message)`` of the first problem, or None (for callers that add context)."""
+    try:
+        schema = schema_for(cfg.get("task", "semantic"))
+    except ParameterError as exc:
+        return "task", str(exc)
+    try:
+        schema.model_validate(cfg)
+    except ValidationError as exc:
+        return error_message(exc, schema)
+    return None
 
 
 def data_root_default() -> Path:
     env = os.environ.get("SEGLAB_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
-
-
-def _check_keys(cfg: dict, schema: dict, prefix: str = "") -> None:
-    for k, v in cfg.items():
-        path = f"{prefix}{k}"
-        if k not in schema:
-            raise ParameterError(f"unknown config key {path!r}; {prefix.rstrip('.') or 'top level'} has: "
-                                 f"{', '.join(schema)}")
-        if isinstance(schema[k], dict) and path not in OPEN_SECTIONS:
-            if not isinstance(v, dict):
-                raise ParameterError(f"config key {path!r} must be a section (mapping), got {v!r}")
-            _check_keys(v, schema[k], path + ".")
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -80,56 +122,73 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _parse_value(raw: str):
+    if not raw.strip():
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
 def apply_sets(cfg: dict, sets: dict[str, str]) -> dict:
-    """Apply ``{"a.b": "value"}`` overrides; the key must exist in the schema (or in an open section)."""
+    """Apply ``{"a.b": "value"}`` overrides (values parsed as YAML); the schema checks them afterwards."""
     cfg = copy.deepcopy(cfg)
     for key, raw in sets.items():
         parts = key.split(".")
-        node, schema = cfg, DEFAULTS
-        for i, p in enumerate(parts):
-            here = ".".join(parts[: i + 1])
-            parent_open = ".".join(parts[:i]) in OPEN_SECTIONS
-            if not parent_open and (not isinstance(schema, dict) or p not in schema):
-                raise ParameterError(f"--set {key}: unknown config key {here!r}")
-            if i == len(parts) - 1:
-                try:
-                    node[p] = yaml.safe_load(raw) if raw.strip() else None
-                except yaml.YAMLError:
-                    node[p] = raw
-            else:
-                if not isinstance(node.get(p), dict):
-                    if parent_open:
-                        node[p] = {}
-                    else:
-                        raise ParameterError(f"--set {key}: {here!r} is not a section")
-                node, schema = node[p], (schema.get(p) if isinstance(schema, dict) and not parent_open else {})
+        if not all(parts):
+            raise ParameterError(f"--set {key}: empty part in the key")
+        node = cfg
+        for i, p in enumerate(parts[:-1]):
+            if p not in node:
+                node[p] = {}
+            elif not isinstance(node[p], dict):
+                raise ParameterError(f"--set {key}: {'.'.join(parts[:i + 1])!r} is not a section")
+            node = node[p]
+        node[parts[-1]] = _parse_value(raw)
     return cfg
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such config file")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        raise InputFileError(f"{path}:{line} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(doc, dict):
+        raise InputFileError(f"{path}: an experiment file must be a YAML mapping")
+    return doc
 
 
 def load_config(path=None, sets: dict[str, str] | None = None, *, overrides: dict | None = None) -> dict:
-    """Defaults <- YAML file <- ``overrides`` dict <- ``--set`` strings; validated, ``data.root`` resolved."""
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise InputFileError(f"{path}: no such config file")
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            where = getattr(exc, "problem_mark", None)
-            line = f" line {where.line + 1}" if where is not None else ""
-            raise InputFileError(f"{path}:{line} not valid YAML ({getattr(exc, 'problem', exc)})") from None
-        if not isinstance(doc, dict):
-            raise InputFileError(f"{path}: an experiment file must be a YAML mapping")
-        _check_keys(doc, DEFAULTS)
-        cfg = merge(cfg, doc)
-    if overrides:
-        _check_keys(overrides, DEFAULTS)
-        cfg = merge(cfg, overrides)
+    """Task defaults <- YAML file <- ``overrides`` dict <- ``--set`` strings, validated (a plain dict)."""
+    doc = _read(Path(path)) if path is not None else {}
+    merged = merge(doc, overrides or {})
     if sets:
-        cfg = apply_sets(cfg, sets)
-    _check_keys(cfg, DEFAULTS)
-    return cfg
+        merged = apply_sets(merged, sets)
+    schema_for(merged.get("task", "semantic"))  # an unknown task: one line before anything else
+    problem = check(merged)
+    if problem is not None:
+        key, msg = problem
+        culprit = next((k for k in sets or {} if key == k or key.startswith((k + ".", k + "["))
+                        or k.startswith(key + ".")), None)
+        if culprit is not None:
+            raise ParameterError(f"--set {culprit}: {msg}")
+        raise ParameterError(f"{path}: {msg}" if path is not None and _in(doc, key) else msg)
+    return validate(merged)
+
+
+def _in(doc: dict, key: str) -> bool:
+    """Whether the dotted ``key`` (or its section) was written in ``doc``."""
+    node = doc
+    for part in key.split("[")[0].split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def resolve_root(root) -> Path:

@@ -8,11 +8,11 @@ ignored label are skipped). For ISBI 2012 (cell / membrane) the connectomics met
 arg-max prediction, ``best_threshold`` holds the challenge's protocol for probability maps (best V_rand /
 V_info over interior-probability thresholds 0.0 .. 0.9).
 
-Distance metrics (``distances=True``) are computed per image and class with
-:func:`seglab.metrics.distances_per_class` and averaged over the images: ``hd95`` (pixels) over the images
-where the class is in both prediction and target (``hd95_missed`` counts the images where it is in only
-one, whose distance is infinite), ``boundary_f`` (tolerance ``tolerance`` pixels) over the images where
-the class is in either. ``mean_hd95`` and ``mean_boundary_f`` average those over the classes.
+Distance metrics (``distances=True``) are computed per image and class and averaged over the images by
+:class:`seglab.metrics.scoring.DistanceAccumulator` (the one ``seglab score`` uses): ``hd95`` (pixels)
+over the images where the class is in both prediction and target (``hd95_missed`` counts the images where
+it is in only one), ``boundary_f`` (tolerance ``tolerance`` pixels) over the images where the class is in
+either. ``mean_hd95`` and ``mean_boundary_f`` average those over the classes.
 """
 from __future__ import annotations
 
@@ -25,7 +25,12 @@ import numpy as np
 import torch
 
 from ..io import atomic_write, save_png
+from ..metrics.scoring import DistanceAccumulator
 from .inference import normalise, predict_proba
+
+__all__ = ["predict_image", "evaluate_dataset", "DistanceAccumulator", "markdown_report", "write_report",
+           "report_paths", "confusion_image", "connectomics", "training_resize", "default_tile",
+           "match_channels"]
 
 
 def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -44,6 +49,16 @@ def training_resize(trained) -> tuple[int, int] | None:
     if not r:
         return None
     return (int(r[0]), int(r[1])) if isinstance(r, (list, tuple)) else (int(r), int(r))
+
+
+def default_tile(trained) -> list[int] | None:
+    """The sliding-window tile for images of any size: the training crop (H, W) when the network was
+    trained on crops of full-resolution images, None when it was trained on resized images or whole
+    images."""
+    crop = (trained.config.get("augment") or {}).get("crop")
+    if not crop or training_resize(trained) is not None:
+        return None
+    return [int(crop[0]), int(crop[1])] if isinstance(crop, (list, tuple)) else [int(crop)] * 2
 
 
 def input_size(trained, resize) -> tuple[int, int] | None:
@@ -81,7 +96,8 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
                      device="cpu", progress=None, distances: bool = True, tolerance: float = 2.0,
                      resize="auto") -> dict:
     """Every metric of ``trained`` on ``ds`` (a :class:`~seglab.data.SegDataset`), scored at the
-    targets' own resolution (``resize``: see :func:`predict_image`)."""
+    targets' own resolution (``resize``: see :func:`predict_image`). ``progress(done, total)`` is called
+    after each image."""
     from ..metrics import ConfusionMatrix
 
     info = trained.info
@@ -108,13 +124,14 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
             stack["prob"].append(prob[1])
             stack["target"].append(target == 1)
         if progress is not None:
-            progress()
+            progress(i + 1, len(ds))
     m = cm.compute()
     out = {k: _clean(v) for k, v in m.items() if not isinstance(v, np.ndarray)}
     out["per_class"] = {name: {k: _clean(m[k][c]) for k in ("iou", "dice", "precision", "recall")} |
                         {"support": int(m["support"][c])} for c, name in enumerate(info.classes)}
     if dist is not None:
         per_class = dist.compute()
+        per_class.pop("hd95_images")
         for c, name in enumerate(info.classes):
             out["per_class"][name].update({k: v[c] for k, v in per_class.items()})
         out["mean_hd95"] = _nanmean([v["hd95"] for v in out["per_class"].values()])
@@ -128,38 +145,6 @@ def evaluate_dataset(trained, ds, *, tile=None, overlap=0.5, window="gaussian", 
     out["matrix"] = cm.matrix.tolist()
     out["classes"] = list(info.classes)
     return out
-
-
-class DistanceAccumulator:
-    """Per-class HD95 and boundary F averaged over images (see the module docstring)."""
-
-    def __init__(self, num_classes: int, ignore_index=None, tolerance: float = 2.0):
-        self.num_classes, self.ignore_index, self.tolerance = num_classes, ignore_index, tolerance
-        self.hd95_sum = np.zeros(num_classes)
-        self.hd95_n = np.zeros(num_classes, np.int64)
-        self.missed = np.zeros(num_classes, np.int64)
-        self.bf_sum = np.zeros(num_classes)
-        self.bf_n = np.zeros(num_classes, np.int64)
-
-    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
-        from ..metrics import distances_per_class
-
-        d = distances_per_class(pred, target, self.num_classes, ignore_index=self.ignore_index,
-                                tolerance=self.tolerance)
-        finite = np.isfinite(d["hd95"])
-        self.hd95_sum[finite] += d["hd95"][finite]
-        self.hd95_n += finite
-        self.missed += np.isinf(d["hd95"])
-        seen = ~np.isnan(d["boundary_f"])
-        self.bf_sum[seen] += d["boundary_f"][seen]
-        self.bf_n += seen
-
-    def compute(self) -> dict:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            hd95 = np.where(self.hd95_n > 0, self.hd95_sum / np.maximum(self.hd95_n, 1), np.nan)
-            bf = np.where(self.bf_n > 0, self.bf_sum / np.maximum(self.bf_n, 1), np.nan)
-        return {"hd95": [_clean(v) for v in hd95], "hd95_missed": [int(v) for v in self.missed],
-                "boundary_f": [_clean(v) for v in bf]}
 
 
 def _nanmean(values):
@@ -241,11 +226,16 @@ def confusion_image(matrix, classes, cell: int = 36) -> np.ndarray:
     return np.asarray(img)
 
 
+def report_paths(out_dir, json_path=None) -> dict:
+    """The files :func:`write_report` writes: ``json``, ``markdown`` and ``confusion`` paths."""
+    out_dir = Path(out_dir)
+    return {"json": Path(json_path) if json_path else out_dir / "metrics.json", "markdown": out_dir / "report.md",
+            "confusion": out_dir / "confusion.png"}
+
+
 def write_report(res: dict, out_dir, title: str, json_path=None) -> dict:
     """``metrics.json``, ``report.md`` and ``confusion.png`` in ``out_dir``; returns the written paths."""
-    out_dir = Path(out_dir)
-    paths = {"json": Path(json_path) if json_path else out_dir / "metrics.json", "markdown": out_dir / "report.md",
-             "confusion": out_dir / "confusion.png"}
+    paths = report_paths(out_dir, json_path)
     atomic_write(paths["json"], json.dumps(res, indent=2))
     atomic_write(paths["markdown"], markdown_report(res, title))
     save_png(paths["confusion"], confusion_image(res["matrix"], res["classes"]))

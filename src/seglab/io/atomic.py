@@ -1,6 +1,8 @@
 """Atomic output: write to a temporary file beside the target, then rename over it.
 
-A crash never leaves a half-written file, and an output path that equals an input path is refused.
+A crash or an interruption (Ctrl-C, SIGTERM turned into an exception) never leaves a half-written file or a
+temporary one, an output path that equals an input path is refused, and the file gets the permissions any
+new file of the user gets (``0o666`` less the umask), not the private mode of the temporary file.
 """
 from __future__ import annotations
 
@@ -12,25 +14,35 @@ from pathlib import Path
 from ..errors import SeglabError
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, protect=()):
     """Yield a temporary path in ``path``'s folder; on success rename it to ``path``.
 
-    ``protect`` lists input paths that must never be overwritten.
+    ``protect`` lists input paths that must never be overwritten. On any exception, KeyboardInterrupt
+    included, the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
     for p in protect:
         if Path(p).exists() and path.exists() and os.path.samefile(p, path):
             raise SeglabError(f"refusing to overwrite input file {str(p)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+        os.close(fd)
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 

@@ -1,0 +1,369 @@
+"""The typed schema of an experiment file (pydantic v2), checked before anything runs.
+
+Every section is a pydantic model that forbids unknown keys and is strict about types (an integer where
+an integer belongs; a number may be written ``1e-3``, which YAML reads as a string). Names that come from a
+registry (model, data format, loss) and the open ``options`` sections are checked against that registry.
+:func:`seglab.engine.config.validate` turns the first problem into one :class:`~seglab.errors.ParameterError`
+line naming the key path and what it may be, e.g. ``config key 'data.batch_size' must be >= 1, got 0``.
+
+Tasks: the ``task`` key picks the schema. :class:`ExperimentConfig` holds the sections every task shares
+(model, data, optimiser, schedule, trainer, early stopping, run); a task subclasses it with its own
+sections and registers it with :func:`register_task`. ``semantic`` (one class per pixel) is the only task
+today.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from ..errors import ParameterError
+
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _yaml_number(v):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string: accept a string that is exactly a number."""
+    if isinstance(v, str) and _FLOAT.match(v.strip()):
+        return float(v)
+    return v
+
+
+def _bad(key: str | None, msg: str, value=None):
+    """A validation error naming a sub-key of the field being checked (``key`` may be None)."""
+    return PydanticCustomError("seglab", "{msg}", {"key": key, "msg": msg, "value": value})
+
+
+def _as_pair(v):
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float, str)):
+        v = _yaml_number(v)
+        return [v, v] if isinstance(v, (int, float)) else v
+    if isinstance(v, (list, tuple)) and len(v) != 2:
+        raise _bad(None, "must be one number or a pair [a, b]", v)
+    return list(v) if isinstance(v, tuple) else v
+
+
+Number = Annotated[float, BeforeValidator(_yaml_number)]
+Probability = Annotated[Number, Field(ge=0, le=1)]
+Size = Annotated[list[Annotated[int, Field(ge=1)]], BeforeValidator(_as_pair)]  # [H, W] pixels, or one number
+Positive = Annotated[Number, Field(gt=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=False)
+
+
+# --- sections every task shares ------------------------------------------------------------------------
+
+class ModelSection(Section):
+    name: str = "unet"                 # seglab.models.list_models()
+    encoder: str | None = None         # the model's encoder (None: the model's default)
+    pretrained: str | None = None      # a weights file, or "hf:<repo>"
+    options: dict[str, Any] = Field(default_factory=dict)  # the model's own options (seglab models info NAME)
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, v):
+        from ..models import list_models
+
+        names = [s.name for s in list_models()]
+        if v not in names:
+            raise _bad(None, f"must be one of: {', '.join(names)}", v)
+        return v
+
+    @field_validator("pretrained")
+    @classmethod
+    def _weights_exist(cls, v):
+        if v is not None and not v.startswith("hf:") and not Path(v).expanduser().exists():
+            raise _bad(None, "must be an existing weights file or 'hf:<repo>'; no such file", v)
+        return v
+
+    @model_validator(mode="after")
+    def _known_options(self):
+        from ..models import model_options
+
+        allowed = sorted(set(model_options(self.name)) - {"encoder"})
+        for k in self.options:
+            if k not in allowed:
+                raise _bad(f"options.{k}", f"is not an option of model {self.name!r}; options: "
+                           f"{', '.join(allowed) or 'none'}")
+        return self
+
+
+class DataSection(Section):
+    root: str | None = None            # data folder; $SEGLAB_DATA expands to the shared data folder
+    format: str = "folder"             # seglab data formats
+    options: dict[str, Any] = Field(default_factory=dict)  # the format's own options
+    train_split: str = "train"
+    val_split: str | None = "val"      # null: validate on the training split
+    test_split: str | None = "test"    # null: no final test report
+    batch_size: int = Field(4, ge=1)   # the global batch (divided among DDP processes)
+    val_batch_size: int = Field(1, ge=1)
+    workers: int = Field(0, ge=0)      # DataLoader worker processes
+    mean: list[Number] | None = None   # per channel, in [0, 1] units; default ImageNet (RGB) or 0.5 (gray)
+    std: list[Positive] | None = None  # per channel; default ImageNet (RGB) or 0.25 (gray)
+    check: bool = True                 # run `seglab data check` on train / val before training
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v):
+        from ..data.registry import formats
+
+        names = [f.name for f in formats()]
+        if v not in names:
+            raise _bad(None, f"must be one of: {', '.join(names)}", v)
+        return v
+
+    @model_validator(mode="after")
+    def _known_options(self):
+        from ..data.registry import get_format
+
+        allowed = get_format(self.format).options
+        for k in self.options:
+            if k not in allowed:
+                raise _bad(f"options.{k}", f"is not an option of data format {self.format!r}; options: "
+                           f"{', '.join(allowed) or 'none'}")
+        if (self.mean is None) != (self.std is None):
+            raise _bad("mean", "and data.std must be given together (or both null)", self.mean)
+        return self
+
+
+class OptimizerSection(Section):
+    name: Literal["sgd", "adam", "adamw"] = "adamw"
+    lr: Number = Field(1e-3, ge=0)
+    weight_decay: Number = Field(1e-4, ge=0)
+    momentum: Number = Field(0.9, ge=0, le=1)   # sgd only
+
+
+class ScheduleSection(Section):
+    name: Literal["poly", "cosine", "constant"] = "poly"
+    power: Number = Field(0.9, ge=0)            # poly exponent
+    warmup_steps: int = Field(0, ge=0)          # linear warm-up steps
+    warmup_start: Probability = 0.1             # warm-up starts at this fraction of lr
+    min_lr: Number = Field(0.0, ge=0)           # floor of the decay
+    # decay over trainer.max_minutes instead of the step count when that ends first (the rate then depends
+    # on the machine's speed, so such runs are not bit-reproducible)
+    by_time: bool = False
+
+
+def _batches_limit(v):
+    """Lightning's limit_*_batches: a count (int >= 1) or a fraction (0 < float <= 1)."""
+    if v is None:
+        return v
+    v = _yaml_number(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _bad(None, "must be null, a number of batches (>= 1) or a fraction (0 < f <= 1)", v)
+    if (isinstance(v, int) and v < 1) or (isinstance(v, float) and not 0 < v <= 1):
+        raise _bad(None, "must be null, a number of batches (>= 1) or a fraction (0 < f <= 1)", v)
+    return v
+
+
+def _devices(v):
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        return v
+    if isinstance(v, list) and v and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v):
+        return v
+    raise _bad(None, "must be 'auto', a number of devices (>= 1) or a list of device indices", v)
+
+
+BatchLimit = Annotated[Any, BeforeValidator(_batches_limit)]
+
+
+class TrainerSection(Section):
+    max_epochs: int = Field(10, ge=1)
+    max_steps: int = Field(-1, ge=-1)           # -1: no step limit
+    max_minutes: Positive | None = None         # wall-clock budget (Lightning's Timer)
+    accumulate: int = Field(1, ge=1)            # gradient accumulation
+    precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "auto"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: Annotated[Any, BeforeValidator(_devices)] = "auto"
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp"] = "auto"
+    sync_batchnorm: bool = True
+    deterministic: bool = True
+    threads: int | None = Field(None, ge=1)     # torch.set_num_threads
+    val_every: int = Field(1, ge=1)             # validate every N epochs
+    log_every: int = Field(10, ge=1)            # log every N steps
+    limit_train_batches: BatchLimit = None
+    limit_val_batches: BatchLimit = None
+    progress: bool = True
+    grad_clip: Positive | None = None
+
+    @field_validator("max_steps")
+    @classmethod
+    def _no_zero_steps(cls, v):
+        if v == 0:
+            raise _bad(None, "must be -1 (no limit) or >= 1", v)
+        return v
+
+
+class EarlyStoppingSection(Section):
+    patience: int = Field(0, ge=0)              # 0: off; else validations without improvement of the monitor
+    min_delta: Number = Field(0.0, ge=0)
+
+
+class RunSection(Section):
+    dir: str = "runs"                           # run directory: dir/name
+    resume: bool = True                         # continue from checkpoints/last.ckpt when it exists
+
+
+class ExperimentConfig(Section):
+    """Sections every task has. A task schema subclasses it, fixes ``task`` and adds its sections."""
+
+    name: str = "experiment"
+    task: str = "semantic"
+    seed: int = Field(0, ge=0)
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataSection = Field(default_factory=DataSection)
+    optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+    trainer: TrainerSection = Field(default_factory=TrainerSection)
+    early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
+    run: RunSection = Field(default_factory=RunSection)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v):
+        if not v or v in (".", "..") or "/" in v or "\\" in v:
+            raise _bad(None, "must be a non-empty folder name (no '/')", v)
+        return v
+
+
+# --- semantic segmentation -----------------------------------------------------------------------------
+
+class AugmentSection(Section):
+    """albumentations; see seglab.data.transforms (whose AUGMENT_DEFAULTS these defaults equal)."""
+
+    resize: Size | None = None                  # [H, W]: resize every image first (train and eval)
+    scale: Annotated[list[Positive], BeforeValidator(_as_pair)] | None = None  # [lo, hi] random rescale
+    crop: Size | None = None                    # [H, W] random crop (padded where the image is smaller)
+    hflip: Probability = 0.0
+    vflip: Probability = 0.0
+    rotate90: bool = False                      # random multiples of 90 degrees
+    rotate: Number = Field(0.0, ge=0, le=180)   # maximum rotation in degrees (with probability 0.5)
+    elastic: Probability = 0.0                  # probability of U-Net's elastic deformation
+    elastic_alpha: Number = Field(40.0, ge=0)   # displacement scale (pixels)
+    elastic_sigma: Positive = 6.0               # smoothness of the displacement field (pixels)
+    color_jitter: Number = Field(0.0, ge=0, le=1)  # brightness / contrast / saturation strength
+    border: Literal["constant", "reflect"] = "constant"
+
+    @field_validator("scale")
+    @classmethod
+    def _ordered(cls, v):
+        if v is not None and v[0] > v[1]:
+            raise _bad(None, "must be [lo, hi] with lo <= hi", v)
+        return v
+
+
+CLASS_WEIGHTS = ("inverse", "median", "sqrt_inverse", "sqrt_median")
+
+
+def _class_weights(v):
+    if v is None or (isinstance(v, str) and v in CLASS_WEIGHTS):
+        return v
+    if isinstance(v, list) and v and all(isinstance(_yaml_number(x), (int, float)) and not isinstance(x, bool)
+                                         and _yaml_number(x) >= 0 for x in v):
+        return [float(_yaml_number(x)) for x in v]
+    raise _bad(None, f"must be null, one of {', '.join(CLASS_WEIGHTS)} or a list of weights >= 0", v)
+
+
+def _loss_terms(name: str) -> list[str]:
+    """The canonical loss names in ``name`` ('ce', 'dice+ce', '0.5*ce+lovasz'); raises for unknown ones."""
+    from ..losses.factory import ALIASES, LOSSES
+
+    out = []
+    for term in name.split("+"):
+        weight, _, term_name = term.rpartition("*")
+        key = ALIASES.get(term_name.strip().lower().replace("-", "_"), term_name.strip().lower().replace("-", "_"))
+        if key not in LOSSES or (weight and not _FLOAT.match(weight.strip())):
+            raise _bad(None, f"must be a loss or a sum such as '0.5*ce+dice'; losses: {', '.join(LOSSES)}", name)
+        out.append(key)
+    return out
+
+
+def _loss_parameters(key: str) -> set[str]:
+    from ..losses.factory import LOSSES
+
+    names = set()
+    for klass in LOSSES[key].__mro__:
+        if "__init__" in vars(klass) and klass.__module__.startswith("seglab."):
+            names |= {p.name for p in inspect.signature(klass.__init__).parameters.values()
+                      if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return names - {"self", "ignore_index", "class_weights"}
+
+
+class LossSection(Section):
+    name: str = "ce"                            # seglab.losses.build_loss: a name or a sum '0.5*ce+dice'
+    options: dict[str, Any] = Field(default_factory=dict)  # the loss's own parameters
+    class_weights: Annotated[Any, BeforeValidator(_class_weights)] = None
+
+    @model_validator(mode="after")
+    def _known(self):
+        terms = _loss_terms(self.name) if isinstance(self.name, str) else []
+        allowed = set().union(*(_loss_parameters(t) for t in terms)) if terms else set()
+        for k in self.options:
+            if k not in allowed:
+                raise _bad(f"options.{k}", f"is not a parameter of loss {self.name!r}; parameters: "
+                           f"{', '.join(sorted(allowed)) or 'none'}")
+        return self
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        _loss_terms(v)
+        return v
+
+
+class CheckpointSection(Section):
+    monitor: Literal["val/mIoU", "val/mean_accuracy", "val/pixel_accuracy", "val/mean_dice"] = "val/mIoU"
+    mode: Literal["max", "min"] = "max"         # max: higher is better (every monitor above)
+
+
+class EvaluateSection(Section):
+    tile: Size | None = None                    # sliding-window tile [H, W] (validation and test)
+    overlap: Number = Field(0.5, ge=0, lt=1)    # tile overlap fraction
+    window: Literal["gaussian", "cosine", "uniform"] = "gaussian"
+    flip: bool = False                          # horizontal-flip TTA in the final test report
+    scales: list[Positive] = Field(default_factory=lambda: [1.0], min_length=1)  # multi-scale TTA
+    checkpoint: Literal["best", "last"] = "best"  # which checkpoint the final test report uses
+
+
+class SemanticConfig(ExperimentConfig):
+    """Semantic segmentation: one class logit per pixel, cross-entropy-like losses, mIoU."""
+
+    task: Literal["semantic"] = "semantic"
+    augment: AugmentSection = Field(default_factory=AugmentSection)
+    loss: LossSection = Field(default_factory=LossSection)
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+
+
+# --- tasks ---------------------------------------------------------------------------------------------
+
+TASKS: dict[str, type[ExperimentConfig]] = {}
+PLANNED_TASKS = ("instance", "panoptic", "keypoint", "promptable")
+
+
+def register_task(name: str, schema: type[ExperimentConfig]) -> None:
+    """Make ``task: name`` select ``schema`` (a subclass of :class:`ExperimentConfig`)."""
+    TASKS[name] = schema
+
+
+register_task("semantic", SemanticConfig)
+
+
+def schema_for(task) -> type[ExperimentConfig]:
+    if isinstance(task, str) and task in TASKS:
+        return TASKS[task]
+    later = f" ({task} is planned but not available yet)" if task in PLANNED_TASKS else ""
+    raise ParameterError(f"config key 'task' must be one of: {', '.join(TASKS)}, got {task!r}{later}")
+
+
+def defaults(task: str = "semantic") -> dict:
+    """Every key of task ``task``'s schema with its default value."""
+    return schema_for(task)().model_dump()
