@@ -178,7 +178,10 @@ def markdown(data: dict) -> str:
             lines += ["", f"{LABELS.get(name, name)}: {tr['epochs']} epochs ({tr['steps']} steps) fitted in the "
                       "training budget, with the loss still falling; the row measures that budget on a shared "
                       "core, not the method's ceiling."]
-    lines += ["", "Commands:", "", "```text", *data["commands"], "```", ""]
+    train_cmds = sorted({f"OMP_NUM_THREADS=1 nice -n 10 seglab train {r['train_config']}"
+                         for r in data["methods"].values() if r.get("train_config")})
+    lines += ["", "Commands (training first, where a row has one):", "", "```text", *train_cmds, *data["commands"],
+              "```", ""]
     for name, r in data["methods"].items():
         lines += [f"## {LABELS.get(name, name)}: grid on `val`", "",
                   f"Chosen: `{json.dumps(r['params'])}`.", "",
