@@ -60,6 +60,10 @@ def check_cmd(
             table.add_row(name, str(n), f"{100 * n / total:.2f}")
         table.add_row("(ignored)", str(s.ignored_pixels), "")
         console.print(table)
+        if s.instances is not None:
+            console.print(f"  objects: {s.instances}; images without objects: {len(s.empty_images)}; label maps "
+                          f"with id gaps: {len(s.label_gaps)}; sizes {s.min_size} .. {s.max_size}",
+                          markup=False, highlight=False)
         for kind in ("missing_targets", "unreadable", "size_mismatch", "bad_labels"):
             for item in getattr(s, kind)[:10]:
                 console.print(f"  {kind.replace('_', ' ')}: {item}", markup=False, highlight=False)

@@ -17,6 +17,8 @@ from .connectomics import (adapted_rand_error, best_isbi_scores, info_scores, is
 from .instance import (CHALLENGE_THRESHOLDS, InstanceEvaluator, challenge_score, class_confusion, coco_evaluate,
                        instances_from_label_map, iou_matrix)
 from .panoptic import PanopticQuality, coco_panoptic_evaluate, id_to_rgb, read_coco_panoptic, rgb_to_id, segments_from_label_maps
+from .keypoints import (match_points, mean_pixel_error, oks_evaluate, pck, point_detection_scores,
+                        score_keypoint_results)
 from .overlap import dice, dice_per_class, dice_to_jaccard, jaccard, jaccard_per_class, jaccard_to_dice
 
 __all__ = [
@@ -27,4 +29,5 @@ __all__ = [
     "thin_boundaries", "coco_evaluate", "class_confusion", "instances_from_label_map",
     "iou_matrix", "challenge_score", "InstanceEvaluator", "CHALLENGE_THRESHOLDS",
     "PanopticQuality", "coco_panoptic_evaluate", "rgb_to_id", "id_to_rgb", "read_coco_panoptic", "segments_from_label_maps",
+    "oks_evaluate", "pck", "mean_pixel_error", "match_points", "point_detection_scores", "score_keypoint_results",
 ]
