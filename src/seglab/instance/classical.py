@@ -14,7 +14,12 @@ from .convert import drop_small_objects, labels_to_instances, relabel_sequential
 
 
 def _gray(image) -> np.ndarray:
-    img = np.asarray(image, dtype=np.float64)
+    """Mean of the colour channels, in [0, 1] as every seglab method takes its input (``to_float_image``)."""
+    from ..io import to_float_image
+
+    if np.asarray(image).ndim not in (2, 3):
+        raise ParameterError(f"image must be H x W or H x W x C, got shape {np.asarray(image).shape}")
+    img = np.asarray(to_float_image(image), dtype=np.float64)
     if img.ndim == 3:
         img = img[..., :3].mean(axis=2)
     if img.ndim != 2:
