@@ -18,7 +18,7 @@ from ._common import require_encoder
 from .base import SegmentationModel
 from .blocks import ASPP, ConvBNReLU, DepthwiseSeparableConv
 from .encoders import create_encoder
-from .registry import register_model
+from .catalog import register_model
 
 _ENCODERS = ("resnet50", "resnet101", "resnet18", "resnet34", "mobilenet_v2")
 _RATES = {16: (6, 12, 18), 8: (12, 24, 36)}

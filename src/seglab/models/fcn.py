@@ -21,7 +21,7 @@ from ._common import require_encoder
 from .base import SegmentationModel
 from .blocks import SumSkip, TransposedConvUpsample
 from .encoders import create_encoder
-from .registry import register_model
+from .catalog import register_model
 
 _REF = "Long, Shelhamer & Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015"
 

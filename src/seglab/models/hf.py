@@ -30,6 +30,7 @@ from .base import SegmentationModel
 from .encoders.base import adapt_first_conv
 from .encoders.mit import MixTransformer
 from .encoders.vit import VisionTransformer
+from .segformer import build_segformer
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -299,8 +300,6 @@ def model_from_hf(path_or_repo: str | Path, *, num_classes: int | None = None, i
     in_ch = in_channels or int(config.get("num_channels", 3))
     kind = config.get("model_type")
     if kind == "segformer":
-        from .segformer import build_segformer
-
         n = len(config["hidden_sizes"])
         mit_config = dict(embed_dims=tuple(config["hidden_sizes"]), depths=tuple(config["depths"]),
                           num_heads=tuple(config["num_attention_heads"]), sr_ratios=tuple(config["sr_ratios"]),

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import SeglabError, check_range
 from .base import SegmentationModel
-from .registry import register_model
+from .catalog import register_model
 
 WINDOW = 21
 

@@ -1,44 +1,22 @@
-"""The one registry of segmentation models and the factory :func:`create`.
+"""The one registry of segmentation models, the factory :func:`create` and :func:`load_checkpoint`.
 
 A model builder is ``builder(num_classes, *, encoder=None, in_channels=3, **kwargs) -> nn.Module``,
 registered with a family and a reference. ``create`` builds it and loads weights from ``pretrained``.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
-from typing import Callable
+
+from torch import nn
 
 from ..errors import ParameterError
+from .catalog import _MODELS, ModelSpec, register_model
+from .state_dicts import load_pretrained, load_state, read_checkpoint
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    builder: Callable
-    family: str
-    description: str
-    reference: str
-    default_encoder: str | None = None
-
-
-_MODELS: dict[str, ModelSpec] = {}
 # Modules that register models when imported.
-_MODEL_MODULES = ("patch_classifier", "fcn", "segnet", "unet", "deeplab", "segformer", "setr")
-
-
-def register_model(name: str, *, family: str, description: str, reference: str,
-                   default_encoder: str | None = None):
-    """Decorator registering a model builder under ``name``."""
-
-    def deco(builder):
-        if name in _MODELS and _MODELS[name].builder is not builder:
-            raise RuntimeError(f"model {name!r} registered twice")
-        _MODELS[name] = ModelSpec(name, builder, family, description, reference, default_encoder)
-        return builder
-
-    return deco
+_MODEL_MODULES = ("patch_classifier", "fcn", "segnet", "unet", "deeplab", "segformer", "setr", "detection")
 
 
 def _load_all() -> None:
@@ -104,7 +82,17 @@ def create(name: str, num_classes: int, *, encoder: str | None = None, in_channe
     model.seglab_name = name
     model.seglab_config = {"num_classes": num_classes, "in_channels": in_channels, **kw}
     if pretrained is not None:
-        from .weights import load_pretrained
-
         load_pretrained(model, pretrained)
     return model
+
+
+def load_checkpoint(path) -> nn.Module:
+    """Rebuild the model saved in a seglab checkpoint and load its weights (strict)."""
+    ckpt = read_checkpoint(path)
+    model = create(ckpt["model"], **dict(ckpt["config"]))
+    load_state(model, ckpt["state_dict"], source=str(path))
+    return model
+
+
+__all__ = ["ModelSpec", "register_model", "create", "list_models", "get_model_spec", "model_options",
+           "load_checkpoint"]

@@ -23,7 +23,7 @@ from ..errors import ParameterError, check_range
 from .base import SegmentationModel
 from .blocks.attention import token_linear
 from .encoders.mit import MIT_CONFIGS, MixTransformer
-from .registry import register_model
+from .catalog import register_model
 
 
 class AllMLPDecoder(nn.Module):

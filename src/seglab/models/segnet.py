@@ -20,7 +20,7 @@ from ._common import require_encoder
 from .base import SegmentationModel
 from .blocks import ConvBNReLU, MaxUnpool
 from .encoders import create_encoder
-from .registry import register_model
+from .catalog import register_model
 
 # decoder stages, deepest first: the mirror of VGG16's (3, 3, 3, 2, 2) convolutions per stage
 _STAGES = ((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64, 64))

@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import ParameterError, check_choice, check_range
 from .base import SegmentationModel
 from .encoders.vit import VIT_CONFIGS, VisionTransformer
-from .registry import register_model
+from .catalog import register_model
 
 DECODERS = ("naive", "pup", "mla")
 

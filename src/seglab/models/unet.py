@@ -23,7 +23,7 @@ from ..errors import ParameterError, check_choice, check_range
 from .base import SegmentationModel
 from .blocks import ConcatSkip, ConvBNReLU
 from .encoders import ENCODERS, create_encoder
-from .registry import register_model
+from .catalog import register_model
 
 
 def double_conv(cin: int, cout: int, padded: bool, bn: bool) -> nn.Sequential:
