@@ -2,7 +2,9 @@
 
 Reads every image and target of each split once and reports, per split: images without a target,
 unreadable files, image / target size mismatches, label values outside the declared classes, and the
-pixel frequency of each class (and of the ignored label).
+pixel frequency of each class (and of the ignored label), the smallest and largest image size; for
+instance data sets also the number of objects, the images without objects and the label maps whose ids
+have gaps (all three legal, so not counted as problems).
 """
 from __future__ import annotations
 
@@ -28,6 +30,11 @@ class SplitReport:
     # pixels of the images in which each class occurs (the denominator of median-frequency balancing)
     class_image_pixels: list[int] = dataclasses.field(default_factory=list)
     ignored_pixels: int = 0
+    min_size: list[int] = dataclasses.field(default_factory=list)  # [H, W] of the smallest image (by area)
+    max_size: list[int] = dataclasses.field(default_factory=list)
+    instances: int | None = None       # instance data sets only
+    empty_images: list[str] = dataclasses.field(default_factory=list)
+    label_gaps: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def problems(self) -> int:
@@ -82,6 +89,18 @@ def check_split(ds: SegDataset, progress=None) -> SplitReport:
             rep.size_mismatch.append(f"{Path(s.name).name}: image {image.shape[0]}x{image.shape[1]}, "
                                      f"target {target.shape[0]}x{target.shape[1]}")
             continue
+        hw = list(image.shape[:2])
+        if not rep.min_size or hw[0] * hw[1] < rep.min_size[0] * rep.min_size[1]:
+            rep.min_size = hw
+        if not rep.max_size or hw[0] * hw[1] > rep.max_size[0] * rep.max_size[1]:
+            rep.max_size = hw
+        if hasattr(ds, "instance_summary"):
+            n, gaps = ds.instance_summary(i, raw)
+            rep.instances = (rep.instances or 0) + n
+            if n == 0:
+                rep.empty_images.append(Path(s.name).name)
+            if gaps:
+                rep.label_gaps.append(Path(s.name).name)
         bad = invalid_mask(target, ds.info)
         if bad.any():
             values = np.unique(np.asarray(raw)[bad])[:8].tolist()

@@ -15,7 +15,8 @@ from ..errors import ParameterError, SeglabError
 from .base import SegDataset
 
 _FORMATS: dict[str, "FormatSpec"] = {}
-_MODULES = ("folder", "voc", "cityscapes", "camvid", "ade20k", "coco", "bsds", "isbi", "synthetic")
+_MODULES = ("folder", "voc", "cityscapes", "camvid", "ade20k", "coco", "bsds", "isbi", "synthetic",
+            "instance_folder")
 
 
 @dataclasses.dataclass(frozen=True)

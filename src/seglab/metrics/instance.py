@@ -9,7 +9,11 @@ this module adds:
 - a class confusion matrix: greedy one-to-one matching, by decreasing score, of detections to true
   instances of *any* category at IoU >= ``iou_threshold``; ``matrix[true_cat, pred_cat]``, with a last
   row / column for "background" (unmatched detections / missed instances);
-- :func:`instances_from_label_map`, to turn label maps into COCO annotations / results.
+- :func:`instances_from_label_map`, to turn label maps into COCO annotations / results;
+- the 2018 Data Science Bowl's metric (:func:`challenge_score`: per image, the mean over IoU thresholds
+  0.5, 0.55, ..., 0.95 of TP / (TP + FP + FN), a hit being an IoU *greater* than the threshold; Caicedo
+  et al., Nature Methods 2019) and :class:`InstanceEvaluator`, which gathers it, COCO mask AP and the
+  nuclei-style panoptic quality over a set of images.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ import numpy as np
 
 from ..errors import InputFileError, ParameterError, SeglabError
 
-__all__ = ["coco_evaluate", "instances_from_label_map", "class_confusion", "STAT_NAMES"]
+__all__ = ["coco_evaluate", "instances_from_label_map", "class_confusion", "STAT_NAMES", "iou_matrix",
+           "challenge_score", "InstanceEvaluator", "CHALLENGE_THRESHOLDS"]
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -119,6 +124,9 @@ def coco_evaluate(gt, preds, iou_type: str = "segm", *, max_dets=(1, 10, 100), c
         stats = dict(zip(STAT_NAMES, (float(s) for s in ev.stats)))
         prec = ev.eval["precision"]  # T x R x K x A x M
         thr = ev.params.iouThrs
+        if max_dets[-1] != 100:  # summarize() takes AP over all IoUs at 100 detections whatever maxDets says
+            v = prec[:, :, :, 0, -1]
+            stats["AP"] = float(v[v > -1].mean()) if (v > -1).any() else -1.0
         for k, c in enumerate(ev.params.catIds):
             p = prec[:, :, k, 0, -1]
             for name, rows in (("AP", slice(None)), ("AP50", np.isclose(thr, 0.5)), ("AP75", np.isclose(thr, 0.75))):
@@ -206,4 +214,152 @@ def instances_from_label_map(instance_map, categories, image_id: int, *, scores=
         else:
             item["score"] = float(scores[lab] if isinstance(scores, dict) else scores[n])
         out.append(item)
+    return out
+
+
+# ------------------------------------------------------------------ label-map metrics (DSB 2018, PQ)
+
+CHALLENGE_THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))  # 0.5, 0.55, ..., 0.95
+
+
+def iou_matrix(true_labels, pred_labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IoU of every true instance with every predicted one, from two label maps (0 = background).
+
+    Returns ``(iou, true_ids, pred_ids)`` with ``iou[i, j]`` the IoU of true instance ``true_ids[i]`` and
+    predicted instance ``pred_ids[j]`` (ids in increasing order; gaps in the ids do not matter)."""
+    t = np.asarray(true_labels)
+    p = np.asarray(pred_labels)
+    if t.shape != p.shape:
+        raise ParameterError(f"prediction shape {p.shape} does not match ground truth {t.shape}")
+    tu, ti = np.unique(t, return_inverse=True)
+    pu, pi = np.unique(p, return_inverse=True)
+    joint = np.bincount(ti.ravel() * len(pu) + pi.ravel(), minlength=len(tu) * len(pu)).reshape(len(tu), len(pu))
+    t_area, p_area = joint.sum(1), joint.sum(0)
+    tk, pk = tu != 0, pu != 0
+    inter = joint[np.ix_(tk, pk)].astype(np.float64)
+    union = t_area[tk][:, None] + p_area[pk][None, :] - inter
+    return inter / np.maximum(union, 1), tu[tk], pu[pk]
+
+
+def challenge_score(true_labels, pred_labels, thresholds=CHALLENGE_THRESHOLDS) -> np.ndarray:
+    """Per threshold ``t``, TP / (TP + FP + FN) of one image, a match being IoU > t (the DSB 2018 rule;
+    for t >= 0.5 a match is one-to-one). An image with neither true nor predicted objects scores 1."""
+    iou, _, _ = iou_matrix(true_labels, pred_labels)
+    n_true, n_pred = iou.shape
+    out = np.empty(len(thresholds))
+    for k, t in enumerate(thresholds):
+        if float(t) < 0.5:
+            raise ParameterError(f"challenge thresholds must be >= 0.5 (unique matches), got {t}")
+        tp = int((iou > t).sum())
+        den = n_true + n_pred - tp  # TP + FP + FN
+        out[k] = tp / den if den else 1.0
+    return out
+
+
+def _label_map_and_scores(pred, scores):
+    """A prediction given as a label map (+ scores per label) or an ``Instances`` -> (label map, {label: score})."""
+    if hasattr(pred, "to_label_map"):  # seglab.structures.Instances: label k+1 is the k-th by score
+        lab = np.asarray(pred.to_label_map())
+        s = np.sort(np.asarray(pred.scores, dtype=np.float64))[::-1] if len(pred) else np.zeros(0)
+        present = [int(v) for v in np.unique(lab) if v]
+        return lab, {v: float(s[v - 1]) for v in present}
+    lab = np.asarray(pred)
+    present = [int(v) for v in np.unique(lab) if v]
+    if scores is None:
+        return lab, dict.fromkeys(present, 1.0)
+    if isinstance(scores, dict):
+        missing = [v for v in present if v not in scores]
+        if missing:
+            raise ParameterError(f"scores has no entry for predicted label {missing[0]}")
+        return lab, {v: float(scores[v]) for v in present}
+    raise ParameterError("scores must be a dict {label: score} for a label-map prediction")
+
+
+class InstanceEvaluator:
+    """Single-class instance evaluation over images (nuclei): :meth:`update` per image, then :meth:`compute`.
+
+    Gives the DSB 2018 challenge score (``challenge``: the per-image mean over IoU 0.5:0.05:0.95 of
+    TP / (TP + FP + FN), averaged over images; ``challenge_p50``: the same at IoU 0.5 only), COCO mask AP
+    from pycocotools on RLE masks with up to ``max_dets`` detections per image (``coco_ap``,
+    ``coco_ap50`` = COCO AP at IoU 0.5 with 101-point interpolated precision, ``coco_ap75``), and panoptic
+    quality of the object class with background as a stuff segment (``pq``, ``sq``, ``rq``; matches at
+    IoU > 0.5, Kirillov et al. 2019), plus ``per_threshold`` and ``per_image`` challenge scores.
+
+    Predictions: a label map (0 background, with optional ``scores`` ``{label: score}``; without scores
+    every object gets 1.0, which makes COCO AP rank them in label order) or an ``Instances`` (its masks
+    go to COCO AP unchanged; challenge and PQ use its label map, ties resolved by score)."""
+
+    def __init__(self, max_dets: int = 1000):
+        self.max_dets = int(max_dets)
+        self.per_image: list[np.ndarray] = []
+        self.names: list[str] = []
+        self._gt: list[dict] = []
+        self._res: list[dict] = []
+        self._images: list[dict] = []
+        from .panoptic import PanopticQuality
+
+        self._pq = PanopticQuality({0: False, 1: True})
+
+    def update(self, true_labels, pred, scores=None, name: str = "") -> np.ndarray:
+        """Add one image; returns its challenge scores per threshold."""
+        true = np.asarray(true_labels)
+        lab, sc = _label_map_and_scores(pred, scores)
+        if lab.shape != true.shape:
+            raise ParameterError(f"{name or 'image'}: prediction shape {lab.shape} does not match ground truth "
+                                 f"{true.shape}")
+        per = challenge_score(true, lab)
+        self.per_image.append(per)
+        self.names.append(name or str(len(self.names)))
+        img_id = len(self._images) + 1
+        self._images.append({"id": img_id, "height": int(true.shape[0]), "width": int(true.shape[1])})
+        self._gt += instances_from_label_map(true, _all_one(true), img_id, start_id=len(self._gt) + 1)
+        if hasattr(pred, "masks") and getattr(pred, "masks", None) is not None:
+            self._res += _results_from_masks(pred, img_id)
+        else:
+            self._res += instances_from_label_map(lab, _all_one(lab), img_id, scores=sc)
+        self._pq.update(*_panoptic(lab), *_panoptic(true))
+        return per
+
+    def compute(self) -> dict:
+        if not self.per_image:
+            raise SeglabError("no image was evaluated")
+        per = np.stack(self.per_image)
+        gt = {"images": self._images, "annotations": self._gt, "categories": [{"id": 1, "name": "object"}]}
+        stats = coco_evaluate(gt, self._res, "segm", max_dets=(1, 10, self.max_dets))["stats"]
+        pq = self._pq.compute()["per_class"][1]
+        return {"challenge": float(per.mean()), "challenge_p50": float(per[:, 0].mean()),
+                "coco_ap": stats["AP"], "coco_ap50": stats["AP50"], "coco_ap75": stats["AP75"],
+                "pq": pq["pq"], "sq": pq["sq"], "rq": pq["rq"], "images": len(per),
+                "per_threshold": dict(zip((f"{t:.2f}" for t in CHALLENGE_THRESHOLDS), per.mean(0).tolist())),
+                "per_image": dict(zip(self.names, per.mean(1).tolist()))}
+
+
+def _all_one(labels) -> dict:
+    return {int(v): 1 for v in np.unique(labels) if v}
+
+
+def _panoptic(labels) -> tuple[np.ndarray, dict]:
+    """An instance label map as a panoptic map: background (category 0) is segment 0 -> id max+1."""
+    lab = np.asarray(labels).astype(np.int64)
+    bg = int(lab.max()) + 1 if lab.size else 1
+    ids = np.where(lab == 0, bg, lab)
+    segs = {int(v): 1 for v in np.unique(lab) if v}
+    segs[bg] = 0
+    return ids, segs
+
+
+def _results_from_masks(inst, img_id: int) -> list[dict]:
+    """COCO results (RLE) of an ``Instances``' masks and scores; every object is category 1."""
+    from pycocotools import mask as mu
+
+    masks = np.asarray(inst.masks.cpu().numpy() if hasattr(inst.masks, "cpu") else inst.masks, dtype=np.uint8)
+    scores = np.asarray(inst.scores.cpu().numpy() if hasattr(inst.scores, "cpu") else inst.scores, dtype=np.float64)
+    out = []
+    for m, s in zip(masks, scores):
+        if not m.any():
+            continue
+        rle = mu.encode(np.asfortranarray(m))
+        rle["counts"] = rle["counts"].decode("ascii")
+        out.append({"image_id": img_id, "category_id": 1, "segmentation": rle, "score": float(s),
+                    "bbox": [float(v) for v in mu.toBbox(rle)], "area": float(mu.area(rle))})
     return out

@@ -1,0 +1,223 @@
+"""Bottom-up instance segmentation on the 2018 Data Science Bowl nuclei (test split, 50 images).
+
+Methods:
+- ``classical``: Otsu threshold + distance-transform watershed (seglab.instance.classical_labels); its
+  parameters are chosen by a small grid search on the ``val`` split (challenge score), then run once on
+  ``test``.
+- ``unet``: a seglab semantic model trained with configs/unet_dsb2018.yaml (3 classes: background /
+  interior / boundary) + marker-controlled watershed (seglab.instance.boundary_labels); the watershed's
+  thresholds are chosen on ``val`` the same way.
+
+Metrics (seglab.metrics.InstanceEvaluator): the DSB 2018 challenge score (per image, mean over IoU
+0.5:0.05:0.95 of TP / (TP + FP + FN), then mean over images), its value at IoU 0.5 alone (P50), COCO
+mask AP / AP50 from pycocotools (RLE, up to 1000 detections per image), PQ / SQ / RQ of the nucleus
+class. CPU seconds per image: process time of the method alone (image already in memory; for ``unet``
+network + watershed), median and mean over the 50 test images.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/instance_dsb2018.py --methods classical
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/instance_dsb2018.py --methods unet \\
+        --checkpoint runs/unet-dsb2018/best.pt
+
+Rows of methods not run keep their previous values in docs/results/instance.json.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model  # noqa: E402
+
+from seglab.data import open_dataset  # noqa: E402
+from seglab.io import atomic_write  # noqa: E402
+from seglab.metrics import InstanceEvaluator  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSICAL_GRID = {"sigma": [1.0, 2.0], "h": [0.5, 1.0, 2.0, 3.0], "min_size": [16]}
+UNET_GRID = {"interior_threshold": [0.4, 0.5, 0.6, 0.7], "foreground_threshold": [0.5, 0.65], "min_marker_size": [4],
+             "min_size": [16]}
+METRICS = ("challenge", "challenge_p50", "coco_ap", "coco_ap50", "coco_ap75", "pq", "sq", "rq")
+
+
+def load_split(root: Path, split: str, limit: int | None):
+    ds = open_dataset(root, "dsb2018", split, target="instances", channels=None)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    return [(ds.samples[i].key, ds.read_image(i), ds.read_label_map(i)) for i in range(n)]
+
+
+def evaluate(segment, samples, progress: str):
+    """Run ``segment(key, image) -> (labels, scores)`` on every sample; metrics and CPU seconds per image."""
+    ev, cpu = InstanceEvaluator(), []
+    for k, (key, image, truth) in enumerate(samples):
+        t0 = time.process_time()
+        labels, scores = segment(key, image)
+        cpu.append(time.process_time() - t0)
+        ev.update(truth, labels, scores={i + 1: float(s) for i, s in enumerate(scores)}, name=key)
+        print(f"\r{progress} {k + 1}/{len(samples)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return ev.compute(), cpu
+
+
+def grid(spec: dict):
+    keys = list(spec)
+    return [dict(zip(keys, v)) for v in itertools.product(*(spec[k] for k in keys))]
+
+
+def tune(make_segment, spec: dict, val, name: str):
+    rows = []
+    for params in grid(spec):
+        res, _ = evaluate(make_segment(params), val, progress=f"{name} val {params}")
+        rows.append({"params": params, **{m: res[m] for m in METRICS}})
+    best = max(rows, key=lambda r: r["challenge"])
+    return best["params"], rows
+
+
+def classical_factory(params):
+    from seglab.instance import classical_labels
+
+    def segment(key, image):
+        labels = classical_labels(image, **params)
+        return labels, np.ones(int(labels.max()))
+
+    return segment
+
+
+def unet_factory(checkpoint: Path):
+    from seglab.engine.checkpoint import load_trained
+    from seglab.engine.evaluate import predict_image
+    from seglab.instance import boundary_labels
+
+    trained = load_trained(checkpoint)
+    cache: dict = {}
+
+    def probs(key, image):
+        """Network probabilities, computed once per image (the val grid reuses them; on test each image
+        is seen once, so its CPU time includes the network)."""
+        if key not in cache:
+            cache[key] = predict_image(trained, image, resize=None)
+        return cache[key]
+
+    def make(params):
+        def segment(key, image):
+            return boundary_labels(probs(key, image), **params)
+        return segment
+
+    return make
+
+
+def run_method(name: str, args, val, test) -> dict:
+    if name == "classical":
+        make, spec, extra = classical_factory, CLASSICAL_GRID, {}
+    elif name == "unet":
+        if args.checkpoint is None:
+            raise SystemExit("--checkpoint is needed for the unet method")
+        make = unet_factory(args.checkpoint)
+        spec = UNET_GRID
+        extra = {"checkpoint": str(args.checkpoint), "train_config": "configs/unet_dsb2018.yaml",
+                 "trained_minutes": args.train_minutes}
+    else:
+        raise SystemExit(f"unknown method {name!r}")
+    best, rows = tune(make, spec, val, name)
+    res, cpu = evaluate(make(best), test, progress=f"{name} test {best}")
+    return {"params": best, "val_grid": rows, "test": {m: res[m] for m in METRICS},
+            "per_threshold": res["per_threshold"], "cpu_seconds_per_image": {
+                "median": float(np.median(cpu)), "mean": float(np.mean(cpu))}, "images": res["images"], **extra}
+
+
+LABELS = {"classical": "Otsu + distance watershed (classical)",
+          "unet": "U-Net 3-class (boundary) + marker watershed"}
+
+
+def markdown(data: dict) -> str:
+    m = data["machine"]
+    lines = [
+        "# Instance segmentation: DSB 2018 nuclei", "",
+        "Test split of `$SEGLAB_DATA/dsb2018` (50 images, 2,658 nuclei; Caicedo et al., Nature Methods 2019). "
+        "Parameters were chosen on the `val` split only (grids below); every number is measured by "
+        "`benchmarks/instance_dsb2018.py`.", "",
+        "- **challenge**: DSB 2018 metric, per image the mean over IoU 0.5:0.05:0.95 of TP / (TP + FP + FN) "
+        "(a match is IoU > t), averaged over images; **P50**: the same at IoU 0.5 only.",
+        "- **AP / AP50 / AP75**: COCO mask AP from pycocotools on RLE masks (101-point interpolated precision, "
+        "up to 1000 detections per image). Methods without a confidence give every object score 1.",
+        "- **PQ / SQ / RQ**: panoptic quality of the nucleus class (matches at IoU > 0.5), summed over the split.",
+        "- **CPU s / image**: process CPU time of the method on one image already in memory, median (mean) "
+        "over the test images, one thread.", "",
+        f"Machine: {m['cpu']}, {m['cores']} cores shared with other work (1-min load average per run below; "
+        "the CPU times are process times, less sensitive to load than wall time).", ""]
+    for name, mm in data.get("machine_per_method", {name: m for name in data["methods"]}).items():
+        lines.append(f"- {LABELS.get(name, name)}: run {mm['date']}, load {mm['load_start']:.1f} at start, "
+                     f"{mm['load_end']:.1f} at end"
+                     + (f"; **quick check on the first {mm['limit']} images of each split only**" if mm.get("limit") else ""))
+    lines += ["",
+        "| method | challenge | P50 | AP | AP50 | AP75 | PQ | SQ | RQ | CPU s / image | training |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in data["methods"].items():
+        t, c = r["test"], r["cpu_seconds_per_image"]
+        train = f"{r['trained_minutes']:.0f} min, 1 core" if r.get("trained_minutes") else "none"
+        lines.append(f"| {LABELS.get(name, name)} | {t['challenge']:.3f} | {t['challenge_p50']:.3f} | "
+                     f"{t['coco_ap']:.3f} | {t['coco_ap50']:.3f} | {t['coco_ap75']:.3f} | {t['pq']:.3f} | "
+                     f"{t['sq']:.3f} | {t['rq']:.3f} | {c['median']:.2f} ({c['mean']:.2f}) | {train} |")
+    lines += ["", "Commands:", "", "```text", *data["commands"], "```", ""]
+    for name, r in data["methods"].items():
+        lines += [f"## {LABELS.get(name, name)}: grid on `val`", "",
+                  f"Chosen: `{json.dumps(r['params'])}`.", "",
+                  "| parameters | challenge | P50 | AP50 | PQ |", "|---|---|---|---|---|"]
+        for row in r["val_grid"]:
+            lines.append(f"| `{json.dumps(row['params'])}` | {row['challenge']:.3f} | {row['challenge_p50']:.3f} | "
+                         f"{row['coco_ap50']:.3f} | {row['pq']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("SEGLAB_DATA", ROOT.parent / "shared" / "data")) / "dsb2018")
+    ap.add_argument("--methods", default="classical", help="comma-separated: classical, unet")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="U-Net checkpoint (best.pt / last.pt)")
+    ap.add_argument("--train-minutes", type=float, default=None, help="the U-Net's training time, for the table")
+    ap.add_argument("--limit", type=int, default=None, help="first N images of each split (quick check)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "instance")
+    ap.add_argument("--merge", type=Path, default=None,
+                    help="only merge the rows of another JSON written by this script into --out")
+    args = ap.parse_args(argv)
+    json_path = args.out.with_suffix(".json")
+    if args.merge is not None:
+        other = json.loads(args.merge.read_text())
+        data = json.loads(json_path.read_text()) if json_path.is_file() else {"methods": {}, "commands": []}
+        data["methods"].update(other["methods"])
+        merge_cmd = "PYTHONPATH=src python benchmarks/instance_dsb2018.py " + " ".join(argv or sys.argv[1:])
+        data["commands"] = data.get("commands", []) + [c for c in other["commands"] + [merge_cmd]
+                                                       if c not in data.get("commands", [])]
+        data.setdefault("machine", other["machine"])
+        data.setdefault("machine_per_method", {}).update({k: other["machine"] for k in other["methods"]})
+        write(json_path, args.out, data)
+        return
+    load0 = os.getloadavg()[0]
+    val, test = load_split(args.data, "val", args.limit), load_split(args.data, "test", args.limit)
+    cmd = "OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/instance_dsb2018.py " + " ".join(argv or sys.argv[1:])
+    rows = {name.strip(): run_method(name.strip(), args, val, test) for name in args.methods.split(",")}
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_start": load0, "load_end": os.getloadavg()[0],
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "limit": args.limit}
+    data = json.loads(json_path.read_text()) if json_path.is_file() else {"methods": {}, "commands": []}
+    data["methods"].update(rows)  # rows of methods not run stay as they were
+    data["commands"] = [c for c in data.get("commands", []) if c != cmd] + [cmd]
+    data["machine"] = machine
+    data.setdefault("machine_per_method", {}).update({k: machine for k in rows})
+    write(json_path, args.out, data)
+
+
+def write(json_path: Path, out: Path, data: dict) -> None:
+    atomic_write(json_path, json.dumps(data, indent=1))
+    atomic_write(out.with_suffix(".md"), markdown(data))
+    print(markdown(data))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""Panoptic segmentation: fuse stuff (semantic) and things (instances), read and write the COCO panoptic
+format. PQ / SQ / RQ are in :mod:`seglab.metrics.panoptic`."""
+from .coco_format import read_coco_panoptic_set, segments_info, write_coco_panoptic, write_panoptic_png
+from .fusion import fuse_panoptic
+
+__all__ = ["fuse_panoptic", "segments_info", "write_panoptic_png", "write_coco_panoptic", "read_coco_panoptic_set"]
