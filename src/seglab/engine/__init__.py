@@ -15,5 +15,7 @@ def __getattr__(name):
     if name == "train":
         from .train import train
 
+        # importing the submodule set this package's attribute `train` to it: the function replaces it
+        globals()["train"] = train
         return train
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
