@@ -116,7 +116,8 @@ def check_task(trained: Trained, ds) -> None:
     if trained.task != data_task:
         hint = ("an instance data set (dsb2018, instance_folder, coco with target instances)" if trained.task == "instance"
                 else "a semantic data set (or an instance format with --option target=boundary3 / foreground)")
-        raise InputFileError(f"{trained.path}: a {trained.task} checkpoint cannot be evaluated on {data_task} "
+        article = "an" if trained.task[0] in "aeiou" else "a"
+        raise InputFileError(f"{trained.path}: {article} {trained.task} checkpoint cannot be evaluated on {data_task} "
                              f"targets ({ds.info.name!r}); give it {hint}")
 
 
