@@ -392,8 +392,8 @@ class InstanceDataSection(DataSection):
             raise _bad("format", f"must be an instance data format ({', '.join(INSTANCE_FORMATS)})", self.format)
         target = self.options.get("target", "instances")
         if self.format == "coco" and "target" not in self.options:
-            raise _bad("options.target", "must be set to 'instances' for an instance task with data format "
-                       "'coco'", None)
+            raise _bad("format", "needs data.options.target: instances for an instance task (the coco reader "
+                       "gives semantic targets by default)", self.format)
         if target != "instances":
             raise _bad("options.target", "must be 'instances' for an instance task", target)
         for key in ("mean", "std"):

@@ -70,6 +70,11 @@ class InstanceModule(L.LightningModule):
         return self.model(images)
 
     def training_step(self, batch, batch_idx):
+        # The RPN and box heads sample anchors / proposals with torch's global generator, whose state a
+        # Lightning checkpoint does not hold: seeding it from (seed, epoch, batch, rank) makes a resumed run
+        # sample what the uninterrupted run sampled.
+        torch.manual_seed((int(self.cfg["seed"]) * 1_000_003 + self.current_epoch * 100_003 + batch_idx * 101
+                           + self.global_rank) % (2 ** 63))
         loss, logs = steps.training_step(self.model, batch)
         n = len(batch[0])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
