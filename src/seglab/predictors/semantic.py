@@ -36,7 +36,9 @@ class SemanticPredictor:
 
         trained = load_trained(Path(path))
         if trained.task != "semantic":
-            raise InputFileError(f"{path}: a {trained.task} checkpoint, not a semantic-segmentation one")
+            raise InputFileError(f"{path}: an {trained.task} checkpoint, not a semantic-segmentation one"
+                                 if trained.task[0] in "aeiou" else
+                                 f"{path}: a {trained.task} checkpoint, not a semantic-segmentation one")
         return cls(trained, **kwargs)
 
     @property
