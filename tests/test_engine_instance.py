@@ -202,3 +202,39 @@ def test_crop_and_scale_recompute_boxes_and_drop_small_objects():
     assert same_image is image and same is inst
     big_image, big = InstanceAugment({"scale": [2.0, 2.0]})(image, inst, np.random.default_rng(0))
     assert big_image.shape == (40, 60, 3) and torch.equal(big.boxes, inst.boxes * 2)
+
+
+def test_two_processes_validate_the_whole_set(tmp_path):
+    """Under torchrun (2 gloo processes) each process validates every other image; the gathered records
+    give the metrics of the whole validation set: those of the exported model scored in one process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from seglab.engine.evaluate_instance import evaluate_instances
+    from seglab.engine.checkpoint import load_trained
+    from seglab.predictors.instance import InstancePredictor
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sets = ["--set", f"run.dir={tmp_path}", "--set", "trainer.max_epochs=1", "--set", "data.options.n=3",
+            "--set", "data.test_split=null"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(port), "-m", "seglab.cli.main", "train", str(CONFIG),
+                           *sets], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "tiny_instance"
+    [row] = [r for r in _rows(run) if r.get("val/challenge")]
+    from seglab.data import open_dataset
+
+    val = open_dataset(".", "synthetic_instances", "val", n=3, size=48, objects=3)
+    res = evaluate_instances(InstancePredictor(load_trained(run / "last.pt").model), val, score_threshold=0.05)
+    assert res["images"] == 3
+    for key, name in (("challenge", "val/challenge"), ("mask_AP", "val/mask_AP"), ("mask_AP50", "val/mask_AP50"),
+                      ("pq", "val/PQ")):
+        assert float(row[name]) == pytest.approx(max(res[key], 0.0), abs=1e-6), name
+    assert res["detections"] > 0
