@@ -202,3 +202,23 @@ def test_predict_refuses_an_output_that_clashes(ckpt, images, tmp_path, capsys):
     assert main(["predict", str(ckpt), str(images / "cells_0.png"), "--out", str(out)]) == 2
     assert f"output {out / 'results.json'} is an existing folder" in _one_error(capsys)
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+def test_ctrl_c_keeps_finished_images_and_lists_them(ckpt, images, tmp_path, capsys, monkeypatch):
+    calls = []
+    plain = InstancePredictor.predict
+
+    def predict(self, image):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return plain(self, image)
+
+    monkeypatch.setattr(InstancePredictor, "predict", predict)
+    out = tmp_path / "out"
+    assert main(["predict", str(ckpt), str(images), "--out", str(out), "--score-threshold", "0"]) == 130
+    err = _one_error(capsys)
+    assert "interrupted after 1 of 3 images" in err and "results.json lists them" in err
+    assert sorted(p.name for p in out.iterdir()) == ["cells_0.png", "results.json"]
+    results = json.loads((out / "results.json").read_text())
+    assert results and {r["file_name"] for r in results} == {"cells_0.png"}
