@@ -37,8 +37,12 @@ def test_predictor_from_checkpoint_and_semantic_checkpoint_refused(tmp_path):
     assert torch.equal(got.masks, direct.masks[keep])
     assert [r.image_size for r in pred.predict_batch([image, image[:30]])] == [(48, 40), (30, 40)]
     unet = save_checkpoint(tmp_path / "unet.pt", create("unet", 2, base_width=4, depth=2))
-    with pytest.raises(InputFileError, match="unet.pt: checkpoint of 'unet', not an instance-segmentation model"):
+    with pytest.raises(InputFileError, match=r"unet.pt: checkpoint of 'unet', not an instance-segmentation model "
+                                              r"\(mask_rcnn\)"):
         InstancePredictor.from_checkpoint(unet)
+    from seglab.models import list_models
+    assert {s.name for s in list_models() if s.task == "instance"} == {"mask_rcnn"}
+    assert all(s.task == "semantic" for s in list_models() if s.name in ("unet", "segformer", "deeplabv3"))
 
 
 def test_task_steps():

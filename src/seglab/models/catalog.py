@@ -18,19 +18,20 @@ class ModelSpec:
     description: str
     reference: str
     default_encoder: str | None = None
+    task: str = "semantic"  # what the model's forward gives: "semantic" (logits per pixel) or "instance"
 
 
 _MODELS: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, *, family: str, description: str, reference: str,
-                   default_encoder: str | None = None):
+                   default_encoder: str | None = None, task: str = "semantic"):
     """Decorator registering a model builder under ``name``."""
 
     def deco(builder):
         if name in _MODELS and _MODELS[name].builder is not builder:
             raise RuntimeError(f"model {name!r} registered twice")
-        _MODELS[name] = ModelSpec(name, builder, family, description, reference, default_encoder)
+        _MODELS[name] = ModelSpec(name, builder, family, description, reference, default_encoder, task)
         return builder
 
     return deco

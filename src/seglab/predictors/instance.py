@@ -19,10 +19,6 @@ from torch import nn
 from ..errors import InputFileError, ParameterError
 from ..structures import Instances
 
-# models whose forward takes a list of images and returns one Instances per image
-INSTANCE_MODELS = ("mask_rcnn",)
-
-
 def image_to_tensor(image) -> torch.Tensor:
     """A ``3 x H x W`` float tensor in ``[0, 1]`` from an ``H x W`` (gray), ``H x W x 3`` or ``H x W x 4``
     (alpha dropped) array; integer images are divided by their type's maximum, floats taken as ``[0, 1]``."""
@@ -53,13 +49,14 @@ class InstancePredictor:
     @classmethod
     def from_checkpoint(cls, path, **kwargs) -> "InstancePredictor":
         """Load a seglab checkpoint of an instance model (``mask_rcnn``)."""
-        from ..models import load_checkpoint, read_checkpoint
+        from ..models import list_models, load_checkpoint, read_checkpoint
+        from ..models.registry import get_model_spec
 
         path = Path(path)
         name = read_checkpoint(path)["model"]
-        if name not in INSTANCE_MODELS:
-            raise InputFileError(f"{path}: checkpoint of {name!r}, not an instance-segmentation model "
-                                 f"({', '.join(INSTANCE_MODELS)})")
+        if get_model_spec(name).task != "instance":
+            known = ", ".join(s.name for s in list_models() if s.task == "instance")
+            raise InputFileError(f"{path}: checkpoint of {name!r}, not an instance-segmentation model ({known})")
         return cls(load_checkpoint(path), **kwargs)
 
     @torch.no_grad()

@@ -135,7 +135,7 @@ class MaskRCNN(nn.Module):
         return self.transform.postprocess(detections, sizes, original_sizes, self.mask_threshold)
 
 
-@register_model("mask_rcnn", family="Mask R-CNN", default_encoder="mobilenet_v2",
+@register_model("mask_rcnn", family="Mask R-CNN", default_encoder="mobilenet_v2", task="instance",
                 description="instance segmentation: FPN backbone, RPN, RoIAlign (or RoIPool) box and mask heads",
                 reference="He et al., Mask R-CNN, ICCV 2017")
 def maskrcnn(num_classes: int, *, in_channels: int = 3, backbone: str = "mobilenet_v2",
