@@ -5,7 +5,6 @@ import io
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from seglab.errors import ParameterError, SeglabError
 from seglab.metrics import CHALLENGE_THRESHOLDS, InstanceEvaluator, challenge_score, iou_matrix
