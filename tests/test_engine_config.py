@@ -153,6 +153,15 @@ def test_every_shipped_config_loads_and_builds_its_model(path):
     cfg = load_config(path)
     get_format(cfg["data"]["format"])  # a registered data-set format
     m = cfg["model"]
+    if cfg["task"] == "instance":  # Mask R-CNN: one Instances per image, in the image's pixels
+        from seglab.data.base import DatasetInfo
+        from seglab.engine.tasks.instance_module import build_instance_model
+
+        info = DatasetInfo("x", ("background", "a", "b"), ((0, 0, 0), (1, 1, 1), (2, 2, 2)))
+        with torch.no_grad():
+            [found] = build_instance_model(cfg, info).eval()([torch.rand(3, 40, 52)])
+        assert found.image_size == (40, 52) and found.masks.shape[1:] == (40, 52)
+        return
     model = create(m["name"], 3, encoder=m.get("encoder"), **(m.get("options") or {}))
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 40, 52)).shape == (1, 3, 40, 52)

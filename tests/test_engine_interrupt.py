@@ -136,15 +136,15 @@ def test_interruption_before_training_and_during_the_final_export(tmp_path, monk
 
     from seglab.errors import Interrupted
 
-    engine_train = importlib.import_module("seglab.engine.train")
     checkpoint = importlib.import_module("seglab.engine.checkpoint")
     cfg = load_config(CONFIG, {**SETS, "trainer.max_epochs": "1", "run.dir": str(tmp_path)})
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
+    semantic_task = importlib.import_module("seglab.engine.tasks.semantic")  # where the data check runs
     with monkeypatch.context() as m:  # Ctrl-C during the data check: nothing was written
-        m.setattr(engine_train, "check_split", ctrl_c)
+        m.setattr(semantic_task, "check_split", ctrl_c)
         with pytest.raises(Interrupted, match=r"before its first epoch \(nothing written\)"):
             train(cfg, log=lambda s: None)
     assert not (tmp_path / "tiny").exists()

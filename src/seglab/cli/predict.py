@@ -73,16 +73,25 @@ def evaluate_cmd(
     tolerance: float = typer.Option(2.0, "--tolerance", help="Boundary F tolerance in pixels (>= 0)."),
     native: bool = typer.Option(False, "--native", help="Run at each image's own size instead of resizing "
                                 "it to the training's augment.resize."),
+    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Instance checkpoints: "
+                                                    "detections kept for the challenge metric and PQ (default: "
+                                                    "the training's evaluate.score_threshold)."),
 ):
-    """Score a trained model on a data-set split: every metric, a per-class table, a confusion-matrix PNG."""
+    """Score a trained model on a data-set split: every metric, a per-class table, a confusion-matrix PNG.
+
+    An instance checkpoint (Mask R-CNN) on an instance data set gives the DSB 2018 challenge score, COCO
+    mask AP / AP50 / AP75 (per class too) and panoptic quality.
+    """
     import yaml
 
     check_option("--tolerance", tolerance, 0)
+    if score_threshold is not None:
+        check_option("--score-threshold", score_threshold, 0, 1)
     opts = {k: yaml.safe_load(v) for k, v in parse_sets(option).items()}
     run_opts = inference_options(tile, overlap, window, tta, scales)
 
     from ..data import open_dataset
-    from ..engine.checkpoint import check_compatible, load_trained
+    from ..engine.checkpoint import check_compatible, check_task, load_trained
     from ..engine.evaluate import evaluate_dataset, markdown_report, report_paths, write_report
     from ..io.outputs import check_outputs
 
@@ -96,7 +105,13 @@ def evaluate_cmd(
     inputs = [checkpoint] + [p for s in ds.samples for p in (s.image, s.target) if isinstance(p, Path)]
     check_outputs(outputs, inputs)
     trained = load_trained(checkpoint)
+    check_task(trained, ds)
     check_compatible(trained, ds.info)
+    _task_options(trained, {"--tta": tta, "--scales": scales, "--tile": tile, "--overlap": overlap != 0.5,
+                            "--window": window != "gaussian", "--native": native,
+                            "--score-threshold": score_threshold is not None}, checkpoint)
+    if trained.task == "instance":
+        return _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold)
     t0 = time.perf_counter()
     done = 0
     try:
@@ -124,6 +139,38 @@ def evaluate_cmd(
                   f"{paths['confusion']}" + (f" and {as_json}" if as_json else ""), markup=False, highlight=False)
 
 
+def _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold):
+    from ..engine import evaluate_instance as ev
+    from ..io import atomic_write
+    from ..predictors.instance import InstancePredictor
+
+    if score_threshold is None:
+        score_threshold = float((trained.config.get("evaluate") or {}).get("score_threshold", 0.5))
+    t0 = time.perf_counter()
+    done = 0
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task(f"{checkpoint.name} on {split}", total=len(ds))
+
+            def step(k, total):
+                nonlocal done
+                done = k
+                bar.update(task, completed=k)
+
+            res = ev.evaluate_instances(InstancePredictor(trained.model), ds, score_threshold=score_threshold,
+                                        progress=step)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after {done} of {len(ds)} images; no report written") from None
+    res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)
+    title = f"{checkpoint.name} on {ds.info.name} {split}"
+    paths = ev.write_report(res, out_dir, title)
+    if as_json:
+        atomic_write(as_json, json.dumps(res, indent=2))
+    console.print(ev.markdown_report(res, f"{title} ({len(ds)} images)"), markup=False, highlight=False)
+    console.print(f"{len(ds)} images scored in {time.perf_counter() - t0:.1f} s; wrote {paths['markdown']} and "
+                  f"{paths['json']}" + (f" and {as_json}" if as_json else ""), markup=False, highlight=False)
+
+
 def image_files(inputs: list[Path]) -> list[Path]:
     """The image files named, and those in the folders named (not recursive, hidden files skipped)."""
     from ..io.images import IMAGE_SUFFIXES
@@ -142,6 +189,21 @@ def image_files(inputs: list[Path]) -> list[Path]:
     return files
 
 
+SEMANTIC_ONLY = ("--tta", "--scales", "--tile", "--overlap", "--window", "--native")
+
+
+def _task_options(trained, given: dict, checkpoint: Path) -> None:
+    """Refuse options of the other task (one line naming the checkpoint's task)."""
+    if trained.task == "instance":
+        used = [k for k in SEMANTIC_ONLY if given.get(k)]
+        if used:
+            raise ParameterError(f"{used[0]} is an option for semantic checkpoints; {checkpoint} is an instance "
+                                 "checkpoint")
+    elif given.get("--score-threshold"):
+        raise ParameterError(f"--score-threshold is an option for instance checkpoints; {checkpoint} is a "
+                             f"{trained.task} checkpoint")
+
+
 @app.command("predict")
 def predict_cmd(
     checkpoint: Path = typer.Argument(..., help="best.pt / last.pt (or a .ckpt) from seglab train."),
@@ -156,14 +218,21 @@ def predict_cmd(
     window: str = typer.Option("gaussian", "--window", help="Tile blending: gaussian, cosine or uniform."),
     native: bool = typer.Option(False, "--native", help="Run at each image's own size instead of resizing "
                                 "it to the training's augment.resize."),
+    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Instance checkpoints: "
+                                                    "keep detections scoring at least this (default: the "
+                                                    "training's evaluate.score_threshold)."),
 ):
     """Segment images of any size with a trained model: label PNGs (palette of the data set) and overlays.
 
     Each input NAME.ext gives OUT/NAME.png (and OUT/NAME_overlay.png); two inputs that would give the same
     output name, or an output that is an input, are refused before anything runs. Ctrl-C keeps the
-    images already finished (label map and overlay both) and writes nothing else.
+    images already finished (label map and overlay both) and writes nothing else. An instance checkpoint
+    (Mask R-CNN) writes 16-bit instance label maps (1..N by descending score) and OUT/results.json (COCO
+    results of every image finished).
     """
     opts = inference_options(tile, overlap, window, tta, scales)
+    if score_threshold is not None:
+        check_option("--score-threshold", score_threshold, 0, 1)
     from ..io.outputs import check_outputs
 
     files = image_files(inputs)
@@ -174,38 +243,40 @@ def predict_cmd(
             outputs.append((out / f"{f.stem}_overlay.png", f))
     check_outputs(outputs, [checkpoint, *files])
 
-    import numpy as np
-
-    from ..data.base import as_uint8_image
     from ..engine.checkpoint import load_trained
-    from ..engine.evaluate import default_tile, predict_image
-    from ..io import overlay, read_image, save_png, write_labels
-    from ..io.outputs import held_interrupts
+    from ..engine.predict_files import InstanceFiles, SemanticFiles
 
     trained = load_trained(checkpoint)
-    opts["tile"] = opts["tile"] or default_tile(trained)
-    palette = np.array(trained.info.palette, dtype=np.uint8)
-    mp, secs, cpu, done = 0.0, 0.0, 0.0, 0
+    _task_options(trained, {"--tta": tta, "--scales": scales, "--tile": tile, "--overlap": overlap != 0.5,
+                            "--window": window != "gaussian", "--native": native,
+                            "--score-threshold": score_threshold is not None}, checkpoint)
+    if trained.task == "instance":
+        from ..predictors.instance import InstancePredictor
+
+        threshold = score_threshold if score_threshold is not None else float(
+            (trained.config.get("evaluate") or {}).get("score_threshold", 0.5))
+        writer = InstanceFiles(InstancePredictor(trained.model, score_threshold=threshold), out, with_overlay)
+    else:
+        from ..predictors.semantic import SemanticPredictor
+
+        opts["resize"] = None if native else "auto"
+        writer = SemanticFiles(SemanticPredictor(trained, **opts), out, with_overlay)
+    check_outputs(writer.outputs(files), [checkpoint, *files])
+    mp, done = 0.0, 0
     try:
         with progress_bar() as bar:
             task = bar.add_task(f"{checkpoint.name}", total=len(files))
             for f in files:
-                image = as_uint8_image(read_image(f), f)
-                t0, c0 = time.perf_counter(), time.process_time()
-                prob = predict_image(trained, image, **opts, resize=None if native else "auto")
-                labels = prob.argmax(0).astype(np.int32)
-                secs += time.perf_counter() - t0
-                cpu += time.process_time() - c0
-                mp += labels.size / 1e6
-                shown = overlay(image, labels, colors=palette) if with_overlay else None
-                with held_interrupts():  # the label map and its overlay appear together
-                    write_labels(out / f"{f.stem}.png", labels, protect=files)
-                    if shown is not None:
-                        save_png(out / f"{f.stem}_overlay.png", shown, protect=files)
-                    done += 1
+                mp += writer.write(f, protect=files) / 1e6
+                done += 1
                 bar.update(task, advance=1)
     except KeyboardInterrupt:
+        also = writer.close(protect=files) if done else []
         raise Interrupted(f"interrupted after {done} of {len(files)} images: their outputs in {out} are "
-                          "complete, nothing else was written; run the command again for all") from None
+                          "complete" + (f" ({also[0].name} lists them)" if also else "") +
+                          ", nothing else was written; run the command again for all") from None
+    written = writer.close(protect=files)
+    secs, cpu = writer.seconds, writer.cpu_seconds
     console.print(f"{len(files)} images ({mp:.2f} MP) in {secs:.1f} s: {mp / max(secs, 1e-9):.3f} MP/s "
-                  f"({mp / max(cpu, 1e-9):.3f} MP per CPU-second) -> {out}")
+                  f"({mp / max(cpu, 1e-9):.3f} MP per CPU-second) -> {out}"
+                  + "".join(f" and {p}" for p in written))

@@ -31,6 +31,7 @@ class Trained:
     std: list
     config: dict
     path: Path
+    task: str = "semantic"   # the config's task (checkpoints older than the task key are semantic)
 
 
 def read_torch_file(path, what: str = "checkpoint"):
@@ -68,8 +69,8 @@ def export(path, module, mean, std) -> Path:
     cfg = module.cfg
     return save_checkpoint(path, module.model, name=cfg["model"]["name"],
                            config=model_create_args(cfg, module.info),
-                           extra={"info": module.info.to_dict(), "mean": list(mean), "std": list(std),
-                                  "train_config": cfg})
+                           extra={"task": cfg.get("task", "semantic"), "info": module.info.to_dict(),
+                                  "mean": list(mean), "std": list(std), "train_config": cfg})
 
 
 def load_trained(path) -> Trained:
@@ -87,18 +88,37 @@ def load_trained(path) -> Trained:
         info = DatasetInfo.from_dict(extra["info"])
         model = create(obj["model"], **obj["config"])
         load_state(model, obj["state_dict"], source=str(path))
-        return Trained(model.eval(), info, extra["mean"], extra["std"], extra.get("train_config", {}), path)
+        return Trained(model.eval(), info, extra["mean"], extra["std"], extra.get("train_config", {}), path,
+                       extra.get("task", "semantic"))
     if isinstance(obj, dict) and "hyper_parameters" in obj and "state_dict" in obj:
         hp = obj["hyper_parameters"]
         if "config" not in hp or "info" not in hp:
             raise InputFileError(f"{path}: Lightning checkpoint not written by seglab train")
         cfg, info = hp["config"], DatasetInfo.from_dict(hp["info"])
-        model = build_model({**cfg, "model": {**cfg["model"], "pretrained": None}}, info)
+        task = cfg.get("task", "semantic")
+        if task == "instance":
+            from .tasks.instance_module import build_instance_model, instance_normalisation
+
+            mean, std = instance_normalisation(cfg)
+            model = build_instance_model(cfg, info, weights=False)
+        else:
+            model = build_model({**cfg, "model": {**cfg["model"], "pretrained": None}}, info)
+            mean, std = normalisation(cfg, info)
         sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         load_state(model, sd, source=str(path))
-        mean, std = normalisation(cfg, info)
-        return Trained(model.eval(), info, mean, std, cfg, path)
+        return Trained(model.eval(), info, mean, std, cfg, path, task)
     raise InputFileError(f"{path}: not a seglab checkpoint (expected best.pt / last.pt or a .ckpt from seglab train)")
+
+
+def check_task(trained: Trained, ds) -> None:
+    """Refuse a data set whose targets belong to another task than the checkpoint's (one line)."""
+    data_task = getattr(ds, "task", "semantic")
+    if trained.task != data_task:
+        hint = ("an instance data set (dsb2018, instance_folder, coco with target instances)" if trained.task == "instance"
+                else "a semantic data set (or an instance format with --option target=boundary3 / foreground)")
+        article = "an" if trained.task[0] in "aeiou" else "a"
+        raise InputFileError(f"{trained.path}: {article} {trained.task} checkpoint cannot be evaluated on {data_task} "
+                             f"targets ({ds.info.name!r}); give it {hint}")
 
 
 def check_compatible(trained: Trained, data_info: DatasetInfo) -> None:

@@ -5,7 +5,9 @@
 against the typed schema of :mod:`seglab.engine.schema` before anything runs: an unknown key, a value of
 the wrong type or out of range gives one :class:`~seglab.errors.ParameterError` line naming the key path
 and the allowed values. ``$SEGLAB_DATA`` in ``data.root`` expands to the data folder (default
-``../shared/data`` beside the repository).
+``../shared/data`` beside the repository); ``$SEGLAB_WEIGHTS`` (and any other environment variable) in
+``model.pretrained`` / ``model.pretrained_backbone`` to the weights folder (default
+``~/.cache/seglab/weights``).
 """
 from __future__ import annotations
 
@@ -57,7 +59,8 @@ def error_message(exc: ValidationError, schema: type[BaseModel]) -> tuple[str, s
     if t == "seglab":
         path = _path(loc) + (("." if loc else "") + ctx["key"] if ctx.get("key") else "")
         value = ctx.get("value")
-        if ctx.get("key") and ctx["key"].startswith("options."):  # an unknown option: say so, no value
+        if ctx.get("key") and ctx["key"].startswith("options.") and ctx["msg"].startswith("is not "):
+            # an unknown option: say so, no value
             return path, f"unknown config key {path!r}: {ctx['msg']}"
         return path, f"config key {path!r} {ctx['msg']}, got {value!r}"
     path = _path(loc)
@@ -82,10 +85,36 @@ def error_message(exc: ValidationError, schema: type[BaseModel]) -> tuple[str, s
     return path, f"config key {path!r} {what}, got {value!r}"
 
 
+def weights_dir() -> Path:
+    """``$SEGLAB_WEIGHTS``, else ``~/.cache/seglab/weights`` (where ``fetch_weights.sh`` puts them)."""
+    return Path(os.environ.get("SEGLAB_WEIGHTS") or Path.home() / ".cache" / "seglab" / "weights").expanduser()
+
+
+WEIGHT_KEYS = ("pretrained", "pretrained_backbone")  # model keys holding a weights file
+
+
+def expand_paths(cfg: dict) -> dict:
+    """``cfg`` with ``$SEGLAB_WEIGHTS`` / ``${SEGLAB_WEIGHTS}`` (default :func:`weights_dir`), other
+    environment variables and ``~`` expanded in the model's weight-file keys (a new dict when changed)."""
+    model = cfg.get("model")
+    if not isinstance(model, dict) or not any(isinstance(model.get(k), str) and ("$" in model[k] or
+                                                                                 model[k].startswith("~"))
+                                              for k in WEIGHT_KEYS):
+        return cfg
+    model = dict(model)
+    for k in WEIGHT_KEYS:
+        v = model.get(k)
+        if isinstance(v, str) and not v.startswith("hf:"):
+            v = v.replace("${SEGLAB_WEIGHTS}", str(weights_dir())).replace("$SEGLAB_WEIGHTS", str(weights_dir()))
+            model[k] = os.path.expanduser(os.path.expandvars(v))
+    return {**cfg, "model": model}
+
+
 def validate(cfg: dict) -> dict:
     """The config checked against its task's schema, with every default filled in (a new dict)."""
     if not isinstance(cfg, dict):
         raise ParameterError(f"an experiment config must be a mapping, got {type(cfg).__name__}")
+    cfg = expand_paths(cfg)
     schema = schema_for(cfg.get("task", "semantic"))
     try:
         return schema.model_validate(cfg).model_dump()
@@ -100,7 +129,7 @@ def check(cfg: dict) -> tuple[str, str] | None:
     except ParameterError as exc:
         return "task", str(exc)
     try:
-        schema.model_validate(cfg)
+        schema.model_validate(expand_paths(cfg))
     except ValidationError as exc:
         return error_message(exc, schema)
     return None

@@ -8,8 +8,8 @@ line naming the key path and what it may be, e.g. ``config key 'data.batch_size'
 
 Tasks: the ``task`` key picks the schema. :class:`ExperimentConfig` holds the sections every task shares
 (model, data, optimiser, schedule, trainer, early stopping, run); a task subclasses it with its own
-sections and registers it with :func:`register_task`. ``semantic`` (one class per pixel) is the only task
-today.
+sections and registers it with :func:`register_task`: ``semantic`` (one class per pixel, the default) and
+``instance`` (Mask R-CNN: one mask, box, class and score per object).
 """
 from __future__ import annotations
 
@@ -343,10 +343,112 @@ class SemanticConfig(ExperimentConfig):
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
 
 
+# --- instance segmentation -----------------------------------------------------------------------------
+
+INSTANCE_FORMATS = ("dsb2018", "instance_folder", "coco", "synthetic_instances")
+
+
+class InstanceModelSection(Section):
+    """Mask R-CNN (seglab.models.detection.maskrcnn); the number of classes comes from the data set."""
+
+    name: Literal["mask_rcnn"] = "mask_rcnn"
+    backbone: Literal["mobilenet_v2", "resnet50", "resnet101"] = "mobilenet_v2"
+    pretrained_backbone: str | None = None      # torchvision ImageNet weights of the backbone (.pth)
+    roi_op: Literal["align", "pool"] = "align"  # RoIAlign (Mask R-CNN) or RoIPool (Fast R-CNN)
+    min_size: int | None = Field(None, ge=1)    # rescale the short side to this (null: keep the size)
+    max_size: int = Field(1333, ge=1)           # ... without the long side exceeding this
+    trainable_layers: int = Field(3, ge=0, le=5)  # backbone stages trained (the others frozen)
+    options: dict[str, Any] = Field(default_factory=dict)  # other keywords of seglab.models.detection.MaskRCNN
+
+    @field_validator("pretrained_backbone")
+    @classmethod
+    def _weights_exist(cls, v):
+        if v is not None and not Path(v).expanduser().is_file():
+            raise _bad(None, "must be an existing weights file; no such file", v)
+        return v
+
+    @model_validator(mode="after")
+    def _known_options(self):
+        from ..models.detection import MaskRCNN
+
+        fixed = {"self", "backbone", "num_classes", "roi_op", "min_size", "max_size", "image_mean", "image_std"}
+        allowed = sorted(set(inspect.signature(MaskRCNN.__init__).parameters) - fixed) + ["fpn_channels"]
+        for k in self.options:
+            if k not in allowed:
+                raise _bad(f"options.{k}", f"is not an option of Mask R-CNN; options: {', '.join(sorted(allowed))}")
+        return self
+
+
+class InstanceDataSection(DataSection):
+    """The data sections of an instance data set (every object a mask; boxes come from the masks)."""
+
+    format: str = "dsb2018"
+    mean: list[Number] | None = None   # the model normalises RGB in [0, 1] with these; default ImageNet
+    std: list[Positive] | None = None
+
+    @model_validator(mode="after")
+    def _instance_targets(self):
+        if self.format not in INSTANCE_FORMATS:
+            raise _bad("format", f"must be an instance data format ({', '.join(INSTANCE_FORMATS)})", self.format)
+        target = self.options.get("target", "instances")
+        if self.format == "coco" and "target" not in self.options:
+            raise _bad("format", "needs data.options.target: instances for an instance task (the coco reader "
+                       "gives semantic targets by default)", self.format)
+        if target != "instances":
+            raise _bad("options.target", "must be 'instances' for an instance task", target)
+        for key in ("mean", "std"):
+            v = getattr(self, key)
+            if v is not None and len(v) != 3:
+                raise _bad(key, "must have 3 values (RGB)", v)
+        return self
+
+
+class InstanceAugmentSection(Section):
+    """Flips, rotations, rescale and crop applied to the image and every mask; boxes are recomputed from
+    the transformed masks and objects left with fewer than ``min_area`` pixels are dropped."""
+
+    hflip: Probability = 0.0
+    vflip: Probability = 0.0
+    rotate90: bool = False                      # random multiples of 90 degrees
+    scale: Annotated[list[Positive], BeforeValidator(_as_pair)] | None = None  # [lo, hi] random rescale
+    crop: Size | None = None                    # [H, W] random crop (zero-padded where the image is smaller)
+    min_area: int = Field(1, ge=1)              # pixels an object needs to stay a target after cropping
+
+    @field_validator("scale")
+    @classmethod
+    def _ordered(cls, v):
+        if v is not None and v[0] > v[1]:
+            raise _bad(None, "must be [lo, hi] with lo <= hi", v)
+        return v
+
+
+class InstanceCheckpointSection(Section):
+    # challenge: DSB 2018 score; mask_AP / mask_AP50: COCO mask AP; PQ: panoptic quality (all class-agnostic)
+    monitor: Literal["val/challenge", "val/mask_AP", "val/mask_AP50", "val/PQ"] = "val/challenge"
+    mode: Literal["max", "min"] = "max"
+
+
+class InstanceEvaluateSection(Section):
+    score_threshold: Probability = 0.5          # detections kept for label maps, challenge and PQ
+    checkpoint: Literal["best", "last"] = "best"  # which checkpoint the final test report uses
+
+
+class InstanceConfig(ExperimentConfig):
+    """Instance segmentation (Mask R-CNN): objects as masks, the model's own losses, challenge / AP / PQ."""
+
+    task: Literal["instance"] = "instance"
+    model: InstanceModelSection = Field(default_factory=InstanceModelSection)
+    data: InstanceDataSection = Field(default_factory=InstanceDataSection)
+    augment: InstanceAugmentSection = Field(default_factory=InstanceAugmentSection)
+    optimizer: OptimizerSection = Field(default_factory=lambda: OptimizerSection(name="sgd", lr=0.01))
+    checkpoint: InstanceCheckpointSection = Field(default_factory=InstanceCheckpointSection)
+    evaluate: InstanceEvaluateSection = Field(default_factory=InstanceEvaluateSection)
+
+
 # --- tasks ---------------------------------------------------------------------------------------------
 
 TASKS: dict[str, type[ExperimentConfig]] = {}
-PLANNED_TASKS = ("instance", "panoptic", "keypoint", "promptable")
+PLANNED_TASKS = ("panoptic", "keypoint", "promptable")
 
 
 def register_task(name: str, schema: type[ExperimentConfig]) -> None:
@@ -355,6 +457,7 @@ def register_task(name: str, schema: type[ExperimentConfig]) -> None:
 
 
 register_task("semantic", SemanticConfig)
+register_task("instance", InstanceConfig)
 
 
 def schema_for(task) -> type[ExperimentConfig]:

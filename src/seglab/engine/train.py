@@ -3,8 +3,9 @@
 The run directory (``run.dir / name``) holds ``config.yaml`` (the resolved config), ``logs/metrics.csv``
 (CSV log, kept across resumes), ``tb/`` (TensorBoard), ``checkpoints/{best,last}.ckpt`` (Lightning, for
 resume), ``best.pt`` / ``last.pt`` (seglab checkpoints for ``evaluate`` / ``predict``), ``summary.json``
-(every training session) and ``report.json`` / ``report.md`` / ``confusion.png`` (the final test-split
-evaluation). Running the same config again resumes from ``last.ckpt`` exactly (same samples, same
+(every training session) and ``report.json`` / ``report.md`` (+ ``confusion.png`` for semantic models: the
+final test-split evaluation). ``task`` in the config picks the Lightning module, data module, export and
+report (:mod:`seglab.engine.tasks`); this module is the same for every task. Running the same config again resumes from ``last.ckpt`` exactly (same samples, same
 augmentation, same optimiser state); :mod:`seglab.engine.rundir` says which config changes a run accepts.
 Ctrl-C or SIGTERM stops at once: every file is written atomically, the last completed epoch's checkpoint
 and logs are kept, and :class:`seglab.errors.Interrupted` says how to resume.
@@ -28,14 +29,13 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ..data import open_dataset
-from ..data.check import check_split, class_weights
-from ..errors import Interrupted, ParameterError, SeglabError
+from ..errors import Interrupted, SeglabError
 from ..io import atomic_path, atomic_write
 from .checkpoint import read_torch_file
 from .config import dump, resolve_root, validate
 from .history import MetricsHistory, write_summary
-from .module import SegDataModule, SegModule, normalisation
 from .rundir import inspect_run
+from .tasks import get_task
 
 
 class Throughput(L.Callback):
@@ -52,7 +52,7 @@ class Throughput(L.Callback):
         if self._t is not None:
             self.seconds += time.perf_counter() - self._t[0]
             self.cpu_seconds += time.process_time() - self._t[1]
-            self.images += batch[0].shape[0] * trainer.world_size
+            self.images += len(batch[0]) * trainer.world_size  # a tensor (semantic) or a list of images
 
     @property
     def images_per_s(self) -> float | None:
@@ -156,32 +156,6 @@ def train(cfg: dict, *, callbacks=(), log=print) -> Path:
     raise Interrupted("training interrupted before its first epoch (nothing written); run the same command again")
 
 
-def _class_weights(cfg, root, train_ds, val_ds):
-    """Run the data check on train / val (when asked or when the class weights need its counts)."""
-    reports = {}
-    weights_spec = cfg["loss"].get("class_weights")
-    if cfg["data"]["check"] or isinstance(weights_spec, str):
-        for ds in (train_ds, val_ds):
-            if ds is None:
-                continue
-            rep = check_split(ds)
-            reports[ds.split] = rep
-            if rep.problems:
-                from ..data.check import CheckReport
-
-                first = CheckReport(str(root), cfg["data"]["format"], [], [rep]).first_problem()
-                raise SeglabError(f"data set {root} split {ds.split!r} fails its check: {first}")
-    if isinstance(weights_spec, str):
-        return class_weights(reports[train_ds.split], weights_spec)
-    if weights_spec is not None:
-        cw = [float(v) for v in weights_spec]
-        if len(cw) != train_ds.info.num_classes:
-            raise ParameterError(f"loss.class_weights has {len(cw)} values, the data set has "
-                                 f"{train_ds.info.num_classes} classes")
-        return cw
-    return None
-
-
 def _train(cfg: dict, run_dir: Path, state, callbacks, log, stage: dict) -> Path:
     t_start = time.time()
     tr = cfg["trainer"]
@@ -192,14 +166,12 @@ def _train(cfg: dict, run_dir: Path, state, callbacks, log, stage: dict) -> Path
     if len(train_ds) == 0:
         raise SeglabError(f"{root}: split {cfg['data']['train_split']!r} has no image / target pairs")
     rank = int(os.environ.get("RANK", "0"))
-    cw = _class_weights(cfg, root, train_ds, val_ds)
-    mean, std = normalisation(cfg, train_ds.info)
+    task = get_task(cfg["task"])(cfg, root, train_ds, val_ds)  # data checks, class weights, normalisation
     ckpt_dir = run_dir / "checkpoints"
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "config.yaml", dump(cfg))
-    module = SegModule(cfg, train_ds.info.to_dict(), cw)
-    dm = SegDataModule(cfg, train_ds, val_ds if val_ds is not None else train_ds, mean, std)
+    module, dm = task.lightning_module(), task.data_module()
 
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -273,7 +245,7 @@ def _train(cfg: dict, run_dir: Path, state, callbacks, log, stage: dict) -> Path
     stage["name"] = "finish"
     session = _session(trainer, thr, state, fit_seconds, "finished")
     try:
-        return finish(cfg, run_dir, trainer, module, ckpt_cb, mean, std, session, time.time() - t_start, log)
+        return finish(cfg, run_dir, trainer, module, ckpt_cb, task, session, time.time() - t_start, log)
     except KeyboardInterrupt:  # the epochs are trained and kept; the next run exports and evaluates them
         session["status"] = "interrupted"
         write_summary(run_dir / "summary.json", _totals(cfg, trainer.current_epoch, trainer.global_step, session))
@@ -296,17 +268,14 @@ def _totals(cfg: dict, epochs: int, steps: int, session: dict, **more) -> dict:
                      monitor=cfg["checkpoint"]["monitor"], **more)
 
 
-def finish(cfg, run_dir, trainer, module, ckpt_cb, mean, std, session, total_seconds, log) -> Path:
+def finish(cfg, run_dir, trainer, module, ckpt_cb, task, session, total_seconds, log) -> Path:
     """Export seglab checkpoints, evaluate on the test split and write the summary, last (rank 0)."""
-    from .checkpoint import export, load_trained
-    from .evaluate import evaluate_dataset, markdown_report, write_report
-
-    export(run_dir / "last.pt", module, mean, std)
+    task.export(run_dir / "last.pt", module)
     best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
     if best is not None and best.is_file():
         current = {k: v.detach().clone() for k, v in module.state_dict().items()}
         module.load_state_dict(read_torch_file(best, "checkpoint")["state_dict"])
-        export(run_dir / "best.pt", module, mean, std)
+        task.export(run_dir / "best.pt", module)
         module.load_state_dict(current)
     session["total_seconds"] = round(total_seconds, 1)
     summary = _totals(cfg, trainer.current_epoch, trainer.global_step, session,
@@ -315,17 +284,8 @@ def finish(cfg, run_dir, trainer, module, ckpt_cb, mean, std, session, total_sec
     if split:
         d = cfg["data"]
         test_ds = open_dataset(resolve_root(d["root"]), d["format"], split, **(d.get("options") or {}))
-        which = cfg["evaluate"]["checkpoint"]
-        pt = run_dir / f"{which}.pt"
-        trained = load_trained(pt if pt.is_file() else run_dir / "last.pt")
-        e = cfg["evaluate"]
-        res = evaluate_dataset(trained, test_ds, tile=e["tile"], overlap=e["overlap"], window=e["window"],
-                               flip=e["flip"], scales=e["scales"])
-        res["split"], res["checkpoint"] = split, str(trained.path)
-        summary["test"] = {k: v for k, v in res.items() if k not in ("matrix", "per_class", "classes")}
-        res["training"] = summary
-        write_report(res, run_dir, f"{cfg['name']}: {split} split", json_path=run_dir / "report.json")
-        log(markdown_report(res, f"{cfg['name']}: {split} split"))
+        pt = run_dir / f"{cfg['evaluate']['checkpoint']}.pt"
+        task.test_report(run_dir, test_ds, pt if pt.is_file() else run_dir / "last.pt", summary, log)
     else:
         atomic_write(run_dir / "report.json", json.dumps({"training": summary}, indent=2))
     write_summary(run_dir / "summary.json", summary)  # last: a finished summary marks a finished run

@@ -1,0 +1,25 @@
+"""What the training engine does for each task: one module per task, one line per task in :data:`TASKS`.
+
+A task module defines ``Task(cfg, root, train_ds, val_ds)``, which checks the data, and gives
+``lightning_module()`` (model, training step, validation metric), ``data_module()`` (loaders),
+``export(path, module)`` (``best.pt`` / ``last.pt``) and ``test_report(run_dir, split, checkpoint,
+summary, log)`` (the final report). ``semantic`` is :mod:`.semantic` (one class per pixel); ``instance``
+is :mod:`.instance_module` (Mask R-CNN, calling the steps of :mod:`.instance`).
+"""
+from __future__ import annotations
+
+import importlib
+
+from ...errors import ParameterError
+
+TASKS = {  # config `task` -> the module of this package that trains it
+    "semantic": "semantic",
+    "instance": "instance_module",
+}
+
+
+def get_task(name: str):
+    """The ``Task`` class of task ``name``."""
+    if name not in TASKS:
+        raise ParameterError(f"config key 'task' must be one of: {', '.join(TASKS)}, got {name!r}")
+    return importlib.import_module(f"{__name__}.{TASKS[name]}").Task

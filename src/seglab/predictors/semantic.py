@@ -1,0 +1,57 @@
+"""``SemanticPredictor``: a trained semantic-segmentation model, loaded once, applied to many images.
+
+It wraps what ``seglab evaluate`` / ``seglab predict`` have always run (:func:`seglab.engine.evaluate.predict_image`:
+the training's input size, sliding-window tiles, flip and multi-scale test-time augmentation).
+
+>>> from seglab.predictors.semantic import SemanticPredictor
+>>> predictor = SemanticPredictor.from_checkpoint("runs/tiny/best.pt")  # doctest: +SKIP
+>>> labels = predictor.predict(image)                                    # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class SemanticPredictor:
+    """Class probabilities and label maps of uint8 ``H x W x C`` images from a trained model (``trained``:
+    :class:`seglab.engine.checkpoint.Trained`). ``tile=None`` uses the training crop for images larger than
+    it (:func:`seglab.engine.evaluate.default_tile`); ``resize="auto"`` the training's ``augment.resize``."""
+
+    def __init__(self, trained, *, tile=None, overlap: float = 0.5, window: str = "gaussian", flip: bool = False,
+                 scales=(1.0,), resize="auto", device: str = "cpu"):
+        from ..engine.evaluate import default_tile
+
+        self.trained = trained
+        self.options = dict(tile=tile or default_tile(trained), overlap=overlap, window=window, flip=flip,
+                            scales=list(scales), resize=resize, device=device)
+        trained.model.to(device)
+
+    @classmethod
+    def from_checkpoint(cls, path, **kwargs) -> "SemanticPredictor":
+        """Load ``best.pt`` / ``last.pt`` (or a ``.ckpt``) of a semantic ``seglab train`` run."""
+        from ..engine.checkpoint import load_trained
+        from ..errors import InputFileError
+
+        trained = load_trained(Path(path))
+        if trained.task != "semantic":
+            raise InputFileError(f"{path}: an {trained.task} checkpoint, not a semantic-segmentation one"
+                                 if trained.task[0] in "aeiou" else
+                                 f"{path}: a {trained.task} checkpoint, not a semantic-segmentation one")
+        return cls(trained, **kwargs)
+
+    @property
+    def palette(self) -> np.ndarray:
+        """The data set's colour per class (K x 3 uint8)."""
+        return np.array(self.trained.info.palette, dtype=np.uint8)
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """Class probabilities ``K x H x W`` (float32) of one uint8 ``H x W x C`` image."""
+        from ..engine.evaluate import predict_image
+
+        return predict_image(self.trained, image, **self.options)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """The int32 ``H x W`` label map (arg-max class) of one image."""
+        return self.predict_proba(image).argmax(0).astype(np.int32)
