@@ -279,4 +279,4 @@ def predict_cmd(
     secs, cpu = writer.seconds, writer.cpu_seconds
     console.print(f"{len(files)} images ({mp:.2f} MP) in {secs:.1f} s: {mp / max(secs, 1e-9):.3f} MP/s "
                   f"({mp / max(cpu, 1e-9):.3f} MP per CPU-second) -> {out}"
-                  + "".join(f" and {p}" for p in written))
+                  + "".join(f" and {p}" for p in written), markup=False, highlight=False, soft_wrap=True)
