@@ -115,13 +115,9 @@ def read_coco_keypoints(source) -> CocoKeypoints:
     an unknown image or category. Objects without any labelled keypoint are legal and kept."""
     src = str(source) if isinstance(source, (str, Path)) else ""
     if src:
-        p = Path(source)
-        if not p.is_file():
-            raise InputFileError(f"{p}: no such COCO keypoints file")
-        try:
-            d = json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputFileError(f"{p}: not valid JSON ({exc})") from None
+        from ..io.jsonfile import read_json
+
+        d = read_json(source, missing=f"{Path(source)}: no such COCO keypoints file")
     else:
         d = source
     if not isinstance(d, dict) or not all(key in d for key in ("images", "annotations", "categories")):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +34,9 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
 
 def _load_json(x, name):
     if isinstance(x, (str, Path)):
-        p = Path(x)
-        if not p.is_file():
-            raise InputFileError(f"{p}: no such file")
-        try:
-            return json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputFileError(f"{p}: not valid JSON ({exc})") from None
+        from ..io.jsonfile import read_json
+
+        return read_json(x)
     return copy.deepcopy(x)
 
 

@@ -210,20 +210,16 @@ def coco_panoptic_evaluate(gt_json, pred_json, gt_folder=None, pred_folder=None)
     per image a ``file_name`` (PNG) and ``segments_info``; categories and ``isthing`` come from the ground
     truth. PNGs are read from ``gt_folder`` / ``pred_folder`` (default: the JSON file's stem as a folder
     beside it, COCO's layout). Every ground-truth image needs a prediction."""
-    import json
     from pathlib import Path
 
     from ..errors import InputFileError
 
     def load(x, folder, what):
         if isinstance(x, (str, Path)):
+            from ..io.jsonfile import read_json
+
             path = Path(x)
-            if not path.is_file():
-                raise InputFileError(f"{path}: no such {what} JSON file")
-            try:
-                d = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InputFileError(f"{path}: not valid JSON ({exc})") from None
+            d = read_json(path, missing=f"{path}: no such {what} JSON file")
             folder = Path(folder) if folder is not None else path.with_suffix("")
         else:
             d = x

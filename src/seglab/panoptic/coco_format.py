@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InputFileError, ParameterError
 from ..io.atomic import atomic_path, atomic_write
+from ..io.jsonfile import read_json
 from ..metrics.panoptic import id_to_rgb, read_coco_panoptic
 
 
@@ -70,12 +71,7 @@ def read_coco_panoptic_set(json_path, folder=None) -> list[tuple]:
     """Read a COCO panoptic set: a list of ``(image_id, ids, segments)`` with ``segments[id] =
     {"category_id", "iscrowd"}``, in the JSON's order."""
     json_path = Path(json_path)
-    if not json_path.is_file():
-        raise InputFileError(f"{json_path}: no such file (COCO panoptic JSON)")
-    try:
-        doc = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{json_path}: not valid JSON ({exc})") from None
+    doc = read_json(json_path, missing=f"{json_path}: no such file (COCO panoptic JSON)")
     if not isinstance(doc, dict) or "annotations" not in doc:
         raise InputFileError(f"{json_path}: a COCO panoptic JSON needs 'annotations'")
     folder = Path(folder) if folder is not None else json_path.with_suffix("")
