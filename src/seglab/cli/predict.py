@@ -110,7 +110,7 @@ def evaluate_cmd(
     _task_options(trained, {"--tta": tta, "--scales": scales, "--tile": tile, "--overlap": overlap != 0.5,
                             "--window": window != "gaussian", "--native": native,
                             "--score-threshold": score_threshold is not None}, checkpoint)
-    if trained.task == "instance":
+    if trained.task in ("instance", "panoptic"):
         return _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold)
     t0 = time.perf_counter()
     done = 0
@@ -157,8 +157,13 @@ def _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, 
                 done = k
                 bar.update(task, completed=k)
 
-            res = ev.evaluate_instances(InstancePredictor(trained.model), ds, score_threshold=score_threshold,
-                                        progress=step)
+            if trained.task == "panoptic":
+                from ..engine.evaluate_panoptic import evaluate_checkpoint
+
+                res = evaluate_checkpoint(trained, ds, score_threshold=score_threshold, progress=step)
+            else:
+                res = ev.evaluate_instances(InstancePredictor(trained.model), ds, score_threshold=score_threshold,
+                                            progress=step)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted after {done} of {len(ds)} images; no report written") from None
     res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)
@@ -166,7 +171,13 @@ def _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, 
     paths = ev.write_report(res, out_dir, title)
     if as_json:
         atomic_write(as_json, json.dumps(res, indent=2))
-    console.print(ev.markdown_report(res, f"{title} ({len(ds)} images)"), markup=False, highlight=False)
+    if trained.task == "panoptic":
+        from ..engine.evaluate_panoptic import markdown_report
+
+        atomic_write(paths["markdown"], markdown_report(res, title))
+    else:
+        markdown_report = ev.markdown_report
+    console.print(markdown_report(res, f"{title} ({len(ds)} images)"), markup=False, highlight=False)
     console.print(f"{len(ds)} images scored in {time.perf_counter() - t0:.1f} s; wrote {paths['markdown']} and "
                   f"{paths['json']}" + (f" and {as_json}" if as_json else ""), markup=False, highlight=False)
 
@@ -194,13 +205,13 @@ SEMANTIC_ONLY = ("--tta", "--scales", "--tile", "--overlap", "--window", "--nati
 
 def _task_options(trained, given: dict, checkpoint: Path) -> None:
     """Refuse options of the other task (one line naming the checkpoint's task)."""
-    if trained.task == "instance":
+    if trained.task in ("instance", "panoptic"):
         used = [k for k in SEMANTIC_ONLY if given.get(k)]
         if used:
-            raise ParameterError(f"{used[0]} is an option for semantic checkpoints; {checkpoint} is an instance "
-                                 "checkpoint")
+            raise ParameterError(f"{used[0]} is an option for semantic checkpoints; {checkpoint} is "
+                                 f"{'an' if trained.task == 'instance' else 'a'} {trained.task} checkpoint")
     elif given.get("--score-threshold"):
-        raise ParameterError(f"--score-threshold is an option for instance checkpoints; {checkpoint} is a "
+        raise ParameterError(f"--score-threshold is an option for instance and panoptic checkpoints; {checkpoint} is a "
                              f"{trained.task} checkpoint")
 
 
@@ -228,7 +239,8 @@ def predict_cmd(
     output name, or an output that is an input, are refused before anything runs. Ctrl-C keeps the
     images already finished (label map and overlay both) and writes nothing else. An instance checkpoint
     (Mask R-CNN) writes 16-bit instance label maps (1..N by descending score) and OUT/results.json (COCO
-    results of every image finished).
+    results of every image finished); a panoptic one (Panoptic FPN) COCO panoptic PNGs (id = R + 256 G +
+    256^2 B) and OUT/panoptic.json (their segments_info).
     """
     opts = inference_options(tile, overlap, window, tta, scales)
     if score_threshold is not None:
@@ -250,7 +262,11 @@ def predict_cmd(
     _task_options(trained, {"--tta": tta, "--scales": scales, "--tile": tile, "--overlap": overlap != 0.5,
                             "--window": window != "gaussian", "--native": native,
                             "--score-threshold": score_threshold is not None}, checkpoint)
-    if trained.task == "instance":
+    if trained.task == "panoptic":
+        from ..engine.predict_files import PanopticFiles
+
+        writer = PanopticFiles.for_checkpoint(trained, out, with_overlay, score_threshold)
+    elif trained.task == "instance":
         from ..predictors.instance import InstancePredictor
 
         threshold = score_threshold if score_threshold is not None else float(

@@ -96,11 +96,12 @@ def load_trained(path) -> Trained:
             raise InputFileError(f"{path}: Lightning checkpoint not written by seglab train")
         cfg, info = hp["config"], DatasetInfo.from_dict(hp["info"])
         task = cfg.get("task", "semantic")
-        if task == "instance":
+        if task in ("instance", "panoptic"):
             from .tasks.instance_module import build_instance_model, instance_normalisation
+            from .tasks.panoptic_module import build_panoptic_model
 
             mean, std = instance_normalisation(cfg)
-            model = build_instance_model(cfg, info, weights=False)
+            model = (build_instance_model if task == "instance" else build_panoptic_model)(cfg, info, weights=False)
         else:
             model = build_model({**cfg, "model": {**cfg["model"], "pretrained": None}}, info)
             mean, std = normalisation(cfg, info)
@@ -113,8 +114,8 @@ def load_trained(path) -> Trained:
 def check_task(trained: Trained, ds) -> None:
     """Refuse a data set whose targets belong to another task than the checkpoint's (one line)."""
     data_task = getattr(ds, "task", "semantic")
-    if trained.task != data_task:
-        hint = ("an instance data set (dsb2018, instance_folder, coco with target instances)" if trained.task == "instance"
+    if trained.task != data_task and not (trained.task == "panoptic" and data_task == "instance"):
+        hint = ("an instance data set (dsb2018, instance_folder, coco with target instances)" if trained.task in ("instance", "panoptic")
                 else "a semantic data set (or an instance format with --option target=boundary3 / foreground)")
         article = "an" if trained.task[0] in "aeiou" else "a"
         raise InputFileError(f"{trained.path}: {article} {trained.task} checkpoint cannot be evaluated on {data_task} "

@@ -7,7 +7,10 @@ label map (0 background, 1..N by descending score, :meth:`seglab.structures.Inst
 ``OUT/results.json``: COCO results (``image_id``, ``category_id``, RLE ``segmentation``, ``xywh``
 ``bbox``, ``score``, plus ``file_name``) of every detection kept. ``image_id`` is the file stem when every
 stem is a number (COCO's file names, so the file scores against COCO annotations as is), else the
-1-based position of the image in the input list.
+1-based position of the image in the input list. Panoptic (:class:`PanopticFiles`): ``OUT/STEM.png``, a
+COCO panoptic PNG (segment id = R + 256 G + 256^2 B, 0 void), with ``overlay`` ``OUT/STEM_overlay.png``,
+and ``OUT/panoptic.json``: COCO panoptic ``annotations`` (``segments_info`` with category, area, box and,
+for things, the score) and ``categories`` of every image finished.
 
 Every file is written atomically; the files of one image appear together (:func:`held_interrupts`).
 """
@@ -134,4 +137,56 @@ class InstanceFiles(_Timed):
         path = self.out / "results.json"
         with held_interrupts():
             atomic_write(path, json.dumps(self.results), protect=protect)
+        return [path]
+
+
+class PanopticFiles(_Timed):
+    def __init__(self, predictor, out: Path, overlay: bool = False):
+        self.predictor, self.out, self.overlay = predictor, Path(out), overlay
+        self.annotations: list[dict] = []
+
+    @classmethod
+    def for_checkpoint(cls, trained, out: Path, overlay: bool = False, score_threshold: float | None = None):
+        """The writer of a loaded panoptic checkpoint, with its training's fusion settings."""
+        from ..predictors.panoptic import PanopticPredictor
+        from .tasks.panoptic_module import fusion_options
+
+        if score_threshold is None:
+            score_threshold = float((trained.config.get("evaluate") or {}).get("score_threshold", 0.5))
+        predictor = PanopticPredictor(trained.model, trained.info.classes[1:], score_threshold=score_threshold,
+                                      **fusion_options(trained.config))
+        return cls(predictor, out, overlay)
+
+    def outputs(self, files: list[Path]) -> list[tuple[Path, object]]:
+        out = []
+        for f in files:
+            out.append((self.out / f"{f.stem}.png", f))
+            if self.overlay:
+                out.append((self.out / f"{f.stem}_overlay.png", f))
+        return out + [(self.out / "panoptic.json", "the run's COCO panoptic segments")]
+
+    def write(self, f: Path, protect=()) -> int:
+        from ..panoptic import segments_info, write_panoptic_png
+
+        image = _read(f)
+        ids, segments = self.timed(self.predictor.predict, image[..., 0] if image.shape[2] == 1 else image)
+        info = segments_info(ids, segments)
+        for s, seg in zip(info, segments):
+            if "score" in seg:
+                s["score"] = seg["score"]
+        shown = instance_overlay(image, ids) if self.overlay else None
+        with held_interrupts():
+            write_panoptic_png(self.out / f"{f.stem}.png", ids, protect=protect)
+            if shown is not None:
+                save_png(self.out / f"{f.stem}_overlay.png", shown, protect=protect)
+            self.annotations.append({"image_id": len(self.annotations) + 1, "file_name": f"{f.stem}.png",
+                                     "source": f.name, "segments_info": info})
+        return ids.size
+
+    def close(self, protect=()) -> list[Path]:
+        """Write ``panoptic.json`` (the segments of the images written so far and the categories)."""
+        path = self.out / "panoptic.json"
+        with held_interrupts():
+            atomic_write(path, json.dumps({"annotations": self.annotations,
+                                           "categories": self.predictor.categories}), protect=protect)
         return [path]

@@ -8,8 +8,9 @@ line naming the key path and what it may be, e.g. ``config key 'data.batch_size'
 
 Tasks: the ``task`` key picks the schema. :class:`ExperimentConfig` holds the sections every task shares
 (model, data, optimiser, schedule, trainer, early stopping, run); a task subclasses it with its own
-sections and registers it with :func:`register_task`: ``semantic`` (one class per pixel, the default) and
-``instance`` (Mask R-CNN: one mask, box, class and score per object).
+sections and registers it with :func:`register_task`: ``semantic`` (one class per pixel, the default),
+``instance`` (Mask R-CNN: one mask, box, class and score per object) and ``panoptic`` (Panoptic FPN:
+things and stuff).
 """
 from __future__ import annotations
 
@@ -445,10 +446,40 @@ class InstanceConfig(ExperimentConfig):
     evaluate: InstanceEvaluateSection = Field(default_factory=InstanceEvaluateSection)
 
 
+# --- panoptic segmentation -----------------------------------------------------------------------------
+
+class PanopticModelSection(InstanceModelSection):
+    """Panoptic FPN (seglab.models.detection.panoptic_fpn): Mask R-CNN plus a semantic branch for stuff."""
+
+    name: Literal["panoptic_fpn"] = "panoptic_fpn"
+    semantic_loss_weight: float = Field(0.5, ge=0)  # weight of the semantic branch's cross-entropy (paper: 0.5)
+    semantic_channels: int | None = Field(None, ge=1)  # width of the branch (default min(128, FPN width))
+
+
+class PanopticCheckpointSection(Section):
+    monitor: Literal["val/PQ", "val/PQ_things", "val/PQ_stuff", "val/challenge", "val/mask_AP"] = "val/PQ"
+    mode: Literal["max", "min"] = "max"
+
+
+class PanopticEvaluateSection(InstanceEvaluateSection):
+    overlap_threshold: Probability = 0.5        # an object more than this covered by better ones is dropped
+    stuff_area: int = Field(64, ge=0)           # stuff regions smaller than this (pixels) stay void
+
+
+class PanopticConfig(InstanceConfig):
+    """Panoptic segmentation (Panoptic FPN) on an instance data set: its objects are the things, the rest
+    of the image the stuff category "background"; PQ / SQ / RQ of things and stuff."""
+
+    task: Literal["panoptic"] = "panoptic"
+    model: PanopticModelSection = Field(default_factory=PanopticModelSection)
+    checkpoint: PanopticCheckpointSection = Field(default_factory=PanopticCheckpointSection)
+    evaluate: PanopticEvaluateSection = Field(default_factory=PanopticEvaluateSection)
+
+
 # --- tasks ---------------------------------------------------------------------------------------------
 
 TASKS: dict[str, type[ExperimentConfig]] = {}
-PLANNED_TASKS = ("panoptic", "keypoint", "promptable")
+PLANNED_TASKS = ("keypoint", "promptable")
 
 
 def register_task(name: str, schema: type[ExperimentConfig]) -> None:
@@ -458,6 +489,7 @@ def register_task(name: str, schema: type[ExperimentConfig]) -> None:
 
 register_task("semantic", SemanticConfig)
 register_task("instance", InstanceConfig)
+register_task("panoptic", PanopticConfig)
 
 
 def schema_for(task) -> type[ExperimentConfig]:

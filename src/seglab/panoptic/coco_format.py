@@ -35,8 +35,9 @@ def segments_info(ids, segments) -> list[dict]:
     return out
 
 
-def write_panoptic_png(path, ids) -> Path:
-    """Write an id map (0 = void, ids < 256^3) as a COCO panoptic PNG, atomically."""
+def write_panoptic_png(path, ids, *, protect=()) -> Path:
+    """Write an id map (0 = void, ids < 256^3) as a COCO panoptic PNG, atomically (never onto a path of
+    ``protect``, e.g. the inputs)."""
     from PIL import Image
 
     ids = np.asarray(ids)
@@ -44,7 +45,7 @@ def write_panoptic_png(path, ids) -> Path:
         raise ParameterError(f"panoptic id map must be H x W, got shape {ids.shape}")
     if ids.size and (ids.min() < 0 or ids.max() >= 256 ** 3):
         raise ParameterError("panoptic ids must be in [0, 256^3)")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, protect=protect) as tmp:
         Image.fromarray(id_to_rgb(ids)).save(tmp, format="PNG")
     return Path(path)
 

@@ -59,8 +59,13 @@ class InstanceModule(L.LightningModule):
         self.save_hyperparameters({"config": config, "info": info})
         self.cfg = config
         self.info = DatasetInfo.from_dict(info)
-        self.model = build_instance_model(config, self.info)
+        self.model = self.build_model(config, self.info)
         self.records: list[dict] = []
+
+    @staticmethod
+    def build_model(config: dict, info: DatasetInfo):
+        """The network this module trains (tasks built on this one return theirs)."""
+        return build_instance_model(config, info)
 
     # the optimiser, schedule and time budget are the semantic module's (they only read cfg / model / trainer)
     configure_optimizers = SegModule.configure_optimizers

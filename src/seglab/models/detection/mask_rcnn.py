@@ -149,8 +149,18 @@ def maskrcnn(num_classes: int, *, in_channels: int = 3, backbone: str = "mobilen
     checkpoint of that network (e.g. ``mobilenet_v2-b0353104.pth``). ``roi_op``: ``"align"`` (RoIAlign)
     or ``"pool"`` (RoIPool). Other keywords go to :class:`MaskRCNN` (``min_size``, ``anchor_sizes``, ...).
     """
+    return build_rcnn(MaskRCNN, num_classes, in_channels=in_channels, backbone=backbone,
+                      pretrained_backbone=pretrained_backbone, roi_op=roi_op, fpn_channels=fpn_channels,
+                      trainable_layers=trainable_layers, **kwargs)
+
+
+def build_rcnn(cls, num_classes: int, *, in_channels: int = 3, backbone: str = "mobilenet_v2",
+               pretrained_backbone: str | None = None, roi_op: str = "align", fpn_channels: int | None = None,
+               trainable_layers: int = 3, **kwargs):
+    """``cls(fpn_backbone, num_classes, **kwargs)`` with the CPU defaults of :func:`maskrcnn` (the shared
+    constructor of Mask R-CNN and the models built on it)."""
     if in_channels != 3:
-        raise ParameterError(f"mask_rcnn takes RGB images (in_channels=3), got in_channels={in_channels}")
+        raise ParameterError(f"{cls.__name__} takes RGB images (in_channels=3), got in_channels={in_channels}")
     check_choice("backbone", backbone, BACKBONES)
     if fpn_channels is None:
         fpn_channels = 128 if backbone == "mobilenet_v2" else 256
@@ -160,4 +170,4 @@ def maskrcnn(num_classes: int, *, in_channels: int = 3, backbone: str = "mobilen
         kwargs["mask_layers"] = (fpn_channels,) * 4
     body = fpn_backbone(backbone, out_channels=fpn_channels, pretrained=pretrained_backbone,
                         trainable_layers=trainable_layers)
-    return MaskRCNN(body, num_classes, roi_op=roi_op, **kwargs)
+    return cls(body, num_classes, roi_op=roi_op, **kwargs)
