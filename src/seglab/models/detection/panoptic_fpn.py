@@ -174,13 +174,13 @@ class PanopticFPN(MaskRCNN):
         return out
 
 
-@register_model("panoptic_fpn", family="Mask R-CNN", default_encoder="mobilenet_v2", task="panoptic",
+@register_model("panoptic_fpn", family="Panoptic FPN", default_encoder="mobilenet_v2", task="panoptic",
                 description="panoptic segmentation: Mask R-CNN and a semantic FPN branch for stuff, trained jointly",
                 reference="Kirillov et al., Panoptic Feature Pyramid Networks, CVPR 2019")
-def panoptic_fpn(num_classes: int, *, semantic_classes: int, semantic_channels: int | None = None,
+def panoptic_fpn(num_classes: int, *, semantic_classes: int = 2, semantic_channels: int | None = None,
                  semantic_loss_weight: float = 0.5, **kwargs) -> PanopticFPN:
     """Panoptic FPN with ``num_classes`` thing classes including background (as :func:`maskrcnn`) and
-    ``semantic_classes`` = 1 ("things") + the number of stuff classes. ``semantic_channels`` defaults to
+    ``semantic_classes`` = 1 ("things") + the number of stuff classes (default 2: one stuff, the background). ``semantic_channels`` defaults to
     128 (the paper), or the FPN width when that is smaller. Other keywords as :func:`maskrcnn`."""
     if semantic_channels is None:
         fpn = kwargs.get("fpn_channels") or (128 if kwargs.get("backbone", "mobilenet_v2") == "mobilenet_v2" else 256)
