@@ -107,7 +107,7 @@ def _encode(o: dict, where: str, height: int, width: int) -> dict:
             raise ValueError(f"counts must be a string or a list, got {type(counts).__name__}")
     except (ValueError, TypeError, OverflowError) as exc:
         raise ObjectError(f"{where}.rle is not a valid COCO RLE ({exc})") from None
-    return rle.encode(rle.decode(counts, height, width))  # canonical form, box and area
+    return rle.from_counts(c, height, width)  # canonical form, box and area
 
 
 def digest(records: list[dict], state: str) -> str:
@@ -124,11 +124,12 @@ def masks(records: list[dict], height: int, width: int) -> list[np.ndarray]:
 
 def label_maps(records: list[dict], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """``(instances uint16, semantic uint8)`` label maps; later records win where they overlap."""
-    inst = np.zeros((height, width), dtype=np.uint16)
-    sem = np.zeros((height, width), dtype=np.uint8)
+    inst = np.zeros((height, width), dtype=np.uint16, order="F")
+    sem = np.zeros((height, width), dtype=np.uint8, order="F")
     for r in records:
-        x, y, w, h = r["bbox"]
-        m = rle.decode(r["counts"], height, width)[y:y + h, x:x + w]
-        inst[y:y + h, x:x + w][m] = r["id"]
-        sem[y:y + h, x:x + w][m] = r["class_id"]
-    return inst, sem
+        s, e = rle.runs(r["counts"])
+        fi, fs = inst.reshape(-1, order="F"), sem.reshape(-1, order="F")
+        for a, b in zip(s.tolist(), e.tolist()):
+            fi[a:b] = r["id"]
+            fs[a:b] = r["class_id"]
+    return np.ascontiguousarray(inst), np.ascontiguousarray(sem)

@@ -38,11 +38,13 @@ Errors: every user mistake is a :class:`ProjectError` (a ``SeglabError``: one li
 :class:`UnknownImageError` for an image id that is not in the project, :class:`ConflictError` for a stale
 revision. A server maps them to 400 / 404 / 409.
 
-Saving, in order, under the exclusive lock: check the revision; write the sidecar (the commit point),
-then the two label PNGs (tagged with the revision), then ``annotations.json``, each by temp file + fsync +
-rename; then append the edit to ``edits.jsonl`` (fsync'ed). A save that returned is on disk whole; a crash
-in the middle leaves the previous revision or the new one, never a mix that :meth:`Project.recover` does
-not repair (PNGs whose tag lags the sidecar are rewritten, ``annotations.json`` is rebuilt).
+Saving, in order, under the exclusive lock: check the revision; write the sidecar (the commit point:
+temp file + fsync + rename + fsync of the folder), then the two label PNGs (tagged with the revision)
+and ``annotations.json`` (temp file + rename: derived from the sidecars, so not fsync'ed); then append the
+edit to ``edits.jsonl`` (fsync'ed). A save that returned is on disk whole; a crash in the middle leaves
+the previous revision or the new one, never a mix that :meth:`Project.recover` does not repair (PNGs whose
+tag lags the sidecar are rewritten, ``annotations.json`` is rebuilt). Another process's
+``annotations.json`` rewrite after each of its saves also repairs a lag left by a third one that crashed.
 """
 from __future__ import annotations
 
@@ -465,9 +467,9 @@ class Project:
     def _write_pngs(self, meta: dict) -> None:
         inst, sem = objs.label_maps(meta["objects"], meta["height"], meta["width"])
         stem, rev = meta["image"], meta["revision"]
-        store.write_durable(self.instances_dir / f"{stem}.png", store.label_png_bytes(inst, rev))
+        store.write_durable(self.instances_dir / f"{stem}.png", store.label_png_bytes(inst, rev), fsync=False)
         store.write_durable(self.semantic_dir / f"{stem}.png",
-                            store.label_png_bytes(sem, rev, palette(self.classes)))
+                            store.label_png_bytes(sem, rev, palette(self.classes)), fsync=False)
 
     def _coco_text(self, metas: dict[str, dict]) -> str:
         frags = []
@@ -481,7 +483,7 @@ class Project:
         return coco.document_text(frags, self.classes)
 
     def _write_coco(self, metas: dict[str, dict]) -> None:
-        store.write_durable(self.coco_path, self._coco_text(metas))
+        store.write_durable(self.coco_path, self._coco_text(metas), fsync=False)
 
     # ------------------------------------------------------------------ views of the saved labels
     def instance_label_map(self, image_id: str) -> np.ndarray:

@@ -73,6 +73,36 @@ def string_to_counts(s: str) -> np.ndarray:
     return np.asarray(counts, dtype=np.int64)
 
 
+def from_counts(counts, h: int, w: int) -> dict:
+    """Canonical ``{"counts": str, "bbox": [x, y, w, h], "area": int}`` of uncompressed COCO ``counts``
+    (non-negative, adding up to H * W; checked by the caller), computed from the runs without decoding."""
+    c = np.asarray(counts, dtype=np.int64)
+    ends = np.cumsum(c)
+    starts = ends - c
+    s, e = starts[1::2], ends[1::2]
+    keep = e > s
+    s, e = s[keep], e[keep]
+    if len(s) == 0:
+        return {"counts": counts_to_string([h * w]), "bbox": [0, 0, 0, 0], "area": 0}
+    if len(s) > 1:  # touching runs are one run
+        joint = e[:-1] == s[1:]
+        if joint.any():
+            s, e = s[np.r_[True, ~joint]], e[np.r_[~joint, True]]
+    xs, ys = np.divmod(s, h)
+    xe, ye = np.divmod(e - 1, h)
+    wraps = xe > xs
+    y0 = int(np.where(wraps, 0, ys).min())
+    y1 = int(np.where(wraps, h - 1, ye).max()) + 1
+    x0, x1 = int(xs.min()), int(xe.max()) + 1
+    edges = np.empty(2 * len(s) + 2, dtype=np.int64)
+    edges[0], edges[-1] = 0, h * w
+    edges[1:-1:2], edges[2:-1:2] = s, e
+    canon = np.diff(edges)
+    if canon[-1] == 0:
+        canon = canon[:-1]
+    return {"counts": counts_to_string(canon), "bbox": [x0, y0, x1 - x0, y1 - y0], "area": int((e - s).sum())}
+
+
 def encode(mask: np.ndarray) -> dict:
     """``{"size": [H, W], "counts": str, "bbox": [x, y, w, h], "area": int}`` of a boolean H x W mask.
 
@@ -83,35 +113,35 @@ def encode(mask: np.ndarray) -> dict:
     rows = np.flatnonzero(m.any(axis=1))
     if len(rows) == 0:
         return {"size": [h, w], "counts": counts_to_string([h * w]), "bbox": [0, 0, 0, 0], "area": 0}
-    cols = np.flatnonzero(m.any(axis=0))
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero(m[y0:y1].any(axis=0))
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
     crop = m[y0:y1, x0:x1]
     counts = _runs_from_crop(crop, y0, x0, h, w)
     return {"size": [h, w], "counts": counts_to_string(counts), "bbox": [x0, y0, x1 - x0, y1 - y0],
             "area": int(np.count_nonzero(crop))}
 
 
-def decode_into(counts: str, out: np.ndarray, value=True) -> None:
-    """Set ``out[mask] = value`` for the mask of compressed RLE ``counts`` (``out`` is H x W)."""
-    h, w = out.shape
+def runs(counts: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, ends)`` of the foreground runs of compressed RLE ``counts``, as column-major flat indices."""
     c = string_to_counts(counts)
     ends = np.cumsum(c)
-    starts = ends - c
-    fg_s, fg_e = starts[1::2], ends[1::2]
-    flat_t = out.T  # a view: column-major indexing of out
-    for s, e in zip(fg_s.tolist(), fg_e.tolist()):
-        x_s, y_s = divmod(s, h)
-        x_e, y_e = divmod(e - 1, h)
-        if x_s == x_e:
-            flat_t[x_s, y_s:y_e + 1] = value
-        else:  # a run that wraps over columns (an object touching the bottom and the next top)
-            flat_t[x_s, y_s:] = value
-            flat_t[x_s + 1:x_e, :] = value
-            flat_t[x_e, :y_e + 1] = value
+    return (ends - c)[1::2], ends[1::2]
+
+
+def paint(counts: str, out: np.ndarray, value) -> None:
+    """Set the pixels of compressed RLE ``counts`` to ``value`` in ``out``, an H x W array in Fortran
+    (column-major) order, so each run is one slice."""
+    flat = out.reshape(-1, order="F")
+    if not np.shares_memory(flat, out):
+        raise ValueError("paint needs a Fortran-ordered array")
+    s, e = runs(counts)
+    for a, b in zip(s.tolist(), e.tolist()):
+        flat[a:b] = value
 
 
 def decode(counts: str, h: int, w: int) -> np.ndarray:
     """The boolean H x W mask of compressed RLE ``counts``."""
-    out = np.zeros((h, w), dtype=bool)
-    decode_into(counts, out)
-    return out
+    out = np.zeros((h, w), dtype=bool, order="F")
+    paint(counts, out, True)
+    return np.ascontiguousarray(out)

@@ -6,7 +6,8 @@ append-only JSON-lines log, label PNGs tagged with their revision, and crash rec
   shared around consistent reads (exports). Re-entrant within a thread.
 * :func:`write_durable`: temp file beside the target + fsync + ``os.replace`` + fsync of the folder
   (:func:`seglab.io.atomic.atomic_path` with ``durable=True``): after it returns the new content
-  survives a SIGKILL or a power cut, and no reader ever sees half a file.
+  survives a SIGKILL or a power cut, and no reader ever sees half a file. Derived files skip the fsyncs
+  (``fsync=False``): a rename is enough against a killed process, recovery rebuilds them after a power cut.
 * :func:`append_record` / :func:`read_records`: one JSON object per line, appended with ``O_APPEND`` and
   fsync'ed; :func:`repair_log_tail` drops a half-written last line left by a crash.
 * :func:`label_png_bytes` / :func:`png_revision`: PNGs carry a ``seglab:revision`` text chunk, so a
@@ -74,19 +75,22 @@ class ProjectLock:
         return self._hold(fcntl.LOCK_SH)
 
 
-def write_durable(path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` atomically and durably (see the module docstring)."""
+def write_durable(path, data: bytes | str, *, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically and, with ``fsync``, durably (see the module docstring).
+
+    ``fsync=False`` is for files derived from durable ones (label PNGs, the COCO JSON): still atomic, so
+    never half-written, and rebuilt by recovery should a power cut lose them."""
     if isinstance(data, str):
         data = data.encode()
-    with atomic_path(path, durable=True) as tmp:
+    with atomic_path(path, durable=fsync) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
     return Path(path)
 
 
-def write_json_durable(path, doc) -> Path:
+def write_json_durable(path, doc, *, fsync: bool = True) -> Path:
     """:func:`write_durable` of ``doc`` as compact JSON."""
-    return write_durable(path, json.dumps(doc, separators=(",", ":")))
+    return write_durable(path, json.dumps(doc, separators=(",", ":")), fsync=fsync)
 
 
 def append_record(path, record: dict) -> None:
