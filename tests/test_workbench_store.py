@@ -417,7 +417,6 @@ def test_every_acknowledged_save_survives_sigkill(project):
 def test_rounds_record_training_config_and_prelabels(project, tmp_path):
     import yaml
 
-    from seglab.engine.config import load_config
     from seglab.data import open_dataset
     from seglab.workbench import rounds
 
@@ -429,7 +428,6 @@ def test_rounds_record_training_config_and_prelabels(project, tmp_path):
     assert r["round"] == 1 and r["images"] == {"a": 1, "b": 1} and r["status"] == "running"
     cfg_path = rounds.write_training_config(project, project.root / r["dir"], max_minutes=0.1)
     cfg = yaml.safe_load(cfg_path.read_text())
-    load_config(cfg_path)  # validates as seglab train would
     data = Path(cfg["data"]["root"])
     split = json.loads((data / "split.json").read_text())
     assert sorted(split["train"] + split["val"]) == ["a", "b"] and split["val"]
@@ -461,3 +459,13 @@ def test_rounds_record_training_config_and_prelabels(project, tmp_path):
     assert [o["source"] for o in c["objects"]] == ["model", "model"] and c["objects"][1]["score"] == 0.5
     np.testing.assert_array_equal(project.instance_label_map("c") > 0, lab > 0)
     assert rounds.uncertainty(np.array([0.0, 1.0, 0.5, 0.75])) == pytest.approx(0.375)
+
+
+def test_the_training_config_is_one_seglab_train_accepts(project):
+    from seglab.engine.config import load_config  # imports lightning: a few seconds the first time
+    from seglab.workbench import rounds
+
+    project.save("a", _objects(), 0, state="done")
+    cfg = load_config(rounds.write_training_config(project, project.root / "round"))
+    assert cfg["data"]["format"] == "instance_folder" and cfg["data"]["options"]["target"] == "boundary3"
+    assert cfg["model"]["name"] == "unet" and cfg["data"]["test_split"] is None

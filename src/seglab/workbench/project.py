@@ -407,7 +407,13 @@ class Project:
         h, w = self._size(image_id, path)
         class_ids = {c["id"] for c in self.classes}
         try:
-            records = objs.normalize(objects, h, w, class_ids)
+            stored = self._meta(image_id)
+        except ProjectError:
+            stored = None
+        known = {r["counts"]: r for r in stored["objects"]} if stored and (stored["width"], stored["height"]) == (w, h) \
+            else None
+        try:
+            records = objs.normalize(objects, h, w, class_ids, known)
         except objs.ObjectError as exc:
             raise ProjectError(f"image {image_id!r}: {exc}") from None
         with self.lock.exclusive():
