@@ -551,12 +551,14 @@ class Project:
 
         Removes temporary files of interrupted writes, cuts a half-written last line off the logs, moves
         unreadable sidecars to ``.seglab/corrupt/``, rewrites label PNGs that are missing, corrupt or
-        behind their sidecar's revision, and rebuilds ``annotations.json`` when it is missing, corrupt or
-        not in step with the sidecars and classes."""
+        behind their sidecar's revision, logs a save whose sidecar was committed but whose
+        ``edits.jsonl`` line was not written (``"recovered": true``), and rebuilds ``annotations.json``
+        when it is missing, corrupt or not in step with the sidecars and classes. Reads the whole edit
+        log: run it when opening, not per request."""
         import json
 
         report = {"temp_files_removed": 0, "logs_repaired": 0, "corrupt_sidecars": [], "pngs_rewritten": 0,
-                  "annotations_rebuilt": False}
+                  "edits_logged": 0, "annotations_rebuilt": False}
         with self.lock.exclusive():
             report["temp_files_removed"] = len(store.remove_temp_files(
                 [self.root, self.images_dir, self.labels_dir, self.meta_dir, self.instances_dir,
@@ -582,6 +584,17 @@ class Project:
                         or store.png_revision(self.semantic_dir / f"{stem}.png") != rev):
                     self._write_pngs(meta)
                     report["pngs_rewritten"] += 1
+            logged: dict[str, int] = {}
+            for e in store.read_records(self.edits_path):
+                if e.get("event") == "save" and isinstance(e.get("revision"), int):
+                    logged[e.get("image")] = max(logged.get(e.get("image"), 0), e["revision"])
+            for stem, meta in metas.items():  # committed, but killed before its log line: log it now
+                if logged.get(stem, 0) < meta["revision"]:
+                    store.append_record(self.edits_path, {
+                        "time": meta["saved_at"], "event": "save", "image": stem, "revision": meta["revision"],
+                        "base_revision": None, "state": meta["state"], "n_objects": len(meta["objects"]),
+                        "digest": meta["digest"], "pid": os.getpid(), "actor": None, "recovered": True})
+                    report["edits_logged"] += 1
             try:
                 doc = json.loads(self.coco_path.read_bytes())
             except (OSError, ValueError):
