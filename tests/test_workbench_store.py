@@ -265,6 +265,30 @@ def test_symlinks_out_of_the_project_are_refused(project, tmp_path):
         Project.open(other2)
 
 
+def test_uploads_are_validated(project):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((6, 9, 3), np.uint8)).save(buf, format="PNG")
+    png = buf.getvalue()
+    info = project.add_image("new-1.png", png)
+    assert (info["id"], info["width"], info["height"], info["state"]) == ("new-1", 9, 6, "todo")
+    assert (project.root / "images" / "new-1.png").read_bytes() == png
+    for name, data, msg in [("../x.png", png, "letters"), ("x.exe", png, "suffix"), ("new-1.png", png, "already"),
+                            ("a.jpg", png, "not JPEG"), ("b.png", png[:40], "not a valid image"),
+                            ("c.png", b"", "empty"), ("d.png", b"x" * 100, "not a valid image")]:
+        with pytest.raises(ProjectError, match=msg):
+            project.add_image(name, data)
+    with pytest.raises(ProjectError, match="more than"):
+        project.add_image("e.png", png, max_pixels=10)
+    with pytest.raises(ProjectError, match="limit"):
+        project.add_image("f.png", png, max_bytes=10)
+    assert sorted(project.image_ids()) == ["a", "b", "c", "new-1"]
+    assert project.cache_dir("sam").is_dir()
+    with pytest.raises(ProjectError):
+        project.cache_dir("../x")
+
+
 # ---------------------------------------------------------------------------------------- exports
 def test_voc_and_yolo_exports(project, tmp_path):
     objs = _objects()
