@@ -492,3 +492,50 @@ def test_the_training_config_is_one_seglab_train_accepts(project):
     cfg = load_config(rounds.write_training_config(project, project.root / "round"))
     assert cfg["data"]["format"] == "instance_folder" and cfg["data"]["options"]["target"] == "boundary3"
     assert cfg["model"]["name"] == "unet" and cfg["data"]["test_split"] is None
+
+
+@pytest.mark.slow
+def test_a_round_trains_predicts_and_prelabels(tmp_path):
+    """The whole loop on synthetic discs: 5 labelled images, `seglab train` for 40 s on one thread, pre-labels
+    of the 3 others, matched against the true discs (IoU > 0.5)."""
+    from seglab.workbench import rounds
+
+    root = tmp_path / "discs"
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    truth = {}
+    for k in range(8):
+        lab = np.zeros((96, 96), np.int32)
+        yy, xx = np.mgrid[:96, :96]
+        for i in range(6):
+            y, x = rng.integers(10, 86, 2)
+            r = rng.integers(5, 10)
+            lab[(yy - y) ** 2 + (xx - x) ** 2 < r * r] = i + 1
+        img = np.where(lab > 0, 200, 40) + rng.normal(0, 15, lab.shape)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / f"im{k}.png")
+        truth[f"im{k}"] = lab
+    p = Project.open(root)
+    for k in range(5):
+        lab = truth[f"im{k}"]
+        p.save(f"im{k}", [{"class_id": 1, "mask": lab == v} for v in np.unique(lab) if v], 0, state="done")
+    r = rounds.start_round(p)
+    cfg = rounds.write_training_config(p, p.root / r["dir"], max_minutes=40 / 60)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    subprocess.run(rounds.train_command(cfg), check=True, env=env, capture_output=True)
+    prog = rounds.training_progress(cfg)
+    assert prog["finished"] and prog["best"] > 0.5
+    done = rounds.predict_images(p, prog["checkpoint"], p.root / r["dir"] / "pred")
+    assert done == ["im5", "im6", "im7"]
+    rep = rounds.import_predictions(p, p.root / r["dir"] / "pred")
+    assert all("revision" in x for x in rep)
+    rounds.finish_round(p, r["round"], checkpoint=prog["checkpoint"], metric={"val/mIoU": prog["best"]})
+    matched = total = 0
+    for stem in done:
+        info = p.image_info(stem)
+        assert info["state"] == "review" and 0 <= info["uncertainty"] <= 1
+        t, pr = truth[stem], p.instance_label_map(stem)
+        for a in (v for v in np.unique(t) if v):
+            total += 1
+            ious = [((t == a) & (pr == b)).sum() / ((t == a) | (pr == b)).sum() for b in np.unique(pr) if b]
+            matched += max(ious, default=0) > 0.5
+    assert matched >= 0.6 * total
