@@ -387,7 +387,7 @@ def write_results(res: dict, out: Path, cmd: str) -> None:
     lines += ["", "*CPU* is the process's own CPU time; the wall time adds the disk (three fsyncs per save: see the "
               "fsync row) and waiting for a core: with a load average well above the 2 cores, wall times are "
               "several times the CPU times. *save (edit)*: 199 objects given back as the RLE `load` returned "
-              "and 1 new mask, what an edit in the page sends; *save (masks)*: every object as a mask."]
+              "and 1 new mask (a client that sends unchanged objects back as their stored RLE); *save (masks)*: every object as a mask."]
     c, k = res["concurrency"], res["kills"]
     lines += [
         "",
