@@ -482,6 +482,44 @@ def test_rounds_record_training_config_and_prelabels(project, tmp_path):
     assert [o["source"] for o in c["objects"]] == ["model", "model"] and c["objects"][1]["score"] == 0.5
     np.testing.assert_array_equal(project.instance_label_map("c") > 0, lab > 0)
     assert rounds.uncertainty(np.array([0.0, 1.0, 0.5, 0.75])) == pytest.approx(0.375)
+    probs = np.array([[[0.2, 0.5]], [[0.7, 0.5]], [[0.1, 0.0]]])  # 3 classes, 1 x 2 pixels
+    assert rounds.uncertainty(probs) == pytest.approx(np.mean([1 - 0.5, 1 - 0.0]))
+    assert rounds.uncertainty(np.array([[0.7, 0.5]])) == pytest.approx(np.mean([0.6, 1.0]))  # H x W: foreground
+
+
+def test_semantic_projects_train_on_class_maps_and_take_semantic_predictions(project, tmp_path):
+    from seglab.data import open_dataset
+    from seglab.workbench import rounds
+
+    project.set_task("semantic")
+    project.save("a", _objects(), 0, state="done")
+    project.save("b", _objects()[:2], 0, state="done")
+    cfg = rounds.write_training_config(project, tmp_path / "round", val_fraction=0.5)
+    import yaml
+
+    doc = yaml.safe_load(cfg.read_text())
+    data = Path(doc["data"]["root"])
+    assert doc["data"]["format"] == "folder" and "class_weights" not in doc["loss"]
+    assert (data / "classes.txt").read_text().split() == ["background", "nucleus", "cell", "tissue"]
+    assert json.loads((data / "workbench.json").read_text())["class_ids"] == [0, 1, 2, 7]
+    ds = open_dataset(data, "folder", "val")
+    assert len(ds) == 1 and ds.info.classes == ("background", "nucleus", "cell", "tissue")
+    mask = np.asarray(Image.open(data / "val" / "masks" / "b.png"))
+    lut = {0: 0, 1: 1, 2: 2, 7: 3}
+    np.testing.assert_array_equal(mask, np.vectorize(lut.get)(project.semantic_label_map("b")))
+    # a semantic prediction: one object per class present, scores by class id
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    lab = np.zeros((20, 30), np.uint8)
+    lab[:, :10], lab[5:9, 20:25] = 7, 2
+    Image.fromarray(lab).save(pred / "c.png")
+    (pred / "c.json").write_text(json.dumps({"kind": "semantic", "scores": {"7": 0.9, "2": 0.6},
+                                             "uncertainty": 0.25}))
+    rep = rounds.import_predictions(project, pred)
+    assert rep == [{"image": "c", "revision": 1, "n_objects": 2, "uncertainty": 0.25}]
+    c = project.load("c")
+    assert [(o["class_id"], o["score"]) for o in c["objects"]] == [(2, 0.6), (7, 0.9)]
+    np.testing.assert_array_equal(project.semantic_label_map("c"), lab)
 
 
 def test_the_training_config_is_one_seglab_train_accepts(project):
