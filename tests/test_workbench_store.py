@@ -213,6 +213,15 @@ def test_a_stale_revision_is_a_conflict_and_overwrites_nothing(project):
     assert [e["revision"] for e in project.edits() if e["event"] == "save"] == [1, 2]
 
 
+def test_a_second_process_save_is_seen_at_once(project):
+    other = Project.open(project.root)
+    project.load("a")  # cached at revision 0
+    other.save("a", _objects(), 0)  # within the same millisecond tick, perhaps
+    with pytest.raises(ConflictError):
+        project.save("a", [], 0)
+    assert project.load("a")["revision"] == 1 and len(project.load("a")["objects"]) == 3
+
+
 def test_threads_and_a_second_project_object_never_lose_an_edit(project):
     other = Project.open(project.root)  # as a second server process would
     square = _ring_and_parts()[2]
