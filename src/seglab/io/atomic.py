@@ -20,12 +20,22 @@ def _umask() -> int:
     return mask
 
 
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
-def atomic_path(path, *, protect=()):
+def atomic_path(path, *, protect=(), durable: bool = False):
     """Yield a temporary path in ``path``'s folder; on success rename it to ``path``.
 
     ``protect`` lists input paths that must never be overwritten. On any exception, KeyboardInterrupt
-    included, the temporary file is removed and ``path`` is left as it was.
+    included, the temporary file is removed and ``path`` is left as it was. ``durable``: the file's data
+    is flushed to the disk (fsync) before the rename and the folder's entry after it, so the new content
+    survives a power cut, not only a killed process. Temporary names are ``.NAME.XXXXXXXX.SUFFIX``.
     """
     path = Path(path)
     for p in protect:
@@ -38,7 +48,11 @@ def atomic_path(path, *, protect=()):
         os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
+        if durable:
+            _fsync(path.parent)
     except BaseException:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -46,10 +60,10 @@ def atomic_path(path, *, protect=()):
         raise
 
 
-def atomic_write(path, data: bytes | str, *, protect=()) -> Path:
-    """Write ``data`` (bytes or text) to ``path`` atomically."""
+def atomic_write(path, data: bytes | str, *, protect=(), durable: bool = False) -> Path:
+    """Write ``data`` (bytes or text) to ``path`` atomically (``durable``: see :func:`atomic_path`)."""
     mode = "wb" if isinstance(data, bytes) else "w"
-    with atomic_path(path, protect=protect) as tmp:
+    with atomic_path(path, protect=protect, durable=durable) as tmp:
         with open(tmp, mode) as f:
             f.write(data)
     return Path(path)
