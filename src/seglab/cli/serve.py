@@ -47,7 +47,7 @@ def serve_cmd(
 
     factory = SamService.default_factory(checkpoint=options.get("checkpoint", "default"),
                                          name=options.get("model", "mobile_sam"),
-                                         cache_dir=folder / "cache" / "sam")
+                                         cache_dir=folder / ".seglab" / "sam")
     application = create_app(folder, token=token, loopback=loopback, sam_factory=factory)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/" + (f"?token={token}" if token else "")

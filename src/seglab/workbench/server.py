@@ -160,21 +160,19 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
     ``jobs``: the :class:`seglab.workbench.jobs.Jobs` runner for training and prediction (default: one
     that runs ``seglab`` in subprocesses).
     """
-    from .project import ConflictError, Project, ProjectError
+    from .project import ConflictError, Project, UnknownImageError
 
     if token is None and not loopback:
         raise SeglabError("a server on a non-loopback address needs a token")
     project = Project.open(root)
     if sam_factory is None:
-        sam_factory = SamService.default_factory(cache_dir=Path(project.root) / "cache" / "sam")
+        sam_factory = SamService.default_factory(cache_dir=Path(project.root) / ".seglab" / "sam")
     images_cache: dict[str, np.ndarray] = {}
 
     def read_rgb(image_id: str) -> np.ndarray:
-        from ..io import read_image
-
         arr = images_cache.get(image_id)
         if arr is None:
-            arr = _rgb8(read_image(project.image_path(image_id)))
+            arr = _rgb8(project.read_image(image_id))
             if len(images_cache) > 16:
                 images_cache.pop(next(iter(images_cache)))
             images_cache[image_id] = arr
@@ -224,8 +222,7 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
 
     @app.exception_handler(SeglabError)
     async def _user_error(request, exc):  # ProjectError, ParameterError, InputFileError, ...
-        return error(404 if isinstance(exc, ProjectError) and "no such" in str(exc).lower() else 400,
-                     _first_line(exc))
+        return error(404 if isinstance(exc, UnknownImageError) else 400, _first_line(exc))
 
     @app.exception_handler(Exception)
     async def _bug(request, exc):
@@ -303,18 +300,16 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
                         headers={"Cache-Control": "no-cache"})
 
     def _shape(image_id: str) -> tuple[int, int]:
-        for d in project.images():
-            if d["id"] == image_id:
-                return int(d["height"]), int(d["width"])
-        raise ApiError(404, f"no such image: {image_id!r}")
+        info = project.image_info(image_id)
+        return int(info["height"]), int(info["width"])
 
     def _annotation(image_id: str) -> dict:
-        h, w = _shape(image_id)
         data = project.load(image_id)
+        h, w = data["height"], data["width"]
         objects = [{"id": o.get("id"), "class_id": o["class_id"], "mask": rle.encode(o["mask"]),
                     "source": o.get("source", "human"), "score": o.get("score")} for o in data["objects"]]
         return {"id": image_id, "width": w, "height": h, "revision": data["revision"],
-                "state": data.get("state"), "objects": objects}
+                "state": data.get("state"), "uncertainty": data.get("uncertainty"), "objects": objects}
 
     @app.get("/api/images/{image_id:path}/annotation")
     def get_annotation(image_id: str):
