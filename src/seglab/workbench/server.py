@@ -297,7 +297,7 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
         if not 16 <= size <= 512:
             raise ApiError(400, f"thumbnail size must be in [16, 512], got {size}")
         return Response(project.thumbnail(image_id, size=size), media_type="image/png",
-                        headers={"Cache-Control": "no-cache"})
+                        headers={"Cache-Control": "max-age=600"})
 
     def _shape(image_id: str) -> tuple[int, int]:
         info = project.image_info(image_id)

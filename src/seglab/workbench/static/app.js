@@ -109,9 +109,9 @@ function renderImages() {
     li.dataset.id = d.id;
     if (S.cur && d.id === S.cur.id) li.className = "current";
     const unc = d.uncertainty == null ? "" : `<span class="unc">uncertainty ${Number(d.uncertainty).toFixed(3)}</span>`;
-    li.innerHTML = `<img loading="lazy" alt="" src="${imgUrl(d.id, "thumbnail")}?r=${d.revision}">
-      <div class="meta"><span class="name" title="${d.file}">${d.file}</span>
-      <span class="badge ${d.state}">${d.state}</span><span class="unc">${d.n_objects} objects</span>${unc}</div>`;
+    li.innerHTML = `<img loading="lazy" alt="" src="${imgUrl(d.id, "thumbnail")}">
+      <div class="meta"><span class="name" title="${d.file}">${d.id}</span>
+      <span class="badge ${d.state}">${d.state}</span><span class="unc n">${d.n_objects} objects</span>${unc}</div>`;
     li.onclick = () => openImage(d.id);
     ul.append(li);
   }
@@ -319,7 +319,11 @@ async function save() {
     const out = await api("PUT", imgUrl(cur.id, "annotation"), body);
     cur.revision = out.revision;
     const d = S.images.find((x) => x.id === cur.id);
-    if (d) { d.revision = out.revision; d.n_objects = cur.objects.length; if (body.state) d.state = body.state; }
+    if (d) {
+      d.revision = out.revision; d.n_objects = cur.objects.length; if (body.state) d.state = body.state;
+      const n = document.querySelector(`#images li[data-id="${CSS.escape(cur.id)}"] .n`);
+      if (n) n.textContent = `${d.n_objects} objects`;
+    }
     if (body.state) { cur.state = body.state; renderImages(); renderReview(); }
     setStatus(S.dirty ? "saving…" : "saved");
   } catch (e) {
