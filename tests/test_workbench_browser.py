@@ -211,3 +211,72 @@ def test_click_brush_undo_autosave_reload(browser, server, dsb_project):
     page.wait_for_function("S.cur && S.cur.id === 'nuc0'", timeout=20000)
     assert not errors, errors
     page.close()
+
+
+def _api(server, method, path, body=None):
+    import urllib.request
+
+    req = urllib.request.Request(server.url.rstrip("/") + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def test_train_predict_review_from_the_page(browser, server, dsb_project):
+    from seglab.workbench import masks as rle
+
+    root, labels = dsb_project
+    # one image labelled (its ground truth) and marked done, as a person would have by now
+    gt = labels["nuc0"]
+    rev = _api(server, "GET", "/api/images/nuc0/annotation")["revision"]
+    objects = [{"class_id": 1, "mask": rle.encode(gt == k)} for k in np.unique(gt[gt > 0])]
+    _api(server, "PUT", "/api/images/nuc0/annotation", {"base_revision": rev, "objects": objects, "state": "done"})
+
+    page = browser.new_page(viewport={"width": 1280, "height": 760})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    page.wait_for_selector("body[data-ready='1']", timeout=30000)
+    minutes = os.environ.get("SEGLAB_WORKBENCH_TRAIN_MINUTES", "0.1")
+    page.fill("#train-minutes", minutes)
+    page.click("#train")
+    page.wait_for_function("document.body.dataset.job === 'train:running'", timeout=20000)
+    page.wait_for_function("document.body.dataset.job && document.body.dataset.job !== 'train:running'",
+                           timeout=240000)
+    assert page.evaluate("document.body.dataset.job") == "train:done", page.inner_text("#job-text")
+    assert "val/mIoU" in page.inner_text("#job-text")
+    (rnd,) = [json.loads(line) for line in (root / ".seglab" / "rounds.jsonl").read_text().splitlines()
+              if '"finish"' in line]
+    assert rnd["status"] == "done" and rnd["checkpoint"] and "val/mIoU" in rnd["metric"]
+
+    page.click("#predict")
+    page.wait_for_function("document.body.dataset.job && document.body.dataset.job.startsWith('predict:') && "
+                           "document.body.dataset.job !== 'predict:running'", timeout=120000)
+    assert page.evaluate("document.body.dataset.job") == "predict:done", page.inner_text("#job-text")
+    page.wait_for_function("document.querySelectorAll('#images .badge.review').length === 2", timeout=20000)
+    states = {d["id"]: d for d in _api(server, "GET", "/api/images")["images"]}
+    assert states["nuc0"]["state"] == "done"
+    assert all(states[k]["state"] == "review" and states[k]["uncertainty"] is not None for k in ("nuc1", "nuc2"))
+    # sorted by uncertainty: most uncertain first
+    page.select_option("#sort", "uncertainty")
+    page.wait_for_function("S.sort === 'uncertainty'")
+    shown = page.evaluate("S.images.map((d) => d.id)")
+    want = sorted(states, key=lambda k: -(states[k]["uncertainty"] if states[k]["uncertainty"] is not None else -1))
+    assert shown == want
+    page.click(f"#images li[data-id='{shown[0]}']")
+    page.wait_for_function(f"S.cur && S.cur.id === '{shown[0]}'")
+    assert page.is_visible("#review-bar") and "uncertainty" in page.inner_text("#review-text")
+    n_pre = len(_objects(page))
+    assert n_pre == states[shown[0]]["n_objects"]
+    if _shots():
+        page.screenshot(path=str(_shots() / "workbench_review.png"))
+    page.click("#accept")  # accept: done, and the next image to review opens
+    page.wait_for_function(f"S.cur && S.cur.id === '{shown[1]}'", timeout=20000)
+    assert _api(server, "GET", f"/api/images/{shown[0]}/annotation")["state"] == "done"
+    page.click("#reject")  # reject: the model's objects go, the image is to do again
+    page.wait_for_function("S.cur && S.cur.state === 'todo'", timeout=20000)
+    rejected = _api(server, "GET", f"/api/images/{shown[1]}/annotation")
+    assert rejected["state"] == "todo" and rejected["objects"] == []
+    assert not errors, errors
+    page.close()

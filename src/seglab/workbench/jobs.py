@@ -7,7 +7,6 @@ the run's ``logs/metrics.csv``) and the log's tail are what the page polls. One 
 """
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -28,46 +27,18 @@ class Step:
     """A command (list of arguments) or a Python callable, with a label shown in the page."""
 
     def __init__(self, label: str, run, progress: Callable[[], tuple[float | None, dict]] | None = None):
-        self.label, self.run, self.progress = label, run, progress
-
-
-def read_metrics(csv_path: Path) -> list[dict]:
-    """The rows of a run's ``logs/metrics.csv`` (``[]`` while it does not exist or is being replaced)."""
-    try:
-        with open(csv_path, newline="") as f:
-            return list(csv.DictReader(f))
-    except (OSError, csv.Error):
-        return []
-
-
-def training_progress(run_dir: Path, max_epochs: int, monitor: str) -> Callable[[], tuple[float | None, dict]]:
-    """A progress reader for a training run: epochs done / ``max_epochs`` and the last ``monitor`` value."""
-
-    def read():
-        rows = read_metrics(run_dir / "logs" / "metrics.csv")
-        epochs, metric = -1, None
-        for r in rows:
-            try:
-                e = int(float(r.get("epoch") or -1))
-            except ValueError:
-                continue
-            if r.get(monitor) not in (None, ""):
-                epochs = max(epochs, e)
-                metric = float(r[monitor])
-        frac = min(1.0, (epochs + 1) / max(1, max_epochs)) if epochs >= 0 else 0.0
-        return frac, ({monitor: metric} if metric is not None else {})
-
-    return read
+        self.label, self.run, self.progress = label, run, progress  # a callable run gets the Job
 
 
 class Job:
-    def __init__(self, kind: str, steps: list[Step], log_path: Path):
+    def __init__(self, kind: str, steps: list[Step], log_path: Path, on_error: Callable[[str], None] | None = None):
         self.id = uuid.uuid4().hex[:12]
         self.kind, self.steps, self.log_path = kind, steps, Path(log_path)
         self.state, self.message, self.progress, self.metrics = "running", "", 0.0, {}
         self.step = 0
         self.started, self.ended = time.time(), None
         self.result: dict = {}
+        self.on_error = on_error
         self._proc: subprocess.Popen | None = None
         self._thread = threading.Thread(target=self._run, name=f"seglab-{kind}", daemon=True)
 
@@ -81,7 +52,7 @@ class Job:
             for k, step in enumerate(self.steps):
                 self.step, self.message = k, step.label
                 if callable(step.run):
-                    out = step.run()
+                    out = step.run(self)
                     if isinstance(out, dict):
                         self.result.update(out)
                     continue
@@ -105,7 +76,9 @@ class Job:
             try:
                 with open(self.log_path, "a") as logf:
                     logf.write(f"failed: {self.message}\n")
-            except OSError:
+                if self.on_error is not None:
+                    self.on_error(self.message)
+            except Exception:  # the job is failed already; its record is best effort
                 pass
         finally:
             self.ended = time.time()

@@ -707,7 +707,10 @@ for (const b of document.querySelectorAll("#tools button")) b.onclick = () => se
 $("undo").onclick = undo; $("redo").onclick = redo; $("commit").onclick = commitActive;
 $("mark-done").onclick = () => setState("done");
 $("accept").onclick = () => review(true); $("reject").onclick = () => review(false);
-$("train").onclick = () => startJob("/api/train"); $("predict").onclick = () => startJob("/api/predict");
+$("train").onclick = async () => {
+  await flushSave();
+  startJob("/api/train", { options: { max_minutes: Number($("train-minutes").value) } });
+}; $("predict").onclick = async () => { await flushSave(); startJob("/api/predict"); };
 $("export").onclick = exportAs; $("method-run").onclick = (e) => { e.preventDefault(); runMethod(); };
 $("sort").onchange = async () => { S.sort = $("sort").value; await loadImages(); };
 $("add-class").onclick = () => {
