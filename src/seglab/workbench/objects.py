@@ -28,8 +28,11 @@ class ObjectError(ValueError):
     """A malformed object; the project turns it into a ``ProjectError``."""
 
 
-def normalize(objects, height: int, width: int, class_ids) -> list[dict]:
-    """Stored records of the caller's ``objects`` (see the module docstring), or :class:`ObjectError`."""
+def normalize(objects, height: int, width: int, class_ids, known: dict | None = None) -> list[dict]:
+    """Stored records of the caller's ``objects`` (see the module docstring), or :class:`ObjectError`.
+
+    ``known``: ``{counts: record}`` of stored records of this image; an ``rle`` equal to one of them is
+    taken as it is (the common case of a save: most objects unchanged since the load)."""
     if not isinstance(objects, (list, tuple)):
         raise ObjectError(f"objects must be a list, got {type(objects).__name__}")
     if len(objects) > MAX_OBJECTS:
@@ -60,7 +63,10 @@ def normalize(objects, height: int, width: int, class_ids) -> list[dict]:
             if oid in used:
                 raise ObjectError(f"{where}.id {oid} is used twice")
             used.add(oid)
-        enc = _encode(o, where, height, width)
+        r = o.get("rle") if "mask" not in o else None
+        hit = known.get(r.get("counts")) if known and isinstance(r, dict) and isinstance(r.get("counts"), str) \
+            and list(r.get("size", [])) == [height, width] else None
+        enc = hit if hit is not None else _encode(o, where, height, width)
         if enc["area"] == 0:
             if oid is not None:
                 used.discard(oid)

@@ -22,7 +22,8 @@ API (``from seglab.workbench.project import Project, ProjectError, ConflictError
 * ``p.images()``: ``[{"id": stem, "file", "width", "height", "state": "todo"|"done"|"review",
   "revision", "n_objects", "uncertainty"}]`` sorted by id; ``p.image_info(id)`` one of them.
 * ``p.image_path(id)`` (validated: no traversal, no symlink out of ROOT), ``p.read_image(id)``,
-  ``p.thumbnail(id, size=160)`` (PNG bytes, cached).
+  ``p.thumbnail(id, size=160)`` (PNG bytes, cached), ``p.add_image(filename, data)`` (an upload,
+  validated), ``p.cache_dir(name)`` (``.seglab/cache/NAME`` for derived data).
 * ``p.load(id, masks=True)``: ``{"revision", "state", "width", "height", "uncertainty", "objects": [{"id",
   "class_id", "mask" (bool H x W, unless masks=False), "rle": {"size", "counts"}, "bbox": [x, y, w, h],
   "area", "source", "score"}]}``; revision 0 and no objects for an image never saved.
@@ -329,6 +330,65 @@ class Project:
         atomic_write(cached, data)
         return data
 
+    def add_image(self, filename: str, data: bytes, *, max_bytes: int = 64 << 20,
+                  max_pixels: int = 100_000_000) -> dict:
+        """Store an uploaded image as ``images/FILENAME`` (atomically) and return its :meth:`images` entry.
+
+        Refused with :class:`ProjectError`: a name that is not a plain file name of letters, digits,
+        ``._-`` (at most 100 characters) with an image suffix; a name whose stem is taken; more than
+        ``max_bytes``; data that does not decode as an image of that suffix's kind, or has more than
+        ``max_pixels`` pixels."""
+        import io
+        import re
+
+        if not isinstance(filename, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", filename):
+            raise ProjectError(f"image name {filename!r}: use letters, digits, '.', '_' and '-' only (at most 100)")
+        suffix = Path(filename).suffix.lower()
+        if suffix not in IMAGE_SUFFIXES:
+            raise ProjectError(f"image name {filename!r}: suffix must be one of {sorted(IMAGE_SUFFIXES)}")
+        if not isinstance(data, (bytes, bytearray)) or not data:
+            raise ProjectError(f"{filename}: empty upload")
+        if len(data) > max_bytes:
+            raise ProjectError(f"{filename}: {len(data)} bytes, more than the limit of {max_bytes}")
+        try:
+            if suffix in (".tif", ".tiff"):
+                import tifffile
+
+                with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+                    shape = tif.series[0].shape
+                    n = int(np.prod(shape[:2])) if len(shape) >= 2 else 0
+                    if not n or n > max_pixels:
+                        raise ValueError(f"{shape} is not an image within {max_pixels} pixels")
+                    tif.series[0].asarray()
+            else:
+                from PIL import Image
+
+                with Image.open(io.BytesIO(bytes(data))) as im:
+                    kind = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}[suffix]
+                    if im.format != kind:
+                        raise ValueError(f"the data is {im.format}, not {kind}")
+                    if im.size[0] * im.size[1] > max_pixels:
+                        raise ValueError(f"{im.size[0]} x {im.size[1]} is more than {max_pixels} pixels")
+                    im.load()
+        except Exception as exc:  # any decoder error: not an image we accept
+            raise ProjectError(f"{filename}: not a valid image ({exc})") from None
+        stem = Path(filename).stem
+        with self.lock.exclusive():
+            if stem in self._scan():
+                raise ProjectError(f"an image named {stem!r} is already in the project")
+            store.write_durable(self.images_dir / filename, bytes(data))
+        return self.image_info(stem)
+
+    def cache_dir(self, name: str) -> Path:
+        """``ROOT/.seglab/cache/NAME`` (created): a place for derived data such as SAM embeddings."""
+        import re
+
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise ProjectError(f"cache name {name!r}: letters, digits, '_' and '-' only")
+        d = self.dot / "cache" / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
     # ------------------------------------------------------------------ sidecars
     def _meta_path(self, stem: str) -> Path:
         return self.meta_dir / f"{stem}.json"
@@ -407,7 +467,13 @@ class Project:
         h, w = self._size(image_id, path)
         class_ids = {c["id"] for c in self.classes}
         try:
-            records = objs.normalize(objects, h, w, class_ids)
+            stored = self._meta(image_id)
+        except ProjectError:
+            stored = None
+        known = {r["counts"]: r for r in stored["objects"]} if stored and (stored["width"], stored["height"]) == (w, h) \
+            else None
+        try:
+            records = objs.normalize(objects, h, w, class_ids, known)
         except objs.ObjectError as exc:
             raise ProjectError(f"image {image_id!r}: {exc}") from None
         with self.lock.exclusive():
@@ -545,12 +611,14 @@ class Project:
 
         Removes temporary files of interrupted writes, cuts a half-written last line off the logs, moves
         unreadable sidecars to ``.seglab/corrupt/``, rewrites label PNGs that are missing, corrupt or
-        behind their sidecar's revision, and rebuilds ``annotations.json`` when it is missing, corrupt or
-        not in step with the sidecars and classes."""
+        behind their sidecar's revision, logs a save whose sidecar was committed but whose
+        ``edits.jsonl`` line was not written (``"recovered": true``), and rebuilds ``annotations.json``
+        when it is missing, corrupt or not in step with the sidecars and classes. Reads the whole edit
+        log: run it when opening, not per request."""
         import json
 
         report = {"temp_files_removed": 0, "logs_repaired": 0, "corrupt_sidecars": [], "pngs_rewritten": 0,
-                  "annotations_rebuilt": False}
+                  "edits_logged": 0, "annotations_rebuilt": False}
         with self.lock.exclusive():
             report["temp_files_removed"] = len(store.remove_temp_files(
                 [self.root, self.images_dir, self.labels_dir, self.meta_dir, self.instances_dir,
@@ -576,6 +644,17 @@ class Project:
                         or store.png_revision(self.semantic_dir / f"{stem}.png") != rev):
                     self._write_pngs(meta)
                     report["pngs_rewritten"] += 1
+            logged: dict[str, int] = {}
+            for e in store.read_records(self.edits_path):
+                if e.get("event") == "save" and isinstance(e.get("revision"), int):
+                    logged[e.get("image")] = max(logged.get(e.get("image"), 0), e["revision"])
+            for stem, meta in metas.items():  # committed, but killed before its log line: log it now
+                if logged.get(stem, 0) < meta["revision"]:
+                    store.append_record(self.edits_path, {
+                        "time": meta["saved_at"], "event": "save", "image": stem, "revision": meta["revision"],
+                        "base_revision": None, "state": meta["state"], "n_objects": len(meta["objects"]),
+                        "digest": meta["digest"], "pid": os.getpid(), "actor": None, "recovered": True})
+                    report["edits_logged"] += 1
             try:
                 doc = json.loads(self.coco_path.read_bytes())
             except (OSError, ValueError):

@@ -7,6 +7,8 @@ the object's box is scanned, which makes saving an image of hundreds of small ob
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -53,7 +55,13 @@ def counts_to_string(counts) -> str:
 
 
 def string_to_counts(s: str) -> np.ndarray:
-    """pycocotools' ``rleFrString``: the uncompressed counts of a compressed RLE string."""
+    """pycocotools' ``rleFrString``: the uncompressed counts of a compressed RLE string (a read-only
+    array, cached: the same objects are parsed again at every save of their image)."""
+    return _string_to_counts(s)
+
+
+@functools.lru_cache(maxsize=65536)
+def _string_to_counts(s: str) -> np.ndarray:
     counts: list[int] = []
     p, n = 0, len(s)
     while p < n:
@@ -70,7 +78,9 @@ def string_to_counts(s: str) -> np.ndarray:
         if len(counts) > 2:
             x += counts[-2]
         counts.append(x)
-    return np.asarray(counts, dtype=np.int64)
+    out = np.asarray(counts, dtype=np.int64)
+    out.flags.writeable = False
+    return out
 
 
 def from_counts(counts, h: int, w: int) -> dict:
@@ -141,7 +151,17 @@ def paint(counts: str, out: np.ndarray, value) -> None:
 
 
 def decode(counts: str, h: int, w: int) -> np.ndarray:
-    """The boolean H x W mask of compressed RLE ``counts``."""
-    out = np.zeros((h, w), dtype=bool, order="F")
-    paint(counts, out, True)
-    return np.ascontiguousarray(out)
+    """The boolean H x W mask of compressed RLE ``counts`` (C order; only the object's columns are
+    painted, column-major, then copied in)."""
+    out = np.zeros((h, w), dtype=bool)
+    s, e = runs(counts)
+    if len(s) == 0:
+        return out
+    x0, x1 = int(s[0]) // h, (int(e[-1]) - 1) // h + 1
+    block = np.zeros((h, x1 - x0), dtype=bool, order="F")
+    flat = block.reshape(-1, order="F")
+    base = x0 * h
+    for a, b in zip((s - base).tolist(), (e - base).tolist()):
+        flat[a:b] = True
+    out[:, x0:x1] = block
+    return out

@@ -121,7 +121,6 @@ def write_training_config(project: Project, out_dir, *, states=("done",), val_fr
     single image it serves for both (nothing to hold out). ``seglab train OUT/config.yaml`` trains it."""
     import yaml
 
-    from ..engine.predict_files import write_label_map16
     from .objects import label_maps
 
     if not 0 < val_fraction < 1:
@@ -143,7 +142,8 @@ def write_training_config(project: Project, out_dir, *, states=("done",), val_fr
         shutil.copy2(src, data / "images" / src.name)
         records = [dict(r, id=k + 1) for k, r in enumerate(x for x in m["objects"] if x["class_id"] in things)]
         inst, _ = label_maps(records, m["height"], m["width"])
-        write_label_map16(data / "labels" / f"{m['image']}.png", inst)
+        store.write_durable(data / "labels" / f"{m['image']}.png", store.label_png_bytes(inst, m["revision"]),
+                            fsync=False)  # 16-bit, tagged with the revision it was made from
     stems = [m["image"] for m in metas]
     step = max(2, round(1 / val_fraction))
     val = stems[step - 1::step] or stems[-1:]
