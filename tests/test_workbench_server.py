@@ -302,3 +302,28 @@ def test_cli_serve_errors_are_one_line_exit_2(tmp_path, project_dir, capsys):
     assert err.count("\n") == 0 and f"port {port}" in err and "in use" in err
     assert main(["serve", str(project_dir), "--set", "nope=1"]) == 2
     assert "unknown option" in capsys.readouterr().err
+
+
+def test_uploads_are_validated_images_with_a_size_limit(client, project_dir, monkeypatch):
+    buf = io.BytesIO()
+    Image.fromarray(_disc_image(5)).save(buf, format="PNG")
+    png = buf.getvalue()
+    r = client.post("/api/upload?name=new.png", content=png, headers={"Content-Type": "image/png"})
+    assert r.status_code == 200 and r.json()["id"] == "new"
+    assert "new" in [d["id"] for d in client.get("/api/images").json()["images"]]
+    assert (project_dir / "images" / "new.png").read_bytes() == png
+    for name, body, ctype, status in [
+            ("new.png", png, "image/png", 400),                 # the name is taken
+            ("../evil.png", png, "image/png", 400),             # not a plain file name
+            ("fake.png", b"not an image at all", "image/png", 400),
+            ("empty.png", b"", "image/png", 400),
+            ("x.png", png, "text/plain", 415),                  # what a cross-site form could send
+            ("x.png", png, "multipart/form-data", 415)]:
+        resp = client.post(f"/api/upload?name={name}", content=body, headers={"Content-Type": ctype})
+        _one_line_error(resp, status)
+    monkeypatch.setattr("seglab.workbench.server.MAX_UPLOAD_BYTES", 1000)
+    assert "MiB" in _one_line_error(client.post("/api/upload?name=big.png", content=png,
+                                                headers={"Content-Type": "image/png"}), 413)
+    assert not (project_dir / "images" / "big.png").exists()
+    assert sorted(p.name for p in (project_dir / "images").iterdir()) == ["img0.png", "img1.png", "img2.png",
+                                                                           "new.png"]

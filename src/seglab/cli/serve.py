@@ -42,13 +42,10 @@ def serve_cmd(
 
         token = secrets.token_urlsafe(18)
     sock = open_socket(host, port)  # a port in use is a one-line error before anything loads
-    from ..workbench.sam_service import SamService
     from ..workbench.server import create_app
 
-    factory = SamService.default_factory(checkpoint=options.get("checkpoint", "default"),
-                                         name=options.get("model", "mobile_sam"),
-                                         cache_dir=folder / ".seglab" / "sam")
-    application = create_app(folder, token=token, loopback=loopback, sam_factory=factory)
+    application = create_app(folder, token=token, loopback=loopback, sam_checkpoint=options.get("checkpoint", "default"),
+                             sam_model=options.get("model", "mobile_sam"))
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/" + (f"?token={token}" if token else "")
     console.print(f"seglab workbench on {folder}: open {url}  (Ctrl-C stops it)", markup=False, highlight=False,

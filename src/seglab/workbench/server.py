@@ -39,6 +39,9 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 BROWSER_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".bmp": "image/bmp"}
 MAX_OBJECTS = 5000
 MAX_SEGMENTS = 1000
+MAX_UPLOAD_BYTES = 64 << 20
+# an upload is the file itself as the body: none of these is a type a cross-site form can send
+UPLOAD_TYPES = {"image/png", "image/jpeg", "image/tiff", "image/bmp", "application/octet-stream"}
 
 
 class ApiError(Exception):
@@ -152,11 +155,13 @@ def _token_of(request: Request) -> str | None:
 # -- the application ---------------------------------------------------------------------------------
 
 def create_app(root, *, token: str | None = None, loopback: bool = True,
-               sam_factory: Callable[[], object] | None = None, jobs=None) -> FastAPI:
+               sam_factory: Callable[[], object] | None = None, sam_checkpoint="default",
+               sam_model: str = "mobile_sam", jobs=None) -> FastAPI:
     """The workbench application over the project folder ``root``.
 
     ``token``: every request must carry it (``None``: no token, allowed only with ``loopback``);
-    ``sam_factory``: builds the SAM predictor on first use (default MobileSAM with ``$SEGLAB_WEIGHTS``);
+    ``sam_factory``: builds the SAM predictor on first use (default: ``sam_model`` with ``sam_checkpoint``,
+    the official weights in ``$SEGLAB_WEIGHTS``, embeddings cached in ``.seglab/cache/sam``);
     ``jobs``: the :class:`seglab.workbench.jobs.Jobs` runner for training and prediction (default: one
     that runs ``seglab`` in subprocesses).
     """
@@ -166,7 +171,8 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
         raise SeglabError("a server on a non-loopback address needs a token")
     project = Project.open(root)
     if sam_factory is None:
-        sam_factory = SamService.default_factory(cache_dir=Path(project.root) / ".seglab" / "sam")
+        sam_factory = SamService.default_factory(checkpoint=sam_checkpoint, name=sam_model,
+                                                 cache_dir=project.cache_dir("sam"))
     images_cache: dict[str, np.ndarray] = {}
 
     def read_rgb(image_id: str) -> np.ndarray:
@@ -249,7 +255,8 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
                 return error(403, f"host {host!r} refused: this server answers on 127.0.0.1 / localhost only")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if ctype != "application/json":
+            upload = request.url.path == "/api/upload" and ctype in UPLOAD_TYPES
+            if ctype != "application/json" and not upload:
                 return error(415, "requests that change something must send JSON (Content-Type: "
                                   "application/json)")
         return await call_next(request)
@@ -273,6 +280,22 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
         return {"classes": project.classes}
 
     # -- images --------------------------------------------------------------------------------------
+    @app.post("/api/upload")
+    async def upload(request: Request, name: str):
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_UPLOAD_BYTES:
+            raise ApiError(413, f"{name}: {size} bytes; uploads are limited to {MAX_UPLOAD_BYTES >> 20} MiB")
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise ApiError(413, f"{name}: uploads are limited to {MAX_UPLOAD_BYTES >> 20} MiB")
+        if not data:
+            raise ApiError(400, f"{name}: empty upload")
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(project.add_image, name, bytes(data), max_bytes=MAX_UPLOAD_BYTES)
+
     @app.get("/api/images")
     def list_images(sort: Literal["name", "uncertainty", "state"] = "name"):
         items = project.images()

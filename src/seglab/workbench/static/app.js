@@ -718,6 +718,16 @@ $("add-class").onclick = () => {
   S.classes.push({ id, name: `class ${id}`, kind: "thing", color: hex(classColor(id)) }); renderClasses();
 };
 $("save-classes").onclick = saveClasses;
+$("upload").onchange = async (e) => {
+  for (const f of e.target.files) {
+    const resp = await fetch(`/api/upload?name=${enc(f.name)}`, { method: "POST", body: f, credentials: "same-origin",
+      headers: { "Content-Type": f.type || "application/octet-stream" } });
+    if (!resp.ok) toast((await resp.json().catch(() => ({}))).error || `${f.name}: upload failed`);
+  }
+  e.target.value = "";
+  await loadImages();
+  if (!S.cur && S.images.length) openImage(S.images[0].id);
+};
 
 async function start() {
   try {
