@@ -346,11 +346,7 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
             mask = rle.decode(o.mask.model_dump(), shape)
             objects.append({"id": o.id, "class_id": o.class_id, "mask": mask, "source": o.source,
                             "score": o.score})
-        try:
-            revision = project.save(image_id, objects, body.base_revision, state=body.state)
-        except ConflictError as exc:
-            raise ApiError(409, f"{_first_line(exc)}; the page reloads this image's latest version") from None
-        return {"revision": revision}
+        return {"revision": project.save(image_id, objects, body.base_revision, state=body.state)}  # 409: stale
 
     # -- SAM -----------------------------------------------------------------------------------------
     @app.post("/api/images/{image_id:path}/embed")
