@@ -235,6 +235,10 @@ def test_sam_clicks_refine_and_validate(client):
     assert second.status_code == 200 and second.json()["logits_id"] != first["logits_id"]
     boxed = client.post("/api/images/img1/sam", json={"box": [4, 4, 30, 26]})
     assert boxed.status_code == 200
+    # refining an object SAM did not make: its mask seeds the decoder
+    seeded = client.post("/api/images/img1/sam", json={"points": [[16, 14]], "labels": [1],
+                                                       "mask": rle.encode(_holey_two_parts())})
+    assert seeded.status_code == 200 and rle.decode(seeded.json()["mask"], (H, W)).shape == (H, W)
     for body, pattern in [({"points": [[500, 5]], "labels": [1]}, "outside"),
                           ({"points": [[5, 5]], "labels": [1, 0]}, "labels"),
                           ({"points": [[5, 5]], "labels": [3]}, "labels"),
@@ -327,3 +331,16 @@ def test_uploads_are_validated_images_with_a_size_limit(client, project_dir, mon
     assert not (project_dir / "images" / "big.png").exists()
     assert sorted(p.name for p in (project_dir / "images").iterdir()) == ["img0.png", "img1.png", "img2.png",
                                                                            "new.png"]
+
+
+def test_mask_logits_seed_sam_in_its_input_frame():
+    from seglab.workbench.sam_service import mask_logits
+
+    m = np.zeros((H, W), bool)
+    m[:, : W // 2] = True  # left half
+    logits = mask_logits(m, img_size=256, low_res=(64, 64))
+    assert logits.shape == (64, 64) and logits.dtype == np.float32
+    # the 64 x 48 image fills the top 48 of the 64 x 64 low-resolution frame; the rest is padding
+    rows = 64 * H // W
+    assert (logits[:rows - 1, :31] > 6).all() and (logits[:rows - 1, 33:] < -6).all()
+    assert (logits[rows + 1:] < -6).all()

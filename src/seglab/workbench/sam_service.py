@@ -82,15 +82,19 @@ class SamService:
             self._select(image_id)
         return time.perf_counter() - t0
 
-    def click(self, image_id: str, points=None, labels=None, box=None, previous: str | None = None) -> dict:
+    def click(self, image_id: str, points=None, labels=None, box=None, previous: str | None = None,
+              mask: np.ndarray | None = None) -> dict:
         """The best mask for the prompts (``points`` (x, y) with ``labels`` 1 / 0, a ``box`` x0 y0 x1 y1),
-        refined from the answer ``previous`` when given. Returns ``mask`` (bool H x W), ``score`` (the
-        predicted IoU), ``logits_id`` (for the next click) and ``seconds`` (decoder time)."""
+        refined from the answer ``previous``, or from an existing ``mask`` (bool H x W: an object drawn or
+        predicted without SAM), when given. Returns ``mask`` (bool H x W), ``score`` (the predicted IoU),
+        ``logits_id`` (for the next click) and ``seconds`` (decoder time)."""
         import torch
 
         with self._lock:
             mask_input = self._logits.get(previous) if previous is not None else None
             predictor = self._select(image_id)
+            if mask_input is None and mask is not None:
+                mask_input = mask_logits(mask, predictor.model.img_size, predictor.model.prompt_encoder.mask_input_size)
             t0 = time.perf_counter()
             n_points = 0 if points is None else len(points)
             if mask_input is None and box is None and n_points == 1:
@@ -119,3 +123,21 @@ class SamService:
             while len(self._logits) > _KEEP_LOGITS:
                 self._logits.popitem(last=False)
         return {"mask": mask, "score": score, "logits_id": key, "seconds": seconds}
+
+
+def mask_logits(mask: np.ndarray, img_size: int = 1024, low_res=(256, 256), eps: float = 1e-3) -> np.ndarray:
+    """SAM's ``mask_input`` for a mask that did not come from SAM: the mask in the model's input frame
+    (longest side ``img_size``, zero-padded square) averaged down to ``low_res``, as logits
+    ``log(p / (1 - p))`` of ``p`` clipped to ``[eps, 1 - eps]`` (as micro-sam seeds SAM with a mask)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..models.sam.transforms import resized_shape
+
+    h, w = mask.shape
+    nh, nw = resized_shape(h, w, img_size)
+    m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    m = F.interpolate(m, (nh, nw), mode="bilinear", align_corners=False)
+    m = F.pad(m, (0, img_size - nw, 0, img_size - nh))
+    p = F.adaptive_avg_pool2d(m, low_res)[0, 0].clamp(eps, 1 - eps)
+    return torch.log(p / (1 - p)).numpy().astype(np.float32)

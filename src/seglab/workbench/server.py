@@ -82,6 +82,7 @@ class ClickIn(_Body):
     labels: list[int] = Field(default_factory=list, max_length=64)
     box: Optional[list[float]] = Field(default=None, min_length=4, max_length=4)
     previous: Optional[str] = Field(default=None, max_length=32)
+    mask: Optional[MaskIn] = None  # refine this mask (an object not made by SAM) when there is no previous
 
 
 class SegmentIn(_Body):
@@ -364,7 +365,8 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
             raise ApiError(400, "points must be [x, y] pairs and labels 1 (object) or 0 (background)")
         project.image_path(image_id)
         t0 = time.perf_counter()
-        out = sam.click(image_id, body.points or None, body.labels or None, body.box, body.previous)
+        start = None if body.mask is None else rle.decode(body.mask.model_dump(), _shape(image_id))
+        out = sam.click(image_id, body.points or None, body.labels or None, body.box, body.previous, start)
         return {"mask": rle.encode(out["mask"]), "score": out["score"], "logits_id": out["logits_id"],
                 "decoder_ms": round(out["seconds"] * 1000, 2),
                 "server_ms": round((time.perf_counter() - t0) * 1000, 2)}

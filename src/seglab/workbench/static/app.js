@@ -426,8 +426,11 @@ function pick(x, y) {
 
 // -- SAM ------------------------------------------------------------------------------------------
 async function samPrompt({ point, label, box }) {
-  if (!S.active) {
-    S.active = { points: [], labels: [], box: null, logitsId: null, mask: null, target: -1 };
+  let seed = null;
+  if (!S.active) {  // with an object selected, the clicks refine it; else they make a new one
+    const target = S.selected;
+    S.active = { points: [], labels: [], box: null, logitsId: null, mask: null, target };
+    if (target >= 0) { seed = S.cur.objects[target]; S.active.mask = seed.mask; renderCommitted(); renderActive(); }
   }
   const a = S.active;
   if (point) { a.points.push(point.map((v) => Math.round(v * 10) / 10)); a.labels.push(label); }
@@ -435,6 +438,7 @@ async function samPrompt({ point, label, box }) {
   draw();
   const id = S.cur.id;
   const body = { points: a.points, labels: a.labels, box: a.box, previous: a.logitsId };
+  if (seed) body.mask = seed._rle || (seed._rle = RLE.encode(seed.mask));
   document.body.dataset.sam = "busy";
   try {
     const out = await api("POST", imgUrl(id, "sam"), body);
@@ -451,7 +455,12 @@ async function samPrompt({ point, label, box }) {
 function commitActive() {
   const a = S.active;
   S.active = null; renderActive();
-  if (!a || !a.mask || !a.mask.w) { renderCommitted(); draw(); return; }
+  if (!a || !a.mask || !a.mask.w || !a.logitsId) { renderCommitted(); draw(); return; }
+  if (a.target >= 0 && a.target < S.cur.objects.length) {  // a refined object keeps its place and class
+    edit(S.cur.objects.map((o, i) => (i === a.target ? { ...o, mask: a.mask, _rle: null, source: "human", score: null } : o)));
+    select(-1);
+    return;
+  }
   addMask(a.mask);
 }
 function cancelActive() { S.active = null; renderActive(); renderCommitted(); draw(); }
@@ -664,7 +673,7 @@ async function exportAs() {
 
 // -- tools and keys -------------------------------------------------------------------------------
 const HINTS = {
-  sam: "Click an object (right-click or Alt+click: background; drag: box). More clicks refine. Enter keeps it.",
+  sam: "Click an object (right-click or Alt+click: background; drag: box). More clicks refine; with an object selected, clicks refine it. Enter keeps it.",
   brush: "Paint onto the selected object (or a new one). Size with the slider or [ ].",
   eraser: "Erase from the selected object (or from every object).",
   polygon: "Click the corners; double-click or Enter closes the polygon.",
