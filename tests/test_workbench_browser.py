@@ -137,7 +137,7 @@ def _nuclei(labels, n):
 
 def test_click_brush_undo_autosave_reload(browser, server, dsb_project):
     root, labels = dsb_project
-    page = browser.new_page(viewport={"width": 1280, "height": 760})
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server.url)
@@ -203,6 +203,47 @@ def test_click_brush_undo_autosave_reload(browser, server, dsb_project):
     assert inst.dtype == np.uint16 and len(np.unique(inst[inst > 0])) == 3
     assert np.array_equal(inst > 0, np.any(after, axis=0))
 
+    # a polygon: four corners and Enter give a filled object
+    page.keyboard.press("Escape")
+    page.keyboard.press("p")
+    corners = [(150, 20), (190, 20), (190, 50), (150, 50)]
+    for x, y in corners:
+        page.mouse.click(*_screen(page, x, y))
+    page.keyboard.press("Enter")
+    _wait_saved(page)
+    poly = _objects(page)[-1]
+    assert len(_objects(page)) == 4 and abs(int(poly.sum()) - 40 * 30) <= 80
+    # a classical method from its generated form, on a dragged region; then undo it
+    page.keyboard.press("m")
+    page.select_option("#method-name", "felzenszwalb")
+    assert page.input_value("#method-form input[name='scale']") != ""  # the form follows the description
+    page.select_option("#method-name", "otsu")
+    page.mouse.move(*_screen(page, 0, 150))
+    page.mouse.down()
+    page.mouse.move(*_screen(page, 60, 200))
+    page.mouse.move(*_screen(page, 120, 250))
+    page.mouse.up()
+    page.click("#method-run")
+    page.wait_for_function("S.cur.objects.length > 4", timeout=30000)
+    _wait_saved(page)
+    added = _objects(page)[4:]
+    assert all(not m[:150].any() and not m[:, 120:].any() for m in added)  # inside the region
+    page.keyboard.press("Control+z")
+    _wait_saved(page)
+    assert len(_objects(page)) == 4
+
+    # someone else saves this image meanwhile: the page's next save is refused, it says so and reloads
+    other = _api(server, "GET", "/api/images/nuc0/annotation")
+    _api(server, "PUT", "/api/images/nuc0/annotation", {"base_revision": other["revision"],
+                                                        "objects": other["objects"][:1]})
+    page.keyboard.press("v")
+    page.mouse.click(*_screen(page, cx, cy))
+    page.keyboard.press("Delete")
+    page.wait_for_function("!document.getElementById('toast').hidden && S.cur && S.cur.objects.length === 1",
+                           timeout=20000)
+    assert "saved meanwhile" in page.inner_text("#toast")
+    assert page.evaluate("S.cur.revision") == other["revision"] + 1
+
     # keyboard navigation
     page.locator("#canvas").focus()
     page.keyboard.press("ArrowRight")
@@ -233,7 +274,7 @@ def test_train_predict_review_from_the_page(browser, server, dsb_project):
     objects = [{"class_id": 1, "mask": rle.encode(gt == k)} for k in np.unique(gt[gt > 0])]
     _api(server, "PUT", "/api/images/nuc0/annotation", {"base_revision": rev, "objects": objects, "state": "done"})
 
-    page = browser.new_page(viewport={"width": 1280, "height": 760})
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server.url)
