@@ -58,6 +58,7 @@ class ServerThread:
 
         from seglab.workbench.launch import open_socket
 
+        self.app = app
         self.sock = open_socket("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
@@ -76,6 +77,7 @@ class ServerThread:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(10)
+        self.app.state.sam.wait_idle(60)  # an embedding the last page asked for
 
 
 @pytest.fixture(scope="module")

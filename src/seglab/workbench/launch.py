@@ -52,3 +52,6 @@ def run_server(application, sock: socket.socket, log_level: str = "warning") -> 
         jobs = getattr(application.state, "jobs", None)
         if jobs is not None:
             jobs.shutdown()
+        sam = getattr(application.state, "sam", None)
+        if sam is not None:
+            sam.wait_idle(30)

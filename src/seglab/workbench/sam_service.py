@@ -75,6 +75,14 @@ class SamService:
             self._current = image_id
         return predictor
 
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no embedding or click is running (before the process exits: a thread still inside
+        torch at interpreter exit aborts it); False after ``timeout`` seconds."""
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        self._lock.release()
+        return True
+
     def embed(self, image_id: str) -> float:
         """Make sure ``image_id``'s embedding exists; returns the seconds it took (about 0 when cached)."""
         t0 = time.perf_counter()
