@@ -315,7 +315,11 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=120)
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite workbench.md from workbench.json")
     args = ap.parse_args(argv)
+    if args.markdown_only:
+        (args.out / "workbench.md").write_text(markdown(json.loads((args.out / "workbench.json").read_text())))
+        return 0
     from _machine import cpu_model
     import torch
 
@@ -432,7 +436,9 @@ def markdown(r: dict) -> str:
         f"| the same click on `SamPredictor.predict` in-process (ms) | {c['library_median_ms']:.0f} | "
         f"{c['library_p95_ms']:.0f} |",
         "",
-        f"- HTTP / library click latency: {c['http_median_ms'] / c['library_median_ms']:.2f}x (median); "
+        f"- HTTP / library click latency: {c['http_median_ms'] / c['library_median_ms']:.2f}x (median): the "
+        "server adds little to the decoder itself, whose time here is set by the machine's load (the decoder "
+        "alone on a quieter machine: [sam_speed.md](sam_speed.md)); "
         f"{c['n']} clicks, one per ground-truth nucleus (largest first), IoU of the first-click mask with its "
         f"nucleus: median {c['first_click_iou_median']:.3f}, mean {c['first_click_iou_mean']:.3f}.",
         f"- {r['clients']} concurrent clients for {ld['seconds']:.0f} s on the same images, each loading, clicking "
