@@ -344,3 +344,29 @@ def test_mask_logits_seed_sam_in_its_input_frame():
     rows = 64 * H // W
     assert (logits[:rows - 1, :31] > 6).all() and (logits[:rows - 1, 33:] < -6).all()
     assert (logits[rows + 1:] < -6).all()
+
+
+def test_cli_serve_on_a_public_address_prints_a_token_and_requires_it(project_dir):
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "seglab.cli.main", "serve", str(project_dir), "--host",
+                             "0.0.0.0", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = __import__("re").search(r"http://0\.0\.0\.0:(\d+)/\?token=([\w-]{20,})", line)
+        assert m, line + proc.stderr.read() if proc.poll() is not None else line
+        base = f"http://127.0.0.1:{m.group(1)}"
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(base + "/api/images", timeout=30)
+        assert info.value.code == 401 and "token" in json.loads(info.value.read())["error"]
+        req = urllib.request.Request(base + "/api/images", headers={"X-Seglab-Token": m.group(2)})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert len(json.loads(resp.read())["images"]) == 3
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert "Traceback" not in proc.stderr.read()
