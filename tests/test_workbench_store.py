@@ -213,6 +213,15 @@ def test_a_stale_revision_is_a_conflict_and_overwrites_nothing(project):
     assert [e["revision"] for e in project.edits() if e["event"] == "save"] == [1, 2]
 
 
+def test_a_second_process_save_is_seen_at_once(project):
+    other = Project.open(project.root)
+    project.load("a")  # cached at revision 0
+    other.save("a", _objects(), 0)  # within the same millisecond tick, perhaps
+    with pytest.raises(ConflictError):
+        project.save("a", [], 0)
+    assert project.load("a")["revision"] == 1 and len(project.load("a")["objects"]) == 3
+
+
 def test_threads_and_a_second_project_object_never_lose_an_edit(project):
     other = Project.open(project.root)  # as a second server process would
     square = _ring_and_parts()[2]
@@ -482,6 +491,44 @@ def test_rounds_record_training_config_and_prelabels(project, tmp_path):
     assert [o["source"] for o in c["objects"]] == ["model", "model"] and c["objects"][1]["score"] == 0.5
     np.testing.assert_array_equal(project.instance_label_map("c") > 0, lab > 0)
     assert rounds.uncertainty(np.array([0.0, 1.0, 0.5, 0.75])) == pytest.approx(0.375)
+    probs = np.array([[[0.2, 0.5]], [[0.7, 0.5]], [[0.1, 0.0]]])  # 3 classes, 1 x 2 pixels
+    assert rounds.uncertainty(probs) == pytest.approx(np.mean([1 - 0.5, 1 - 0.0]))
+    assert rounds.uncertainty(np.array([[0.7, 0.5]])) == pytest.approx(np.mean([0.6, 1.0]))  # H x W: foreground
+
+
+def test_semantic_projects_train_on_class_maps_and_take_semantic_predictions(project, tmp_path):
+    from seglab.data import open_dataset
+    from seglab.workbench import rounds
+
+    project.set_task("semantic")
+    project.save("a", _objects(), 0, state="done")
+    project.save("b", _objects()[:2], 0, state="done")
+    cfg = rounds.write_training_config(project, tmp_path / "round", val_fraction=0.5)
+    import yaml
+
+    doc = yaml.safe_load(cfg.read_text())
+    data = Path(doc["data"]["root"])
+    assert doc["data"]["format"] == "folder" and "class_weights" not in doc["loss"]
+    assert (data / "classes.txt").read_text().split() == ["background", "nucleus", "cell", "tissue"]
+    assert json.loads((data / "workbench.json").read_text())["class_ids"] == [0, 1, 2, 7]
+    ds = open_dataset(data, "folder", "val")
+    assert len(ds) == 1 and ds.info.classes == ("background", "nucleus", "cell", "tissue")
+    mask = np.asarray(Image.open(data / "val" / "masks" / "b.png"))
+    lut = {0: 0, 1: 1, 2: 2, 7: 3}
+    np.testing.assert_array_equal(mask, np.vectorize(lut.get)(project.semantic_label_map("b")))
+    # a semantic prediction: one object per class present, scores by class id
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    lab = np.zeros((20, 30), np.uint8)
+    lab[:, :10], lab[5:9, 20:25] = 7, 2
+    Image.fromarray(lab).save(pred / "c.png")
+    (pred / "c.json").write_text(json.dumps({"kind": "semantic", "scores": {"7": 0.9, "2": 0.6},
+                                             "uncertainty": 0.25}))
+    rep = rounds.import_predictions(project, pred)
+    assert rep == [{"image": "c", "revision": 1, "n_objects": 2, "uncertainty": 0.25}]
+    c = project.load("c")
+    assert [(o["class_id"], o["score"]) for o in c["objects"]] == [(2, 0.6), (7, 0.9)]
+    np.testing.assert_array_equal(project.semantic_label_map("c"), lab)
 
 
 def test_the_training_config_is_one_seglab_train_accepts(project):
@@ -492,3 +539,50 @@ def test_the_training_config_is_one_seglab_train_accepts(project):
     cfg = load_config(rounds.write_training_config(project, project.root / "round"))
     assert cfg["data"]["format"] == "instance_folder" and cfg["data"]["options"]["target"] == "boundary3"
     assert cfg["model"]["name"] == "unet" and cfg["data"]["test_split"] is None
+
+
+@pytest.mark.slow
+def test_a_round_trains_predicts_and_prelabels(tmp_path):
+    """The whole loop on synthetic discs: 5 labelled images, `seglab train` for 40 s on one thread, pre-labels
+    of the 3 others, matched against the true discs (IoU > 0.5)."""
+    from seglab.workbench import rounds
+
+    root = tmp_path / "discs"
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    truth = {}
+    for k in range(8):
+        lab = np.zeros((96, 96), np.int32)
+        yy, xx = np.mgrid[:96, :96]
+        for i in range(6):
+            y, x = rng.integers(10, 86, 2)
+            r = rng.integers(5, 10)
+            lab[(yy - y) ** 2 + (xx - x) ** 2 < r * r] = i + 1
+        img = np.where(lab > 0, 200, 40) + rng.normal(0, 15, lab.shape)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / f"im{k}.png")
+        truth[f"im{k}"] = lab
+    p = Project.open(root)
+    for k in range(5):
+        lab = truth[f"im{k}"]
+        p.save(f"im{k}", [{"class_id": 1, "mask": lab == v} for v in np.unique(lab) if v], 0, state="done")
+    r = rounds.start_round(p)
+    cfg = rounds.write_training_config(p, p.root / r["dir"], max_minutes=40 / 60)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    subprocess.run(rounds.train_command(cfg), check=True, env=env, capture_output=True)
+    prog = rounds.training_progress(cfg)
+    assert prog["finished"] and prog["best"] > 0.5
+    done = rounds.predict_images(p, prog["checkpoint"], p.root / r["dir"] / "pred")
+    assert done == ["im5", "im6", "im7"]
+    rep = rounds.import_predictions(p, p.root / r["dir"] / "pred")
+    assert all("revision" in x for x in rep)
+    rounds.finish_round(p, r["round"], checkpoint=prog["checkpoint"], metric={"val/mIoU": prog["best"]})
+    matched = total = 0
+    for stem in done:
+        info = p.image_info(stem)
+        assert info["state"] == "review" and 0 <= info["uncertainty"] <= 1
+        t, pr = truth[stem], p.instance_label_map(stem)
+        for a in (v for v in np.unique(t) if v):
+            total += 1
+            ious = [((t == a) & (pr == b)).sum() / ((t == a) | (pr == b)).sum() for b in np.unique(pr) if b]
+            matched += max(ious, default=0) > 0.5
+    assert matched >= 0.6 * total

@@ -47,7 +47,7 @@ MARKER = ".seglab-export"
 def _check_target(project, out: Path) -> Path:
     out = Path(out).absolute()
     real = Path(os.path.realpath(out))
-    own = [project.root / "images", project.labels_dir, project.dot, project.images_dir]
+    own = [project.root / "images", project.labels_dir, project.dot]  # (images in ROOT itself: only files count)
     if real == project.root or project.root.is_relative_to(real):
         raise OutputError(f"{out}: an export cannot replace the project folder or a folder above it")
     for d in own:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,15 @@ def _stat_key(st) -> tuple:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+RACY_NS = 2_000_000_000  # a file changed less than this long ago may change again within its mtime's tick
+
+
+def _settled(st) -> bool:
+    """Whether a cache keyed by ``st`` can be trusted: a file (or folder) modified in the last two seconds
+    may be modified again without its stat changing (mtime ticks are milliseconds), so it is read again."""
+    return time.time_ns() - st.st_mtime_ns > RACY_NS
+
+
 class Project:
     """One project folder; see the module docstring. Use :meth:`open`; safe to share between threads."""
 
@@ -111,6 +121,7 @@ class Project:
         self.lock = store.ProjectLock(self.dot / "lock")
         self._cache_lock = threading.Lock()
         self._config_cache: tuple | None = None
+        self._scan_cache: tuple | None = None
         self._metas: dict[str, tuple] = {}   # stem -> (stat key, meta)
         self._sizes: dict[str, tuple] = {}   # stem -> (stat key, (h, w))
         self._fragments: dict[str, tuple] = {}  # stem -> ((revision, coco_id, digest, state), fragment)
@@ -141,11 +152,12 @@ class Project:
 
     def _config(self) -> dict:
         try:
-            key = _stat_key(self.config_path.stat())
+            st = self.config_path.stat()
         except FileNotFoundError:
             raise ProjectError(f"{self.config_path}: no such file (open the project with Project.open)") from None
+        key = _stat_key(st)
         cached = self._config_cache
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == key and _settled(st):
             return cached[1]
         doc = read_json(self.config_path)
         if not isinstance(doc, dict):
@@ -216,8 +228,18 @@ class Project:
         return d if d.exists() else self.root
 
     def _scan(self) -> dict[str, str]:
-        """stem -> path relative to ROOT (posix) of every image file, sorted by stem."""
+        """stem -> path relative to ROOT (posix) of every image file, sorted by stem; cached until the
+        folder changes (its mtime: files added, removed or renamed)."""
         folder = self.images_dir
+        try:
+            st = os.stat(folder)
+        except OSError as exc:
+            raise ProjectError(f"{folder}: cannot list the images ({exc.strerror})") from None
+        key = (str(folder), st.st_mtime_ns, st.st_ino)
+        cached = self._scan_cache
+        if cached is not None and cached[0] == key and _settled(st):
+            return cached[1]
+        prefix = "" if folder == self.root else folder.relative_to(self.root).as_posix() + "/"
         found: dict[str, str] = {}
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -225,17 +247,16 @@ class Project:
             raise ProjectError(f"{folder}: cannot list the images ({exc.strerror})") from None
         for e in entries:
             name = e.name
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+            stem, suffix = os.path.splitext(name)
+            if name.startswith(".") or suffix.lower() not in IMAGE_SUFFIXES or not e.is_file():
                 continue
-            if not e.is_file():
-                continue
-            stem = Path(name).stem
-            rel = (Path(e.path).relative_to(self.root)).as_posix()
             if stem in found:
-                raise ProjectError(f"{folder}: two images share the name {stem!r} ({Path(found[stem]).name} and "
-                                   f"{name}); rename one")
-            found[stem] = rel
-        return dict(sorted(found.items()))
+                raise ProjectError(f"{folder}: two images share the name {stem!r} ({found[stem].rsplit('/', 1)[-1]} "
+                                   f"and {name}); rename one")
+            found[stem] = prefix + name
+        result = dict(sorted(found.items()))
+        self._scan_cache = (key, result)
+        return result
 
     def image_ids(self) -> list[str]:
         """The image ids (file stems), sorted."""
@@ -262,9 +283,10 @@ class Project:
 
     def _size(self, image_id: str, path: Path | None = None) -> tuple[int, int]:
         path = path or self.image_path(image_id)
-        key = _stat_key(path.stat())
+        st = path.stat()
+        key = _stat_key(st)
         cached = self._sizes.get(image_id)
-        if cached and cached[0] == key:
+        if cached and cached[0] == key and _settled(st):
             return cached[1]
         hw = None
         try:
@@ -393,16 +415,18 @@ class Project:
     def _meta_path(self, stem: str) -> Path:
         return self.meta_dir / f"{stem}.json"
 
-    def _meta(self, stem: str) -> dict | None:
-        """The sidecar of ``stem`` (cached by the file's stat), or None when the image was never saved."""
+    def _meta(self, stem: str, *, fresh: bool = False) -> dict | None:
+        """The sidecar of ``stem`` (cached by the file's stat; ``fresh``: read from the disk whatever the
+        cache says, as the revision check of a save does), or None when the image was never saved."""
         path = self._meta_path(stem)
         try:
-            key = _stat_key(path.stat())
+            st = path.stat()
         except FileNotFoundError:
             self._metas.pop(stem, None)
             return None
+        key = _stat_key(st)
         cached = self._metas.get(stem)
-        if cached and cached[0] == key:
+        if cached and cached[0] == key and not fresh and _settled(st):
             return cached[1]
         try:
             meta = read_json(path)
@@ -486,12 +510,12 @@ class Project:
         path = self.image_path(image_id)
         h, w = self._size(image_id, path)
         with self.lock.exclusive():
-            meta = self._meta(image_id)
+            meta = self._meta(image_id, fresh=True)
             records = [dict(r) for r in meta["objects"]] if meta else []
             return self._commit(image_id, path, h, w, records, int(base_revision), state, KEEP, actor)
 
     def _commit(self, stem, path, h, w, records, base_revision, state, uncertainty, actor) -> int:
-        meta = self._meta(stem)
+        meta = self._meta(stem, fresh=True)  # under the lock, from the disk: the revision check
         current = meta["revision"] if meta else 0
         if base_revision != current:
             raise ConflictError(f"image {stem!r} was saved meanwhile (revision {current}, yours is based on "
