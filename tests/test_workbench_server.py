@@ -290,6 +290,10 @@ def test_export_and_classes(client, project_dir):
     classes = [{"id": 1, "name": "nucleus", "color": "#ff0000", "kind": "thing"},
                {"id": 2, "name": "tissue", "color": "#00ff00", "kind": "stuff"}]
     assert client.put("/api/classes", json={"classes": classes}).json()["classes"] == classes
+    assert client.get("/api/project").json()["task"] == "instance"
+    assert client.put("/api/task", json={"task": "semantic"}).json() == {"task": "semantic"}
+    assert json.loads((project_dir / "project.json").read_text())["task"] == "semantic"
+    _one_line_error(client.put("/api/task", json={"task": "panoptic"}), 422)
     assert "still used" in _one_line_error(client.put("/api/classes", json={"classes": classes[1:]}), 400)
 
 

@@ -101,6 +101,10 @@ class ClassesIn(_Body):
     classes: list[ClassIn] = Field(min_length=1, max_length=256)
 
 
+class TaskIn(_Body):
+    task: Literal["instance", "semantic"]
+
+
 class ExportIn(_Body):
     format: Literal["coco", "voc", "yolo"]
 
@@ -272,13 +276,18 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
     # -- project and classes -------------------------------------------------------------------------
     @app.get("/api/project")
     def get_project():
-        return {"name": Path(project.root).name, "classes": project.classes,
+        return {"name": Path(project.root).name, "classes": project.classes, "task": project.task,
                 "n_images": len(project.images()), "token_required": token is not None}
 
     @app.put("/api/classes")
     def put_classes(body: ClassesIn):
         project.set_classes([c.model_dump() for c in body.classes])
         return {"classes": project.classes}
+
+    @app.put("/api/task")
+    def put_task(body: TaskIn):
+        project.set_task(body.task)
+        return {"task": project.task}
 
     # -- images --------------------------------------------------------------------------------------
     @app.post("/api/upload")

@@ -727,6 +727,10 @@ $("add-class").onclick = () => {
   S.classes.push({ id, name: `class ${id}`, kind: "thing", color: hex(classColor(id)) }); renderClasses();
 };
 $("save-classes").onclick = saveClasses;
+$("task").onchange = async () => {
+  try { await api("PUT", "/api/task", { task: $("task").value }); toast(`task: ${$("task").value}`, "info", 1500); }
+  catch (e) { toast(e.message); }
+};
 $("upload").onchange = async (e) => {
   for (const f of e.target.files) {
     const resp = await fetch(`/api/upload?name=${enc(f.name)}`, { method: "POST", body: f, credentials: "same-origin",
@@ -744,6 +748,7 @@ async function start() {
     $("project-name").textContent = S.project.name;
     document.title = `${S.project.name} · seglab workbench`;
     S.classes = S.project.classes;
+    $("task").value = S.project.task || "instance";
     renderClasses(); setTool("sam");
     await loadImages();
     loadMethods().catch((e) => toast(e.message));
