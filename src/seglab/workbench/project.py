@@ -517,6 +517,9 @@ class Project:
     def _commit(self, stem, path, h, w, records, base_revision, state, uncertainty, actor) -> int:
         meta = self._meta(stem, fresh=True)  # under the lock, from the disk: the revision check
         current = meta["revision"] if meta else 0
+        gone = {r["class_id"] for r in records} - {c["id"] for c in self.classes}
+        if gone:  # the class list changed since the objects were checked
+            raise ProjectError(f"image {stem!r}: class {min(gone)} is no longer a class of the project")
         if base_revision != current:
             raise ConflictError(f"image {stem!r} was saved meanwhile (revision {current}, yours is based on "
                                 f"{base_revision}); reload it and apply your edit again", current)
