@@ -374,3 +374,48 @@ def test_cli_serve_on_a_public_address_prints_a_token_and_requires_it(project_di
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_jobs_run_fail_stop_and_refuse_a_second(tmp_path, client):
+    import sys
+    import time
+
+    from seglab.workbench.jobs import Job, JobBusy, Jobs, Step
+
+    def wait(job, timeout=60):
+        t0 = time.time()
+        while job.state == "running":
+            assert time.time() - t0 < timeout
+            time.sleep(0.05)
+        return job.describe()
+
+    seen = []
+    ok = Job("demo", [Step("python", lambda job: {"x": 1}),
+                      Step("command", [sys.executable, "-c", "print('hello from the job')"])],
+             tmp_path / "a.log").start()
+    d = wait(ok)
+    assert d["state"] == "done" and d["progress"] == 1 and d["result"] == {"x": 1} and "hello from" in d["log"]
+    bad = Job("demo", [Step("a failing command", [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])],
+              tmp_path / "b.log", on_error=lambda m, c: seen.append((m, c))).start()
+    d = wait(bad)
+    assert d["state"] == "failed" and "exit 3" in d["message"] and "boom" in d["message"]
+    assert seen == [(d["message"], False)]
+    slow = Job("demo", [Step("sleeping", [sys.executable, "-c", "import time; time.sleep(60)"]),
+                        Step("never", lambda job: seen.append("ran"))],
+               tmp_path / "c.log", on_error=lambda m, c: seen.append((m, c)))
+    jobs = Jobs(project=None)
+    jobs._start(lambda: slow)
+    with pytest.raises(JobBusy, match="already running"):
+        jobs._start(lambda: slow)
+    while slow._proc is None:
+        time.sleep(0.05)
+    t0 = time.time()
+    d = jobs.cancel(slow.id)
+    d = wait(slow, 30)
+    assert d["state"] == "cancelled" and time.time() - t0 < 30 and seen[-1] == ("stopped", True)
+    # the HTTP side: nothing to train on yet, no model to predict with, unknown job
+    assert "no labelled image" in _one_line_error(client.post("/api/train", json={}), 400)
+    assert "max_minutes" in _one_line_error(client.post("/api/train", json={"options": {"max_minutes": -1}}), 400)
+    assert "no trained model" in _one_line_error(client.post("/api/predict", json={}), 400)
+    _one_line_error(client.get("/api/jobs/nope"), 404)
+    assert client.get("/api/jobs").json() == {"jobs": []}

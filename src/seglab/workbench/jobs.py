@@ -23,6 +23,10 @@ class JobBusy(SeglabError):
     """A training or prediction job is already running."""
 
 
+class UnknownJob(SeglabError):
+    """A job id this server does not know."""
+
+
 class Step:
     """A command (list of arguments) or a Python callable, with a label shown in the page."""
 
@@ -31,14 +35,16 @@ class Step:
 
 
 class Job:
-    def __init__(self, kind: str, steps: list[Step], log_path: Path, on_error: Callable[[str], None] | None = None):
+    def __init__(self, kind: str, steps: list[Step], log_path: Path,
+                 on_error: Callable[[str, bool], None] | None = None):
         self.id = uuid.uuid4().hex[:12]
         self.kind, self.steps, self.log_path = kind, steps, Path(log_path)
         self.state, self.message, self.progress, self.metrics = "running", "", 0.0, {}
         self.step = 0
         self.started, self.ended = time.time(), None
         self.result: dict = {}
-        self.on_error = on_error
+        self.on_error = on_error  # (message, cancelled)
+        self.cancelled = False
         self._proc: subprocess.Popen | None = None
         self._thread = threading.Thread(target=self._run, name=f"seglab-{kind}", daemon=True)
 
@@ -50,6 +56,8 @@ class Job:
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             for k, step in enumerate(self.steps):
+                if self.cancelled:
+                    raise SeglabError("stopped")
                 self.step, self.message = k, step.label
                 if callable(step.run):
                     out = step.run(self)
@@ -71,13 +79,13 @@ class Job:
                                           f"{self.tail(1) or 'see ' + str(self.log_path)}")
             self.progress, self.state, self.message = 1.0, "done", "done"
         except Exception as exc:  # the page shows the one line; the log keeps the rest
-            self.state = "failed"
-            self.message = " ".join(str(exc).split()) or exc.__class__.__name__
+            self.state = "cancelled" if self.cancelled else "failed"
+            self.message = "stopped" if self.cancelled else " ".join(str(exc).split()) or exc.__class__.__name__
             try:
                 with open(self.log_path, "a") as logf:
                     logf.write(f"failed: {self.message}\n")
                 if self.on_error is not None:
-                    self.on_error(self.message)
+                    self.on_error(self.message, self.cancelled)
             except Exception:  # the job is failed already; its record is best effort
                 pass
         finally:
@@ -99,6 +107,11 @@ class Job:
         return "\n".join(line for line in lines[-n:])
 
     def cancel(self) -> None:
+        """Stop the job: its running command gets SIGTERM (``seglab train`` stops at a clean point);
+        the steps after it do not run."""
+        if self.state != "running":
+            return
+        self.cancelled = True
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
 
@@ -137,7 +150,14 @@ class Jobs:
     def get(self, job_id: str) -> dict:
         job = self._jobs.get(job_id)
         if job is None:
-            raise SeglabError(f"no such job: {job_id!r}")
+            raise UnknownJob(f"no such job: {job_id!r}")
+        return job.describe()
+
+    def cancel(self, job_id: str) -> dict:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise UnknownJob(f"no such job: {job_id!r}")
+        job.cancel()
         return job.describe()
 
     def shutdown(self) -> None:

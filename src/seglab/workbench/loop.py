@@ -59,8 +59,8 @@ def training_job(project, options: dict) -> Job:
         rounds.finish_round(project, rid, status="done", checkpoint=prog["checkpoint"], metric=metric)
         return {"checkpoint": prog["checkpoint"], "metric": metric, "epochs": len(prog["epochs"])}
 
-    def failed(message):
-        rounds.finish_round(project, rid, status="failed", message=message)
+    def failed(message, cancelled):
+        rounds.finish_round(project, rid, status="cancelled" if cancelled else "failed", message=message)
 
     train = Step("training", None, progress)
     steps = [Step("writing the data and the config", write_config), train, Step("recording the round", finish)]

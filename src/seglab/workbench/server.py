@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import SeglabError
 from . import masks as rle
-from .jobs import JobBusy
+from .jobs import JobBusy, UnknownJob
 from .sam_service import SamService, SamUnavailable
 
 log = logging.getLogger("seglab.workbench")
@@ -233,7 +233,7 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
 
     @app.exception_handler(SeglabError)
     async def _user_error(request, exc):  # ProjectError, ParameterError, InputFileError, ...
-        return error(404 if isinstance(exc, UnknownImageError) else 400, _first_line(exc))
+        return error(404 if isinstance(exc, (UnknownImageError, UnknownJob)) else 400, _first_line(exc))
 
     @app.exception_handler(Exception)
     async def _bug(request, exc):
@@ -442,6 +442,10 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
     @app.get("/api/jobs/{job_id}")
     def get_job(job_id: str):
         return jobs.get(job_id)
+
+    @app.post("/api/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str):
+        return jobs.cancel(job_id)
 
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     def unknown(rest: str, request: Request):

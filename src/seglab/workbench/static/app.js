@@ -639,9 +639,12 @@ async function pollJob(id) {
     const metric = Object.entries(j.metrics || {}).map(([k, v]) => `${k} ${Number(v).toFixed(3)}`).join(" · ");
     $("job-text").textContent = `${j.kind}: ${j.state} — ${j.message}${metric ? " — " + metric : ""}`;
     $("job-progress").value = j.progress;
+    $("job-stop").hidden = j.state !== "running";
+    $("job-stop").onclick = () => api("POST", `/api/jobs/${id}/cancel`, {}).catch((e) => toast(e.message));
     document.body.dataset.job = `${j.kind}:${j.state}`;
     if (j.state !== "running") {
       if (j.state === "failed") toast(`${j.kind} failed: ${j.message}`, "error", 10000);
+      if (j.state === "cancelled") toast(`${j.kind} stopped`, "info", 4000);
       await loadImages();
       if (S.cur) { const cur = S.images.find((d) => d.id === S.cur.id); if (cur && cur.revision !== S.cur.revision) await reloadImage(); }
       return;
