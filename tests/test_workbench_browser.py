@@ -302,10 +302,12 @@ def test_train_predict_review_from_the_page(browser, server, dsb_project):
     assert states["nuc0"]["state"] == "done"
     assert all(states[k]["state"] == "review" and states[k]["uncertainty"] is not None for k in ("nuc1", "nuc2"))
     # sorted by uncertainty: most uncertain first
-    page.select_option("#sort", "uncertainty")
-    page.wait_for_function("S.sort === 'uncertainty'")
-    shown = page.evaluate("S.images.map((d) => d.id)")
     want = sorted(states, key=lambda k: -(states[k]["uncertainty"] if states[k]["uncertainty"] is not None else -1))
+    page.select_option("#sort", "uncertainty")
+    order = json.dumps(want, separators=(",", ":"))
+    page.wait_for_function("JSON.stringify([...document.querySelectorAll('#images li')].map((li) => li.dataset.id))"
+                           f" === '{order}'", timeout=20000)
+    shown = page.evaluate("S.images.map((d) => d.id)")
     assert shown == want
     page.click(f"#images li[data-id='{shown[0]}']")
     page.wait_for_function(f"S.cur && S.cur.id === '{shown[0]}'")
