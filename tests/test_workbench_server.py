@@ -192,6 +192,7 @@ def test_token_required_on_a_public_address(project_dir):
         assert c.get("/api/images", headers={"X-Seglab-Token": "s3cret-token"}).status_code == 200
         assert c.get("/api/images", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
         _one_line_error(c.get("/?token=wrong"), 401)
+        _one_line_error(c.get("/?token=s3cret-t%C3%B6k%C3%A9n"), 401)  # not ASCII: refused, not a 500
         resp = c.get("/?token=s3cret-token")  # the printed address: sets the cookie, drops the token from the URL
         assert resp.status_code == 303 and resp.headers["location"] == "/"
         assert "httponly" in resp.headers["set-cookie"].lower()
@@ -201,6 +202,8 @@ def test_token_required_on_a_public_address(project_dir):
 def test_loopback_checks_host_and_content_type(client):
     _one_line_error(client.get("/api/images", headers={"Host": "evil.example:8765"}), 403)
     assert client.get("/api/images", headers={"Host": "localhost:8765"}).status_code == 200
+    assert client.get("/api/images", headers={"Host": "[::1]:8765"}).status_code == 200
+    _one_line_error(client.get("/api/images", headers={"Host": "127.0.0.1.evil.example"}), 403)
     resp = client.put("/api/images/img0/annotation", content=b'{"base_revision": 0, "objects": []}',
                       headers={"Content-Type": "text/plain"})
     _one_line_error(resp, 415)  # what a cross-site form could send

@@ -15,7 +15,9 @@ from __future__ import annotations
 import io
 import logging
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
@@ -150,6 +152,17 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+def _host_name(header: str) -> str:
+    """The host of a ``Host`` header without its port (``[::1]:8765`` -> ``[::1]``)."""
+    if header.startswith("["):
+        return header.split("]")[0] + "]"
+    return header.rsplit(":", 1)[0]
+
+
+def _same(a: str, b: str) -> bool:
+    return secrets.compare_digest(a.encode(), b.encode())
+
+
 def _token_of(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -178,15 +191,18 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
     if sam_factory is None:
         sam_factory = SamService.default_factory(checkpoint=sam_checkpoint, name=sam_model,
                                                  cache_dir=project.cache_dir("sam"))
-    images_cache: dict[str, np.ndarray] = {}
+    images_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # the last images SAM and the methods read
+    cache_lock = threading.Lock()
 
     def read_rgb(image_id: str) -> np.ndarray:
-        arr = images_cache.get(image_id)
+        with cache_lock:
+            arr = images_cache.get(image_id)
         if arr is None:
             arr = _rgb8(project.read_image(image_id))
-            if len(images_cache) > 16:
-                images_cache.pop(next(iter(images_cache)))
-            images_cache[image_id] = arr
+            with cache_lock:
+                images_cache[image_id] = arr
+                while len(images_cache) > 16:
+                    images_cache.popitem(last=False)
         return arr
 
     sam = SamService(sam_factory, read_rgb)
@@ -245,17 +261,16 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
     async def _guard(request: Request, call_next):
         if token is not None:
             given = request.query_params.get("token")
-            if request.url.path == "/" and given is not None and secrets.compare_digest(given, token):
+            if request.url.path == "/" and given is not None and _same(given, token):
                 resp = RedirectResponse("/", status_code=303)
                 resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
                 return resp
             sent = _token_of(request)
-            if sent is None or not secrets.compare_digest(sent, token):
+            if sent is None or not _same(sent, token):
                 return error(401, "this server needs its token: open the address that 'seglab serve' printed "
                                   "(with ?token=...), or send the X-Seglab-Token header")
         elif loopback:
-            host = request.headers.get("host", "").rsplit(":", 1)[0] if not request.headers.get(
-                "host", "").startswith("[") else request.headers.get("host", "").split("]")[0] + "]"
+            host = _host_name(request.headers.get("host", ""))
             if host not in LOOPBACK_HOSTS:
                 return error(403, f"host {host!r} refused: this server answers on 127.0.0.1 / localhost only")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
