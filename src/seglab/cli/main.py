@@ -26,6 +26,7 @@ from . import train, data  # noqa: F401,E402
 from . import predict  # noqa: F401,E402
 from . import bsds  # noqa: F401,E402
 from . import export  # noqa: F401,E402
+from . import serve  # noqa: F401,E402
 
 SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
