@@ -87,13 +87,14 @@ class ImageSource:
         try:
             with tifffile.TiffFile(self.path) as tif:
                 page = tif.pages[0]
-                where = page.is_contiguous  # (offset, bytes) of uncompressed contiguous data, else None
+                contiguous = page.is_contiguous  # uncompressed, in one piece (older tifffile: (offset, size))
+                where = contiguous[0] if isinstance(contiguous, tuple) else page.dataoffsets[0] if contiguous else None
                 shape, dtype = page.shape, page.dtype
-                ok = (where and len(tif.pages) == 1 and page.planarconfig == 1 and len(shape) in (2, 3)
+                ok = (where is not None and len(tif.pages) == 1 and page.planarconfig == 1 and len(shape) in (2, 3)
                       and dtype is not None)
         except Exception as exc:  # tifffile raises many types for broken files
             raise InputFileError(f"{self.path}: not a readable TIFF ({exc.__class__.__name__}: {exc})") from None
-        return (where[0], np.dtype(dtype), shape) if ok else None
+        return (int(where), np.dtype(dtype), shape) if ok else None
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """uint8 ``(y1 - y0) x (x1 - x0) x C`` (C = 1 or 3)."""
