@@ -9,9 +9,11 @@ actor that dies and runs its batch again; whatever is still missing at the end i
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import socket
+from pathlib import Path
 
 from ..errors import ParameterError, SeglabError
 from .worker import PredictJob, Worker
@@ -89,9 +91,14 @@ def run_ray(job: PredictJob, files: list, workers: int, on_record, *, address: s
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # actors do not share this process's working folder: they get absolute paths, the records the caller's
+    given = {str(Path(f).resolve()): str(f) for f in files}
+    job = dataclasses.replace(job, checkpoint=str(Path(job.checkpoint).resolve()), out=str(Path(job.out).resolve()))
     blocks = max(1, min(math.ceil(len(files) / batch_size), 20000))
-    ds = ray.data.from_items([{"path": str(f)} for f in files], override_num_blocks=blocks)
+    ds = ray.data.from_items([{"path": p} for p in given], override_num_blocks=blocks)
     out = ds.map_batches(RayWorker, fn_constructor_kwargs={"job": job.to_dict()}, batch_size=batch_size,
                          compute=ActorPoolStrategy(size=workers), num_cpus=1, batch_format="numpy")
     for row in out.iter_rows():
-        on_record({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+        rec = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        rec["input"] = given.get(rec["input"], rec["input"])
+        on_record(rec)
