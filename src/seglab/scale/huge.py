@@ -70,10 +70,16 @@ class ImageSource:
         self._array = None
         self._map = self._tiff_map() if self.path.suffix.lower() in (".tif", ".tiff") else None
         if self._map is None:
+            from PIL import Image
+
             from ..data.base import as_uint8_image
             from ..io import read_image
 
-            self._array = as_uint8_image(read_image(self.path), self.path)
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # huge on purpose: no bomb check
+            try:
+                self._array = as_uint8_image(read_image(self.path), self.path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
             self.shape = self._array.shape
         else:
             shape = self._map[2]
