@@ -226,15 +226,15 @@ def predict_cmd(
 ):
     """Segment images of any size with a trained model: label PNGs (palette of the data set) and overlays.
 
+    Batch mode (semantic checkpoints; any of --workers, --shard or RANK/WORLD_SIZE, --resume, --ray,
+    --ray-address, --huge, or an @LIST input): an unreadable image is listed in OUT/failed.json and the
+    others are written (exit code 2 at the end); see docs/scale.md.
+
     Each input NAME.ext gives OUT/NAME.png (and OUT/NAME_overlay.png); two inputs that would give the same
     output name, or an output that is an input, are refused before anything runs. Ctrl-C keeps the
     images already finished (label map and overlay both) and writes nothing else. An instance checkpoint
     (Mask R-CNN) writes 16-bit instance label maps (1..N by descending score) and OUT/results.json (COCO
     results of every image finished).
-
-    Batch mode (semantic checkpoints; any of --workers, --shard or RANK/WORLD_SIZE, --resume, --ray,
-    --ray-address, --huge, or an @LIST input): an unreadable image is listed in OUT/failed.json and the
-    others are written (exit code 2 at the end); see docs/scale.md.
     """
     opts = inference_options(tile, overlap, window, tta, scales)
     if score_threshold is not None:
