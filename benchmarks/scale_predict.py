@@ -9,7 +9,7 @@ processes (1 thread each) and Ray on a 2-node cluster started here on localhost
 Scaling efficiency: steady rate of 2 workers / (2 x steady rate of 1 worker).
 
 Part ``huge``: a 20000 x 20000 RGB image (CamVid test images repeated, an uncompressed TIFF) predicted
-tile by tile (``seglab.scale.huge``) in a child process; its peak resident memory (``ru_maxrss``) above
+tile by tile (``seglab.scale.huge``) in a child process; its peak resident memory (``VmHWM``) above
 the same process after loading the model, per megapixel; beside it 2048 x 2048 tiled and untiled (the
 whole image through the network, the PNG label map) and whether their labels are identical.
 
@@ -116,6 +116,15 @@ def make_tiff(path: Path, size: int) -> Path:
     return path
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM, reset by exec; ``ru_maxrss`` would carry the parent's peak
+    over a fork + exec on Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(args) -> None:
     """Run in a fresh process: peak RSS of one tiled or untiled prediction, as one JSON line."""
     import torch
@@ -128,7 +137,7 @@ def child(args) -> None:
     trained = load_trained(args.ckpt)
     predict_image(trained, np.zeros((64, 64, 3), np.uint8), tile=None, resize=None)  # warm-up
     writer = HugeFiles(trained, Path(args.out), tile=args.tile) if args.mode == "tiled" else None
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak_rss_mb()
     t0 = time.perf_counter()
     if writer is not None:
         pixels = writer.write(Path(args.image))
@@ -141,7 +150,7 @@ def child(args) -> None:
         write_labels(Path(args.out) / f"{Path(args.image).stem}.png", labels)
         pixels = labels.size
     secs = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"mode": args.mode, "megapixels": pixels / 1e6, "seconds": secs, "rss_base_mb": base,
                       "rss_peak_mb": peak, "halo": writer.halo if writer else None, "tile": args.tile}))
 
@@ -213,7 +222,7 @@ def markdown(res: dict) -> str:
                   f"{h['model']}, random weights, {h['threads']} thread(s); tile 1024 x 1024, halo = the network's "
                   "receptive field rounded up to its stride; input: an uncompressed RGB TIFF read window by "
                   "window. Memory: peak resident set of a fresh process above the same process after loading the "
-                  "model (`ru_maxrss`).", "",
+                  "model (`VmHWM` of /proc/self/status).", "",
                   "| image | mode | megapixels | seconds | MP/s | extra peak memory (MB) | MB per megapixel | loads |",
                   "|---|---|---:|---:|---:|---:|---:|---|"]
         for r in h["rows"]:
