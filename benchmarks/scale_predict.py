@@ -51,7 +51,8 @@ def save_unet(path: Path, base_width: int, depth: int) -> Path:
     torch.manual_seed(0)
     model = create("unet", 11, base_width=base_width, depth=depth)
     info = DatasetInfo("camvid", tuple(f"class{i}" for i in range(11)), default_palette(11))
-    return save_checkpoint(path, model, name="unet", config={"num_classes": 11, "base_width": base_width, "depth": depth},
+    return save_checkpoint(path, model, name="unet",
+                           config={"num_classes": 11, "base_width": base_width, "depth": depth},
                            extra={"info": info.to_dict(), "mean": [0.5] * 3, "std": [0.25] * 3, "train_config": {}})
 
 
@@ -176,8 +177,8 @@ def huge(tmp: Path, size: int, tile: int, threads: int) -> dict:
     small = make_tiff(tmp / "img2048.tif", 2048)
     rows.append(run_child("tiled", small, ckpt, tmp / "tiled", tile, threads))
     rows.append(run_child("untiled", small, ckpt, tmp / "untiled", tile, threads))
-    same = np.array_equal(tifffile.imread(tmp / "tiled/img2048.tif"), np.asarray(Image.open(tmp / "untiled/img2048.png")))
-    diff = int((tifffile.imread(tmp / "tiled/img2048.tif") != np.asarray(Image.open(tmp / "untiled/img2048.png"))).sum())
+    tiled, untiled = tifffile.imread(tmp / "tiled/img2048.tif"), np.asarray(Image.open(tmp / "untiled/img2048.png"))
+    same, diff = bool(np.array_equal(tiled, untiled)), int((tiled != untiled).sum())
     big = make_tiff(tmp / f"img{size}.tif", size)
     rows.append(run_child("tiled", big, ckpt, tmp / "tiled", tile, threads))
     with tifffile.TiffFile(tmp / f"tiled/img{size}.tif") as tif:
@@ -201,18 +202,26 @@ def markdown(res: dict) -> str:
     if t:
         lines += ["## Many images: engines side by side", "",
                   f"{t['images']} CamVid test images ({t['image_size']}), {t['model']}, random weights, native size; "
-                  f"{t['rounds']} interleaved rounds, medians.", "",
-                  "| engine | end to end (img/s) | steady (img/s) | steady vs loop 1 thread | loads (before -> after) |",
+                  f"{t['rounds']} interleaved rounds, medians. *End to end*: from the call to the last image, "
+                  "starting the worker processes or actors and loading the model included (tens of seconds on "
+                  "this loaded machine, so it dominates 24 images); *steady*: the images over the span from the "
+                  "first image's start to the last one's end, what a long run approaches. The plain loop in one "
+                  "process is the peer.", "",
+                  "| engine | end to end (img/s) | steady (img/s) | steady vs loop 1 thread | loads (before -> after) "
+                  "|",
                   "|---|---:|---:|---:|---|"]
         base = t["median"]["loop, 1 thread"]["steady"]
         for name, m in t["median"].items():
             loads = ", ".join(f"{a}->{b}" for a, b in (r["load"] for r in t["runs"][name]))
-            lines.append(f"| {name} | {m['end_to_end']:.2f} | {m['steady']:.2f} | {m['steady'] / base:.2f}x | {loads} |")
+            lines.append(f"| {name} | {m['end_to_end']:.2f} | {m['steady']:.2f} | {m['steady'] / base:.2f}x "
+                         f"| {loads} |")
         nodes = [r["per_node"] for r in t["runs"]["Ray, 2 nodes x 1 actor"]]
         lines += ["", f"Scaling efficiency, 2 local workers: **{t['scaling_efficiency_2_workers']:.0%}** of twice "
                   f"one worker's steady rate; Ray on 2 nodes: **{t['scaling_efficiency_ray_2_nodes']:.0%}**. On 2 "
                   "cores shared with other jobs a second worker can only take what the other jobs leave; re-run on "
-                  "a quiet machine for the engine's own figure.", "",
+                  "a quiet machine for the engine's own figure. Two torch threads in one process are the slowest "
+                  "row here: their intra-op barriers wait for each other on an oversubscribed CPU, which separate "
+                  "processes do not.", "",
                   "Images per Ray node (node ids shortened), each round: " +
                   "; ".join(", ".join(f"`{k[:8]}` {v}" for k, v in n.items()) for n in nodes) +
                   " -- the same code spreads over both nodes.", ""]

@@ -113,7 +113,8 @@ def test_shard_writes_its_own_images_and_failed_list(ckpt, tmp_path):
     every = sorted(files + [tmp_path / "in/bad.png"])
     reports = [predict_many(job, every, shard=(i, 2), worker=worker) for i in range(2)]
     assert sorted(r["input"] for rep in reports for r in rep.records) == sorted(map(str, every))
-    assert [rep.failed_path.name if rep.failed_path else None for rep in reports] == ["failed-0-of-2.json", None]  # bad.png sorts first
+    names = [rep.failed_path.name if rep.failed_path else None for rep in reports]
+    assert names == ["failed-0-of-2.json", None]  # bad.png sorts first: shard 0
 
 
 def _kill_workers(done, total):
@@ -173,3 +174,26 @@ def test_batch_options_are_checked(ckpt, tmp_path, capsys):
     assert main(base + ["--shard", "3/3"]) == 2 and "--shard" in _one_error(capsys)
     assert main(base + ["--halo", "8"]) == 2 and "--halo is an option of --huge" in _one_error(capsys)
     assert main(base + ["--huge", "--tta"]) == 2 and "--tta does not apply to --huge" in _one_error(capsys)
+
+
+def test_interrupted_batch_run_resumes(ckpt, tmp_path, capsys, monkeypatch):
+    files = _images(tmp_path / "in", 3, bad=False)
+    args = ["predict", str(ckpt), str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--resume"]
+    real, calls = Worker.run, []
+
+    def stopped_at_the_second(self, image):
+        calls.append(image)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, image)
+
+    monkeypatch.setattr(Worker, "run", stopped_at_the_second)
+    assert main(args) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert "interrupted after 1 of 3 images" in err and "with --resume to finish the rest" in err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [files[0].name]
+    monkeypatch.setattr(Worker, "run", real)
+    assert main(args) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "2 of 3 images written" in out and "1 skipped as finished" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f.name for f in files]

@@ -326,20 +326,20 @@ def _predict_batch(checkpoint, inputs, out, with_overlay, opts, native, score_th
         raise ParameterError(f"{checkpoint} is an {trained.task} checkpoint: --workers, --shard, --resume, "
                              "--ray, --huge and @LIST run semantic checkpoints only")
     worker = Worker(job, trained=trained) if engine == "loop" else None
-    done = 0
+    done, of = 0, len(files)
     try:
         with progress_bar() as bar:
             task = bar.add_task(f"{checkpoint.name}", total=None)
 
             def step(k, total):
-                nonlocal done
-                done = k
+                nonlocal done, of
+                done, of = k, total
                 bar.update(task, completed=k, total=total)
 
             rep = predict_many(job, files, engine=engine, workers=workers, shard=shard, resume=resume,
                                ray_address=ray_address, progress=step, worker=worker)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after {done} images: their outputs in {out} are complete; run the same "
+        raise Interrupted(f"interrupted after {done} of {of} images: their outputs in {out} are complete; run the same "
                           "command with --resume to finish the rest") from None
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
     nodes = rep.per_node()
