@@ -160,7 +160,9 @@ def run_child(mode, image, ckpt, out, tile, threads) -> dict:
     cmd = [sys.executable, __file__, "--child", mode, "--image", str(image), "--ckpt", str(ckpt), "--out", str(out),
            "--tile", str(tile), "--threads", str(threads)]
     before = load()
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"child {mode} failed:\n{res.stderr[-3000:]}")
     row = json.loads(res.stdout.strip().splitlines()[-1])
     row.update(load=[before, load()], extra_mb=row["rss_peak_mb"] - row["rss_base_mb"])
     row["extra_mb_per_mp"] = row["extra_mb"] / row["megapixels"]
@@ -242,7 +244,11 @@ def markdown(res: dict) -> str:
         lines += ["", f"2048 x 2048, tiled labels identical to untiled: **{'yes' if h['identical_2048'] else 'no'}** "
                   f"({h['differing_pixels_2048']} pixels differ). The {h['big_output_shape'][0]} x "
                   f"{h['big_output_shape'][1]} label map: a tiled, zlib-compressed palette TIFF of "
-                  f"{h['big_output_mb']:.1f} MB (input {h['input_mb']:.0f} MB).", ""]
+                  f"{h['big_output_mb']:.1f} MB (input {h['input_mb']:.0f} MB; random weights give nearly uniform "
+                  "labels, hence the small file). The extra memory of the tiled runs is the same for 4 and 400 "
+                  "megapixels (one 1072 x 1072 window: its activations and class scores); untiled prediction "
+                  f"needs {h['rows'][1]['extra_mb_per_mp']:.0f} MB per megapixel here, "
+                  f"{h['rows'][1]['extra_mb_per_mp'] * 400 / 1024:.0f} GB for 20000 x 20000.", ""]
     return "\n".join(lines)
 
 
