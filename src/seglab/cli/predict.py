@@ -183,21 +183,11 @@ def _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, 
 
 
 def image_files(inputs: list[Path]) -> list[Path]:
-    """The image files named, and those in the folders named (not recursive, hidden files skipped)."""
-    from ..io.images import IMAGE_SUFFIXES
+    """The image files named, those in the folders named (not recursive, hidden files skipped) and those
+    listed in ``@LIST`` files (:func:`seglab.scale.inputs.image_files`)."""
+    from ..scale.inputs import image_files as files_of
 
-    files: list[Path] = []
-    for p in inputs:
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
-            if not found:
-                raise SeglabError(f"{p}: folder holds no images")
-            files += found
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise SeglabError(f"{p}: no such file or folder")
-    return files
+    return files_of(inputs)
 
 
 SEMANTIC_ONLY = ("--tta", "--scales", "--tile", "--overlap", "--window", "--native")
@@ -232,8 +222,24 @@ def predict_cmd(
     score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Instance checkpoints: "
                                                     "keep detections scoring at least this (default: the "
                                                     "training's evaluate.score_threshold)."),
+    workers: int = typer.Option(1, "--workers", help="Batch mode: predict on N local worker processes."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Batch mode: take shard I/N of the images "
+                                        "(default: RANK/WORLD_SIZE when torchrun sets them)."),
+    resume: bool = typer.Option(False, "--resume", help="Batch mode: skip images whose outputs exist."),
+    use_ray: bool = typer.Option(False, "--ray", help="Batch mode: run the workers as Ray actors (a local "
+                                 "Ray unless --ray-address)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (HOST:PORT, "
+                                              "ray://HOST:PORT or auto); implies --ray."),
+    huge: bool = typer.Option(False, "--huge", help="Batch mode: predict each image tile by tile (--tile, "
+                              "default 1024) into OUT/NAME.tif, in memory bounded by the tile."),
+    halo: Optional[int] = typer.Option(None, "--halo", help="With --huge: context pixels around each tile "
+                                       "(default: the network's receptive field, exact)."),
 ):
     """Segment images of any size with a trained model: label PNGs (palette of the data set) and overlays.
+
+    Batch mode (semantic checkpoints; any of --workers, --shard or RANK/WORLD_SIZE, --resume, --ray,
+    --ray-address, --huge, or an @LIST input): an unreadable image is listed in OUT/failed.json and the
+    others are written (exit code 2 at the end); see docs/scale.md.
 
     Each input NAME.ext gives OUT/NAME.png (and OUT/NAME_overlay.png); two inputs that would give the same
     output name, or an output that is an input, are refused before anything runs. Ctrl-C keeps the
@@ -245,6 +251,22 @@ def predict_cmd(
     opts = inference_options(tile, overlap, window, tta, scales)
     if score_threshold is not None:
         check_option("--score-threshold", score_threshold, 0, 1)
+    from ..scale.inputs import env_shard, parse_shard
+
+    check_option("--workers", workers, 1)
+    shard_v = parse_shard(shard) or env_shard()
+    if halo is not None and not huge:
+        raise ParameterError("--halo is an option of --huge")
+    if huge:
+        given = {"--tta": tta, "--scales": scales, "--overlay": with_overlay, "--overlap": overlap != 0.5,
+                 "--window": window != "gaussian"}
+        used = [k for k, v in given.items() if v]
+        if used:
+            raise ParameterError(f"{used[0]} does not apply to --huge (exact tiles with a halo, labels only)")
+    if (workers > 1 or shard_v or resume or use_ray or ray_address or huge
+            or any(str(p).startswith("@") for p in inputs)):
+        return _predict_batch(checkpoint, inputs, out, with_overlay, opts, native, score_threshold, workers,
+                              shard_v, resume, use_ray or bool(ray_address), ray_address, huge, halo)
     from ..io.outputs import check_outputs
 
     files = image_files(inputs)
@@ -296,3 +318,55 @@ def predict_cmd(
     console.print(f"{len(files)} images ({mp:.2f} MP) in {secs:.1f} s: {mp / max(secs, 1e-9):.3f} MP/s "
                   f"({mp / max(cpu, 1e-9):.3f} MP per CPU-second) -> {out}"
                   + "".join(f" and {p}" for p in written), markup=False, highlight=False, soft_wrap=True)
+
+
+def _predict_batch(checkpoint, inputs, out, with_overlay, opts, native, score_threshold, workers, shard, resume,
+                   use_ray, ray_address, huge, halo):
+    """``seglab predict`` in batch mode (:mod:`seglab.scale`): engines, shards, resume, failed.json."""
+    import os
+
+    from ..engine.checkpoint import load_trained
+    from ..scale.run import check_run, predict_many
+    from ..scale.worker import PredictJob, Worker
+
+    files = image_files(inputs)
+    engine = "ray" if use_ray else "local" if workers > 1 else "loop"
+    threads = 0 if engine == "loop" else max(1, (os.cpu_count() or 1) // workers)
+    opts = {**opts, "resize": None if native else "auto"}
+    job = PredictJob(str(checkpoint), str(out), options={} if huge else opts, overlay=with_overlay,
+                     huge={"tile": opts["tile"], "halo": halo} if huge else None, threads=threads)
+    check_run(job, files, shard)
+    trained = load_trained(checkpoint)
+    _task_options(trained, {"--score-threshold": score_threshold is not None}, checkpoint)
+    if trained.task != "semantic":
+        raise ParameterError(f"{checkpoint} is an {trained.task} checkpoint: --workers, --shard, --resume, "
+                             "--ray, --huge and @LIST run semantic checkpoints only")
+    worker = Worker(job, trained=trained) if engine == "loop" else None
+    done, of = 0, len(files)
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task(f"{checkpoint.name}", total=None)
+
+            def step(k, total):
+                nonlocal done, of
+                done, of = k, total
+                bar.update(task, completed=k, total=total)
+
+            rep = predict_many(job, files, engine=engine, workers=workers, shard=shard, resume=resume,
+                               ray_address=ray_address, progress=step, worker=worker)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after {done} of {of} images: their outputs in {out} are complete; run the same "
+                          "command with --resume to finish the rest") from None
+    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    nodes = rep.per_node()
+    console.print(f"{rep.written} of {rep.total} images{where} written ({rep.megapixels:.2f} MP) in "
+                  f"{rep.seconds:.1f} s: {rep.written / max(rep.seconds, 1e-9):.2f} images/s on {engine}"
+                  + (f" ({len(nodes)} nodes: " + ", ".join(f"{k[:12]} {v}" for k, v in nodes.items()) + ")"
+                     if engine == "ray" else "")
+                  + (f"; {rep.skipped} skipped as finished" if rep.skipped else "") + f" -> {out}",
+                  markup=False, highlight=False, soft_wrap=True)
+    if rep.failed:
+        first = rep.failed[0]
+        why = first["error"] if first["error"].startswith(first["input"]) else f"{first['input']}: {first['error']}"
+        raise SeglabError(f"{len(rep.failed)} of {rep.total} images failed ({why}); "
+                          f"{rep.failed_path} lists them, the other images are written")
