@@ -227,7 +227,7 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
         "the float32 figure.)" if gf else "Machine peak: not measured.", "",
         "Paths, each adding one step to the previous: `eager` = the plain model in `torch.inference_mode` "
         "(seglab's path before), `+fuse` = BatchNorm folded into the convolutions, `+channels_last` = NHWC "
-        "(seglab's default on CPUs without native bfloat16), `+bf16` = bfloat16 autocast (seglab's default "
+        "(seglab's default on CPUs without native bfloat16), `+bf16` = bfloat16 autocast, convolution and linear weights stored in bfloat16 (seglab's default "
         "on this CPU: `seglab predict --precision auto`). ORT = ONNX Runtime on the file `seglab export` writes "
         "(dynamic sizes). Ratio = ORT time / seglab default time (> 1: seglab faster). max abs diff = largest "
         "logit difference from the eager model (logits up to |x| ~ the 'logit scale' column). % peak = model "

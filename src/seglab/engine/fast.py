@@ -107,6 +107,38 @@ class FastModel(nn.Module):
         return self._run(self.model, x)
 
 
+_LOW = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
+
+
+def _store_bf16_weights(fast: FastModel) -> int:
+    """Keep the weights of convolutions and linear layers in bfloat16, so autocast does not convert them
+    again at every call (a quarter of VGG-16's time); returns how many modules were converted. Autocast
+    rounds them to these very values anyway, so the output must stay bit-identical on a probe; if it does
+    not (a weight used by an op outside autocast) or anything fails, the float32 weights are restored."""
+    from ..models.fuse import probe_input
+
+    mods = [m for m in fast.model.modules() if isinstance(m, _LOW)]
+    if not mods:
+        return 0
+    probe = probe_input(fast.model)
+    saved = [(m, m.weight, m.bias) for m in mods]
+    try:
+        with torch.no_grad():
+            ref = fast(probe)
+            for m in mods:
+                m.weight = nn.Parameter(m.weight.detach().bfloat16(), requires_grad=False)
+                if m.bias is not None:
+                    m.bias = nn.Parameter(m.bias.detach().bfloat16(), requires_grad=False)
+            same = torch.equal(fast(probe), ref)
+    except Exception:  # a kernel without a bfloat16 weight path
+        same = False
+    if not same:
+        for m, w, b in saved:
+            m.weight, m.bias = w, b
+        return 0
+    return len(mods)
+
+
 def _note(info: dict, text: str) -> None:
     info.setdefault("notes", []).append(text)
     warnings.warn(text, stacklevel=3)
@@ -145,6 +177,8 @@ def prepare(model: nn.Module, *, precision: str = "auto", fuse: bool = True, cha
     for p in net.parameters():
         p.requires_grad_(False)
     fast = FastModel(net, prec, cl, info)
+    if prec == "bf16":
+        info["bf16_weights"] = _store_bf16_weights(fast)
     if compile:
         try:
             import torch._inductor.config as inductor_config
