@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import Interrupted, ParameterError, SeglabError
-from .app import app, check_option, check_option_choice, console, parse_sets, progress_bar
+from .app import app, check_option, check_option_choice, console, err_console, parse_sets, progress_bar
 
 
 def parse_tile(tile: str | None) -> list[int] | None:
@@ -189,7 +189,7 @@ def image_files(inputs: list[Path]) -> list[Path]:
     return files
 
 
-SEMANTIC_ONLY = ("--tta", "--scales", "--tile", "--overlap", "--window", "--native")
+SEMANTIC_ONLY = ("--tta", "--scales", "--tile", "--overlap", "--window", "--native", "--precision", "--no-fuse")
 
 
 def _task_options(trained, given: dict, checkpoint: Path) -> None:
@@ -221,6 +221,10 @@ def predict_cmd(
     score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Instance checkpoints: "
                                                     "keep detections scoring at least this (default: the "
                                                     "training's evaluate.score_threshold)."),
+    precision: str = typer.Option("auto", "--precision", help="Semantic checkpoints: auto (bfloat16 where the "
+                                  "CPU has it natively, else float32), fp32 or bf16."),
+    fuse: bool = typer.Option(True, "--fuse/--no-fuse", help="Semantic checkpoints: fold BatchNorm into the "
+                              "convolutions and run channels-last (--no-fuse: the plain network)."),
 ):
     """Segment images of any size with a trained model: label PNGs (palette of the data set) and overlays.
 
@@ -233,6 +237,9 @@ def predict_cmd(
     opts = inference_options(tile, overlap, window, tta, scales)
     if score_threshold is not None:
         check_option("--score-threshold", score_threshold, 0, 1)
+    from ..engine.fast import PRECISIONS
+
+    check_option_choice("--precision", precision, PRECISIONS)
     from ..io.outputs import check_outputs
 
     files = image_files(inputs)
@@ -249,6 +256,7 @@ def predict_cmd(
     trained = load_trained(checkpoint)
     _task_options(trained, {"--tta": tta, "--scales": scales, "--tile": tile, "--overlap": overlap != 0.5,
                             "--window": window != "gaussian", "--native": native,
+                            "--precision": precision != "auto", "--no-fuse": not fuse,
                             "--score-threshold": score_threshold is not None}, checkpoint)
     if trained.task == "instance":
         from ..predictors.instance import InstancePredictor
@@ -259,8 +267,15 @@ def predict_cmd(
     else:
         from ..predictors.semantic import SemanticPredictor
 
+        import warnings
+
         opts["resize"] = None if native else "auto"
-        writer = SemanticFiles(SemanticPredictor(trained, **opts), out, with_overlay)
+        with warnings.catch_warnings(record=True):  # the fallback notes are printed once, below
+            warnings.simplefilter("always")
+            predictor = SemanticPredictor(trained, **opts, precision=precision, fuse=fuse, channels_last=fuse)
+        for note in predictor.fast.info["notes"]:
+            err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        writer = SemanticFiles(predictor, out, with_overlay)
     check_outputs(writer.outputs(files), [checkpoint, *files])
     mp, done = 0.0, 0
     try:
