@@ -85,19 +85,9 @@ def camvid_images(n: int):
 
 # --------------------------------------------------------------------------------------------- children
 def child_peak(args) -> dict:
-    """Median seconds of a GEMM x GEMM matrix product in float32 and bfloat16, interleaved."""
-    import torch
+    from _machine import gemm_peak
 
-    torch.set_num_threads(args.threads)
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(GEMM, GEMM, generator=g), torch.randn(GEMM, GEMM, generator=g)
-    a16, b16 = a.bfloat16(), b.bfloat16()
-    torch.mm(a, b), torch.mm(a16, b16)
-    times = _timed_loop({"fp32": lambda: torch.mm(a, b), "bf16": lambda: torch.mm(a16, b16)},
-                        min_reps=args.gemm_reps, max_reps=args.gemm_reps, max_seconds=0)
-    flop = 2 * GEMM ** 3
-    return {"size": GEMM, "times_s": times, "load": os.getloadavg(),
-            "gflops": {k: flop / _median(v) / 1e9 for k, v in times.items()}}
+    return gemm_peak(args.threads, GEMM, args.gemm_reps)
 
 
 def child_model(name: str, args) -> dict:
