@@ -145,6 +145,52 @@ def child_model(name: str, args) -> dict:
     return res
 
 
+def child_trained(args) -> dict:
+    """A trained CamVid checkpoint through ``SemanticPredictor`` (the ``seglab predict`` path): labels of the
+    default precision against float32 on ``--trained-images`` test images, and the mIoU of each; the two
+    predictors' time per image, interleaved."""
+    import numpy as np
+    import torch
+
+    from seglab.data import open_dataset
+    from seglab.metrics import ConfusionMatrix
+    from seglab.predictors.semantic import SemanticPredictor
+
+    torch.set_num_threads(args.threads)
+    root = Path(os.environ.get("SEGLAB_DATA", ROOT.parent / "shared" / "data")) / "camvid"
+    ds = open_dataset(root, "camvid", "test")
+    preds = {"fp32": SemanticPredictor.from_checkpoint(args.checkpoint, precision="fp32"),
+             "default": SemanticPredictor.from_checkpoint(args.checkpoint)}
+    info = preds["default"].trained.info
+    cms = {k: ConfusionMatrix(info.num_classes, info.ignore_index) for k in preds}
+    times = {k: [] for k in preds}
+    agree, low_margin, differ, differ_low = [], 0, 0, 0
+    idx = np.linspace(0, len(ds) - 1, min(args.trained_images, len(ds))).round().astype(int)
+    for i in dict.fromkeys(idx.tolist()):
+        image, target = ds.read(i)
+        lab, prob = {}, {}
+        for k, p in preds.items():
+            t = time.perf_counter()
+            prob[k] = p.predict_proba(image)
+            lab[k] = prob[k].argmax(0).astype(np.int32)  # = p.predict(image)
+            times[k].append(time.perf_counter() - t)
+            cms[k].update(lab[k], target)
+        top2 = np.sort(prob["fp32"], 0)[-2:]
+        low = (top2[1] - top2[0]) < 0.05
+        diff = lab["fp32"] != lab["default"]
+        agree.append(float(1 - diff.mean()))
+        low_margin += int(low.sum())
+        differ += int(diff.sum())
+        differ_low += int((diff & low).sum())
+    n_pix = len(agree) * lab["fp32"].size
+    return {"checkpoint": str(args.checkpoint), "model": preds["default"].trained.config.get("model"),
+            "default": preds["default"].fast.info, "images": len(agree), "size": list(image.shape[:2]),
+            "agreement": float(np.mean(agree)), "min_agreement": min(agree),
+            "low_margin_fraction": low_margin / n_pix, "differing_low_margin_fraction": differ_low / max(differ, 1),
+            "miou": {k: float(cm.compute()["miou"]) for k, cm in cms.items()}, "times_s": times,
+            "load": os.getloadavg()}
+
+
 def _default_key(fast) -> str:
     return "+bf16" if fast.precision == "bf16" else "+channels_last"
 
@@ -256,6 +302,25 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
         lines.append(f"| {r['name']} | {med['eager']:.0f} | {med['+fuse']:.0f} | {med['+channels_last']:.0f} | "
                      f"{med['+bf16']:.0f} | {med['onnxruntime']:.0f} | {r['default'].get('fused', 0)} | "
                      f"{d['+fuse']:.1e} | {d['+channels_last']:.1e} | {d['+bf16']:.1e} |")
+    tr = data.get("trained")
+    if tr and "error" not in tr:
+        t32, tdef = _median(tr["times_s"]["fp32"]), _median(tr["times_s"]["default"])
+        m = tr.get("model") or {}
+        lines += ["", "## A trained checkpoint through `seglab predict`'s path", "",
+                  f"`{Path(tr['checkpoint']).name}`: {m.get('name')} ({m.get('encoder') or 'own encoder'}) trained on "
+                  f"CamVid, run by `SemanticPredictor` (default: `{tr['default']['precision']}`, "
+                  f"{tr['default']['fused']} BatchNorms folded) and by the same predictor with `precision=\"fp32\"`"
+                  f", on {tr['images']} CamVid test images spread over the split.", "",
+                  "| | float32 | default | |", "|---|---:|---:|---|",
+                  f"| mIoU (11 classes) | {100 * tr['miou']['fp32']:.2f} % | {100 * tr['miou']['default']:.2f} % | |",
+                  f"| time per image (median, ms) | {1e3 * t32:.0f} | {1e3 * tdef:.0f} | {t32 / tdef:.2f}x |",
+                  f"| labels equal to float32 (mean / worst image) | | {100 * tr['agreement']:.2f} % / "
+                  f"{100 * tr['min_agreement']:.2f} % | |",
+                  "", f"{100 * tr['low_margin_fraction']:.1f} % of the pixels have a float32 top-2 probability "
+                  f"margin below 0.05 (a near-tie); {100 * tr['differing_low_margin_fraction']:.1f} % of the "
+                  "pixels whose label differs are among them."]
+    elif tr:
+        lines += ["", f"Trained checkpoint: failed: {tr['error']}"]
     notes = data.get("notes") or []
     if notes:
         lines += ["", *notes]
@@ -275,28 +340,46 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=2400.0, help="per child process, seconds")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     ap.add_argument("--merge", action="store_true", help="keep the other models' results of the existing JSON")
+    ap.add_argument("--checkpoint", type=Path, help="also: a trained CamVid checkpoint's bf16 / fp32 agreement")
+    ap.add_argument("--trained-images", type=int, default=40, help="CamVid test images for --checkpoint")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.child:
-        res = child_peak(args) if args.child == ":peak" else child_model(args.child, args)
+        res = ({":peak": child_peak, ":trained": child_trained}.get(args.child)
+               or (lambda a: child_model(args.child, a)))(args)
         print(json.dumps(res))
         return
 
     from seglab.models import list_models
 
-    names = args.models.split(",") if args.models else [s.name for s in list_models() if s.task == "semantic"]
+    names = (args.models.split(",") if args.models is not None
+             else [s.name for s in list_models() if s.task == "semantic"])
     passthrough = ["--threads", str(args.threads), "--min-reps", str(args.min_reps), "--max-reps",
                    str(args.max_reps), "--max-seconds", str(args.max_seconds), "--images", str(args.images),
                    "--gemm-reps", str(args.gemm_reps)]
     data = {"machine": machine(), "threads": args.threads, "size": SIZE, "num_classes": NUM_CLASSES,
             "models": []}
     old, prev = {}, {}
+    names = [n for n in names if n]
     if args.merge and (args.out / "inference.json").is_file():
         prev = json.loads((args.out / "inference.json").read_text())
         old = {r["name"]: r for r in prev.get("models", [])}
     data["commands"] = prev.get("commands", [])
     data["dates_utc"] = prev.get("dates_utc", [])
+    if prev.get("trained"):
+        data["trained"] = prev["trained"]
+    if args.checkpoint:
+        if not names:
+            data["peak"] = prev.get("peak")
+        print(f"trained checkpoint {args.checkpoint} ...", file=sys.stderr, flush=True)
+        r = run_child(["--child", ":trained", "--checkpoint", str(args.checkpoint.resolve()), "--trained-images",
+                       str(args.trained_images), *passthrough], args.timeout)
+        data["trained"] = r
+        print(f"  {r.get('agreement', r.get('error'))}", file=sys.stderr, flush=True)
+        if not names:
+            _write(args, data, old)
+            return
     print("peak GEMM ...", file=sys.stderr, flush=True)
     data["peak"] = run_child(["--child", ":peak", *passthrough], args.timeout)
     print(f"  {data['peak'].get('gflops', data['peak'].get('error'))}", file=sys.stderr, flush=True)
