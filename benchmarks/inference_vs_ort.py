@@ -130,8 +130,14 @@ def child_model(name: str, args) -> dict:
         res["max_abs_diff_ort_vs_default"] = float((outs["onnxruntime"] - outs[_default_key(default)]).abs().max())
         res["logit_scale"] = float(ref.abs().max())
         del outs
-        res["times_s"] = _timed_loop(fns, min_reps=args.min_reps, max_reps=args.max_reps,
-                                     max_seconds=args.max_seconds)
+        g = torch.Generator().manual_seed(0)
+        a, b = torch.randn(GEMM, GEMM, generator=g), torch.randn(GEMM, GEMM, generator=g)
+        a16, b16 = a.bfloat16(), b.bfloat16()
+        fns.update({"gemm_fp32": lambda: torch.mm(a, b), "gemm_bf16": lambda: torch.mm(a16, b16)})
+        times = _timed_loop(fns, min_reps=args.min_reps, max_reps=args.max_reps, max_seconds=args.max_seconds)
+        res["gemm_times_s"] = {k[5:]: times.pop(k) for k in ("gemm_fp32", "gemm_bf16")}
+        res["times_s"] = times
+        del a, b, a16, b16
         res["load_end"] = os.getloadavg()
         agree, n_pix = [], 0
         for fname, image in camvid_images(args.images):
@@ -234,10 +240,14 @@ def summarise(res: dict, peak: dict | None) -> dict:
         res["ort_over_default"] = med["onnxruntime"] / med[key]
         res["ort_over_fp32"] = med["onnxruntime"] / med["+channels_last"]
         res["ort_over_eager"] = med["onnxruntime"] / med["eager"]
-        if peak and "gflops" in peak:
-            g = res["gflop"]
-            res["peak_share"] = {k: g / (med[k] / 1e3) / peak["gflops"]["bf16" if k == "+bf16" else "fp32"]
-                                 for k in med}
+        gemm = res.get("gemm_times_s")
+        if gemm:  # the peak measured interleaved with this model's repetitions
+            res["peak_gflops"] = {k: 2 * GEMM ** 3 / _median(v) / 1e9 for k, v in gemm.items()}
+        elif peak and "gflops" in peak:  # else the one measured at the start of the run
+            res["peak_gflops"] = dict(peak["gflops"])
+        if res.get("peak_gflops"):
+            g, pk = res["gflop"], res["peak_gflops"]
+            res["peak_share"] = {k: g / (med[k] / 1e3) / pk["bf16" if k == "+bf16" else "fp32"] for k in med}
     return res
 
 
@@ -256,41 +266,46 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
         f"(1-minute load average {min(loads):.1f}-{max(loads):.1f} at the models' starts): every time is the "
         "median over repetitions in which all five paths ran in turn, so load hit all alike; absolute times "
         "are pessimistic, ratios are the meaningful part." if loads else "", "",
-        f"**Machine peak, measured in the same run**: a {peak.get('size', GEMM)} x {peak.get('size', GEMM)} "
-        f"matrix product on {data['threads']} threads, median of {len(peak.get('times_s', {}).get('fp32', []))}: "
-        f"float32 **{gf.get('fp32', 0):.0f} GFLOP/s**, bfloat16 **{gf.get('bf16', 0):.0f} GFLOP/s** "
-        f"(load {peak.get('load', [0])[0]:.1f}). (The 130 GFLOP/s the models page used to quote is below "
-        "the float32 figure.)" if gf else "Machine peak: not measured.", "",
+        f"**Machine peak, measured in the same run**: a {GEMM} x {GEMM} matrix product on {data['threads']} "
+        "threads (multiply-add = 2), timed as one more path in each model's interleaved repetitions, so under "
+        "the same load as the model (column 'peak'; '(run start)': measured once at the start of the run, "
+        f"median of {len(peak.get('times_s', {}).get('fp32', []))}: float32 {gf.get('fp32', 0):.0f} GFLOP/s, "
+        f"bfloat16 {gf.get('bf16', 0):.0f} GFLOP/s at load {peak.get('load', [0])[0]:.1f}). On a quiet machine "
+        "the issue quotes ~178 GFLOP/s float32 and ~398 bfloat16; the 130 GFLOP/s the models page used to quote "
+        "is too low.", "",
         "Paths, each adding one step to the previous: `eager` = the plain model in `torch.inference_mode` "
         "(seglab's path before), `+fuse` = BatchNorm folded into the convolutions, `+channels_last` = NHWC "
-        "(seglab's default on CPUs without native bfloat16), `+bf16` = bfloat16 autocast, convolution and linear weights stored in bfloat16 (seglab's default "
-        "on this CPU: `seglab predict --precision auto`). ORT = ONNX Runtime on the file `seglab export` writes "
+        "(seglab's default on CPUs without native bfloat16), `+bf16` = bfloat16 autocast, convolution and linear weights "
+        "stored in bfloat16 (seglab's default on this CPU: `seglab predict --precision auto`). ORT = ONNX Runtime on the file `seglab export` writes "
         "(dynamic sizes). Ratio = ORT time / seglab default time (> 1: seglab faster). max abs diff = largest "
         "logit difference from the eager model (logits up to |x| ~ the 'logit scale' column). % peak = model "
         "GFLOP (`seglab.models.cost`) / time / the measured peak of that precision. bf16 agreement = fraction "
         "of pixels whose arg-max label is the same in bfloat16 and float32, on CamVid test images at their "
         "own 360 x 480 size (mean, and the worst image).", "",
-        "**Weights are random** (no trained checkpoints exist on this machine): the agreement of a random "
-        "network, whose 21 logits per pixel are nearly tied, is a pessimistic bound of a trained one's.", "",
+        "**Weights are random** in this table (21 classes, `torch.manual_seed(0)`): the agreement of a random "
+        "network, whose 21 logits per pixel are nearly tied, is a pessimistic bound of a trained one's; a "
+        "trained checkpoint's is below the tables when measured.", "",
         "## Default path against ONNX Runtime", "",
         "| model | GFLOP | seglab default (ms) | ORT (ms) | **ORT / seglab** | seglab fp32 path (ms) | ORT / fp32 path "
-        "| max abs diff default | max abs diff ORT | logit scale | bf16 agreement (mean / worst) | % peak default "
-        "| % peak ORT | reps |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| max abs diff default | max abs diff ORT | logit scale | bf16 agreement (mean / worst) | peak fp32 / bf16 "
+        "(GFLOP/s) | % peak default | % peak ORT | reps |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in data["models"]:
         if "error" in r or "median_ms" not in r:
-            lines.append(f"| {r['name']} | | failed: {r.get('error')} | | | | | | | | | | | |")
+            lines.append(f"| {r['name']} | | failed: {r.get('error')} | | | | | | | | | | | | |")
             continue
         med, d, key = r["median_ms"], r["max_abs_diff_vs_eager"], r["default_key"]
         cam = r.get("camvid") or {}
         agree = (f"{100 * cam['agreement']:.2f} % / {100 * cam['min_agreement']:.2f} % ({cam['images']} img)"
                  if cam.get("agreement") is not None else "-")
-        share = r.get("peak_share", {})
+        share, pk = r.get("peak_share", {}), r.get("peak_gflops") or {}
+        pk_txt = (f"{pk['fp32']:.0f} / {pk['bf16']:.0f}" + ("" if r.get("gemm_times_s") else " (run start)")
+                  if pk else "-")
         lines.append(
             f"| {r['name']} | {r['gflop']:.1f} | {med[key]:.0f} | {med['onnxruntime']:.0f} | "
             f"**{r['ort_over_default']:.2f}** | {med['+channels_last']:.0f} | {r['ort_over_fp32']:.2f} | "
-            f"{d[key]:.1e} | {d['onnxruntime']:.1e} | {r['logit_scale']:.2f} | {agree} | "
+            f"{d[key]:.1e} | {d['onnxruntime']:.1e} | {r['logit_scale']:.2f} | {agree} | {pk_txt} | "
             f"{100 * share.get(key, 0):.0f} | {100 * share.get('onnxruntime', 0):.0f} | {r['reps']} |")
     lines += ["", "## Ablation: each step's time (ms, median) and its max abs diff from eager", "",
               "| model | eager | +fuse | +channels_last | +bf16 | ORT | fused BN | diff +fuse | diff +channels_last "
@@ -396,7 +411,8 @@ def _write(args, data: dict, old: dict) -> None:
     """Write the JSON and Markdown after every model, so an interrupted run keeps what it measured."""
     args.out.mkdir(parents=True, exist_ok=True)
     command = ("python benchmarks/inference_vs_ort.py " + " ".join(sys.argv[1:])).strip()
-    out = dict(data, models=sorted(data["models"] + list(old.values()), key=lambda r: r["name"]))
+    models = [summarise(r, data.get("peak")) for r in data["models"] + list(old.values())]
+    out = dict(data, models=sorted(models, key=lambda r: r["name"]))
     out["commands"] = list(dict.fromkeys(data.get("commands", []) + [command]))
     out["dates_utc"] = list(dict.fromkeys(data.get("dates_utc", []) + [data["machine"]["date_utc"]]))
     (args.out / "inference.json").write_text(json.dumps(out, indent=1))
