@@ -32,7 +32,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 512
 NUM_CLASSES = 21
-PEAK_GFLOPS = 130.0  # fp32 peak of these 2 cores, as stated in the issue
 
 
 def maxrss_mb() -> float:
@@ -222,6 +221,12 @@ def child_linear(args) -> dict:
     return {"rows": rows}
 
 
+def child_peak(args) -> dict:
+    from _machine import gemm_peak
+
+    return gemm_peak(args.threads)
+
+
 # ----------------------------------------------------------------------------------------------- parent
 def machine() -> dict:
     import onnxruntime
@@ -252,25 +257,29 @@ def run_child(argv: list[str], timeout: float, wait_policy: str | None = "PASSIV
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def summarise(res: dict) -> dict:
+def summarise(res: dict, peak: float | None = None) -> dict:
     t = res.get("times_s", {})
     out = {k: {"median_ms": 1e3 * _median(v), "quartiles_ms": [1e3 * q for q in _quartiles(v)], "reps": len(v)}
            for k, v in t.items() if v}
     res["latency"] = out
     if "torch" in out and res.get("gflop"):
         res["gflops_per_s"] = res["gflop"] / (out["torch"]["median_ms"] / 1e3)
-        res["fraction_of_peak"] = res["gflops_per_s"] / PEAK_GFLOPS
+        if peak:
+            res["fraction_of_peak"] = res["gflops_per_s"] / peak
     if "torch" in out and "onnxruntime" in out:
         res["onnxruntime_speedup"] = out["torch"]["median_ms"] / out["onnxruntime"]["median_ms"]
     return res
 
 
-def _peak_note(data: dict) -> str:
-    best = max((r.get("fraction_of_peak", 0) for r in data["models"]), default=0)
-    if best <= 1:
-        return ""
-    return (f" (the best model reaches {100 * best:.0f} % of it, so the cores' real fp32 peak is higher: they "
-            "have AVX-512)")
+def _peak_text(data: dict) -> str:
+    peak = data.get("peak") or {}
+    g = peak.get("gflops")
+    if not g:
+        return "the machine's peak (not measured in this run)"
+    return (f"the machine's float32 peak measured in the same run ({peak['size']} x {peak['size']} matrix product "
+            f"on {peak['threads']} threads, median: **{g['fp32']:.0f} GFLOP/s** float32, {g['bf16']:.0f} GFLOP/s "
+            f"bfloat16, load {peak['load'][0]:.1f}; seglab's default path and its bfloat16 share are in "
+            "[inference.md](inference.md))")
 
 
 def _runtime_mb(data: dict) -> str:
@@ -302,9 +311,8 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
         "partner waits for a core); the measurement below shows it.", "",
         f"Per model: {NUM_CLASSES} classes, default encoder, `torch.inference_mode`, float32, "
         f"{data['threads']} threads; GFLOP = FLOPs the forward pass executes (torch.utils.flop_counter, "
-        f"multiply-add = 2; element-wise ops not counted); GFLOP/s = GFLOP / median latency, against the "
-        f"~{PEAK_GFLOPS:.0f} GFLOP/s fp32 peak of the 2 cores quoted in the issue"
-        f"{_peak_note(data)}. Peak memory = `ru_maxrss` of a fresh process "
+        f"multiply-add = 2; element-wise ops not counted); GFLOP/s = GFLOP / median latency, against "
+        f"{_peak_text(data)}. Peak memory = `ru_maxrss` of a fresh process "
         f"after one forward pass (weights + activations + the Python/torch runtime, which alone is "
         f"{_runtime_mb(data)} MB); 'inference' = its growth during the forward pass. ONNX Runtime runs the "
         "file `seglab export` writes (dynamic sizes), with the same thread count; |ORT - torch| is the max abs "
@@ -410,7 +418,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.child:
-        res = {":hf": child_hf, ":threads": child_threads, ":linear": child_linear}.get(args.child, lambda a: child_model(args.child, a))(args)
+        res = {":hf": child_hf, ":threads": child_threads, ":linear": child_linear, ":peak": child_peak}.get(args.child, lambda a: child_model(args.child, a))(args)
         print(json.dumps(res))
         return
 
@@ -420,7 +428,7 @@ def main() -> None:
     passthrough = ["--threads", str(args.threads), "--min-reps", str(args.min_reps), "--max-reps",
                    str(args.max_reps), "--max-seconds", str(args.max_seconds)] + (["--no-onnx"] if args.no_onnx else [])
     data = {"machine": machine(), "threads": args.threads, "size": SIZE, "num_classes": NUM_CLASSES,
-            "peak_gflops": PEAK_GFLOPS, "models": []}
+            "models": []}
     old = {}
     if args.merge and (args.out / "models.json").is_file():
         prev = json.loads((args.out / "models.json").read_text())
@@ -456,9 +464,13 @@ def main() -> None:
             summarise(row)
         data["token_linear"] = res
         _write(args, data, old)
+    print("peak GEMM ...", file=sys.stderr, flush=True)
+    data["peak"] = run_child(["--child", ":peak", *passthrough], args.timeout)
+    fp32_peak = (data["peak"].get("gflops") or {}).get("fp32")
     for name in names:
         print(f"{name} ...", file=sys.stderr, flush=True)
-        data["models"].append(summarise({"name": name, **run_child(["--child", name, *passthrough], args.timeout)}))
+        data["models"].append(summarise({"name": name, **run_child(["--child", name, *passthrough], args.timeout)},
+                                        fp32_peak))
         r = data["models"][-1]
         print(f"  {r.get('latency', r.get('error'))}", file=sys.stderr, flush=True)
         old.pop(name, None)

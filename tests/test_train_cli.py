@@ -169,3 +169,25 @@ def test_training_a_finished_run_again_says_so_in_one_line(run, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert out == [f"{run} is finished (3 epochs, 6 steps); to train longer: seglab train {run / 'config.yaml'} "
                    "--set trainer.max_epochs=N (more than 3); for a new run: --set name=NEW"]
+
+
+def test_predict_precision_and_fuse_options(run, tmp_path, capsys, monkeypatch):
+    from seglab.engine import fast
+
+    img, _ = render(11, 40)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    ck, a = str(run / "last.pt"), str(tmp_path / "a.png")
+    for out, extra in (("plain", ["--precision", "fp32", "--no-fuse"]), ("fp32", ["--precision", "fp32"]),
+                       ("auto", [])):
+        assert main(["predict", ck, a, "--out", str(tmp_path / out), *extra]) == 0
+    lab = {k: np.asarray(Image.open(tmp_path / k / "a.png")) for k in ("plain", "fp32", "auto")}
+    assert np.array_equal(lab["plain"], lab["fp32"])
+    assert (lab["auto"] == lab["plain"]).mean() >= 0.99
+    capsys.readouterr()
+    assert main(["predict", ck, a, "--out", str(tmp_path / "x"), "--precision", "fp16"]) == 2
+    assert "--precision" in _one_error(capsys)
+    monkeypatch.setattr(fast, "bf16_supported", lambda: False)
+    assert main(["predict", ck, a, "--out", str(tmp_path / "b16"), "--precision", "bf16"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "no native bfloat16" in err
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b16" / "a.png")), lab["plain"])

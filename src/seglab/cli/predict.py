@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import Interrupted, ParameterError, SeglabError
-from .app import app, check_option, check_option_choice, console, parse_sets, progress_bar
+from .app import app, check_option, check_option_choice, console, err_console, parse_sets, progress_bar
 
 
 def parse_tile(tile: str | None) -> list[int] | None:
@@ -190,7 +190,7 @@ def image_files(inputs: list[Path]) -> list[Path]:
     return files_of(inputs)
 
 
-SEMANTIC_ONLY = ("--tta", "--scales", "--tile", "--overlap", "--window", "--native")
+SEMANTIC_ONLY = ("--tta", "--scales", "--tile", "--overlap", "--window", "--native", "--precision", "--no-fuse")
 
 
 def _task_options(trained, given: dict, checkpoint: Path) -> None:
@@ -234,6 +234,10 @@ def predict_cmd(
                               "default 1024) into OUT/NAME.tif, in memory bounded by the tile."),
     halo: Optional[int] = typer.Option(None, "--halo", help="With --huge: context pixels around each tile "
                                        "(default: the network's receptive field, exact)."),
+    precision: str = typer.Option("auto", "--precision", help="Semantic checkpoints: auto (bfloat16 where the "
+                                  "CPU has it natively, else float32), fp32 or bf16."),
+    fuse: bool = typer.Option(True, "--fuse/--no-fuse", help="Semantic checkpoints: fold BatchNorm into the "
+                              "convolutions and run channels-last (--no-fuse: the plain network)."),
 ):
     """Segment images of any size with a trained model: label PNGs (palette of the data set) and overlays.
 
@@ -251,6 +255,9 @@ def predict_cmd(
     opts = inference_options(tile, overlap, window, tta, scales)
     if score_threshold is not None:
         check_option("--score-threshold", score_threshold, 0, 1)
+    from ..engine.fast import PRECISIONS
+
+    check_option_choice("--precision", precision, PRECISIONS)
     from ..scale.inputs import env_shard, parse_shard
 
     check_option("--workers", workers, 1)
@@ -265,7 +272,7 @@ def predict_cmd(
             raise ParameterError(f"{used[0]} does not apply to --huge (exact tiles with a halo, labels only)")
     if (workers > 1 or shard_v or resume or use_ray or ray_address or huge
             or any(str(p).startswith("@") for p in inputs)):
-        return _predict_batch(checkpoint, inputs, out, with_overlay, opts, native, score_threshold, workers,
+        return _predict_batch(checkpoint, inputs, out, with_overlay, {**opts, "precision": precision, "fuse": fuse, "channels_last": fuse}, native, score_threshold, workers,
                               shard_v, resume, use_ray or bool(ray_address), ray_address, huge, halo)
     from ..io.outputs import check_outputs
 
@@ -283,6 +290,7 @@ def predict_cmd(
     trained = load_trained(checkpoint)
     _task_options(trained, {"--tta": tta, "--scales": scales, "--tile": tile, "--overlap": overlap != 0.5,
                             "--window": window != "gaussian", "--native": native,
+                            "--precision": precision != "auto", "--no-fuse": not fuse,
                             "--score-threshold": score_threshold is not None}, checkpoint)
     if trained.task == "panoptic":
         from ..engine.predict_files import PanopticFiles
@@ -297,8 +305,15 @@ def predict_cmd(
     else:
         from ..predictors.semantic import SemanticPredictor
 
+        import warnings
+
         opts["resize"] = None if native else "auto"
-        writer = SemanticFiles(SemanticPredictor(trained, **opts), out, with_overlay)
+        with warnings.catch_warnings(record=True):  # the fallback notes are printed once, below
+            warnings.simplefilter("always")
+            predictor = SemanticPredictor(trained, **opts, precision=precision, fuse=fuse, channels_last=fuse)
+        for note in predictor.fast.info["notes"]:
+            err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        writer = SemanticFiles(predictor, out, with_overlay)
     check_outputs(writer.outputs(files), [checkpoint, *files])
     mp, done = 0.0, 0
     try:

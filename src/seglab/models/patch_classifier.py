@@ -25,6 +25,14 @@ from .catalog import register_model
 WINDOW = 21
 
 
+def dilated_max3(x: torch.Tensor, d: int) -> torch.Tensor:
+    """``F.max_pool2d(x, 3, stride=1, dilation=d)`` (no padding) as two separable maxima of shifted views:
+    the same numbers, several times faster on the CPU than torch's dilated pooling kernel."""
+    h, w = x.shape[-2:]
+    x = torch.maximum(torch.maximum(x[..., : h - 2 * d, :], x[..., d: h - d, :]), x[..., 2 * d:, :])
+    return torch.maximum(torch.maximum(x[..., : w - 2 * d], x[..., d: w - d]), x[..., 2 * d:])
+
+
 class PatchNet(nn.Module):
     """The patch network, runnable per patch (:meth:`patches`) or densely (:meth:`forward`)."""
 
@@ -38,13 +46,13 @@ class PatchNet(nn.Module):
     def _run(self, x: torch.Tensor, dense: bool) -> torch.Tensor:
         # stride s of each pooling in patch mode; in dense mode stride 1 and dilation d of later layers
         d = 1
-        x = F.relu(F.conv2d(x, self.conv1.weight, self.conv1.bias, dilation=d))
-        x = F.max_pool2d(x, 3, 1, dilation=d) if dense else F.max_pool2d(x, 3, 2)
+        x = F.relu(F.conv2d(x, self.conv1.weight, self.conv1.bias, dilation=d), inplace=True)
+        x = dilated_max3(x, d) if dense else F.max_pool2d(x, 3, 2)
         d = 2 if dense else 1
-        x = F.relu(F.conv2d(x, self.conv2.weight, self.conv2.bias, dilation=d))
-        x = F.max_pool2d(x, 3, 1, dilation=d) if dense else F.max_pool2d(x, 3, 2)
+        x = F.relu(F.conv2d(x, self.conv2.weight, self.conv2.bias, dilation=d), inplace=True)
+        x = dilated_max3(x, d) if dense else F.max_pool2d(x, 3, 2)
         d = 4 if dense else 1
-        x = F.relu(F.conv2d(x, self.fc.weight, self.fc.bias, dilation=d))
+        x = F.relu(F.conv2d(x, self.fc.weight, self.fc.bias, dilation=d), inplace=True)
         return self.classifier(x)
 
     def patches(self, patches: torch.Tensor) -> torch.Tensor:
