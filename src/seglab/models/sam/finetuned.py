@@ -105,11 +105,12 @@ def read_finetuned(path) -> dict:
     return obj
 
 
-def load_finetuned(path) -> Sam:
-    """The fine-tuned SAM of ``path`` (base rebuilt and checked, trained parts loaded), in eval mode.
+def load_finetuned(path, obj: dict | None = None) -> Sam:
+    """The fine-tuned SAM of ``path`` (base rebuilt and checked, trained parts loaded), in eval mode;
+    ``obj``: the file's contents when already read.
 
     ``SamPredictor(load_finetuned(path))`` (or ``SamPredictor.from_checkpoint(path)``) prompts it."""
-    obj = read_finetuned(path)
+    obj = read_finetuned(path) if obj is None else obj
     model = build_base(obj["config"]["base"], source=str(path))
     state = model.state_dict()
     trained = obj["state_dict"]
