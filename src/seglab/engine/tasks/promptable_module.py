@@ -54,6 +54,7 @@ class PromptableModule(L.LightningModule):
         self.model = model if model is not None else build_base(self.base)
         self.parts = list(config["model"]["trainable"])
         freeze(self.model, self.parts)
+        self.model.train()  # built in eval mode; SAM has no dropout / batch norm, so both modes compute the same
         self.records: list[dict] = []
         self._predictor = None
 
@@ -76,7 +77,7 @@ class PromptableModule(L.LightningModule):
 
     # -- training ----------------------------------------------------------------------------------------
     def on_train_epoch_start(self):
-        self.model.train()  # built (and used by the predictor) in eval mode; SAM has no dropout / batch norm
+        self.model.train()  # the validation predictor puts it in eval mode
 
     def training_step(self, batch, batch_idx):
         rounds = int(self.cfg["prompts"]["corrective_rounds"])
