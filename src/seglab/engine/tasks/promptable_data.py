@@ -133,8 +133,10 @@ class ImagesAndLabels(Dataset):
         return self.ds.read_image(i), label_map(self.ds, i)
 
 
-def as_list(batch):
-    return list(batch)
+def as_list(batch) -> tuple[list]:
+    """A batch as ``(items,)``: a list of uncollated items (sizes differ), first in a tuple as the engine's
+    throughput count expects (``len(batch[0])`` images)."""
+    return (list(batch),)
 
 
 class PromptableDataModule(L.LightningDataModule):

@@ -82,7 +82,7 @@ class PromptableModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         rounds = int(self.cfg["prompts"]["corrective_rounds"])
         total, count, logs = None, 0, []
-        for item in batch:
+        for item in batch[0]:
             if item["objects"] == 0:
                 continue
             loss, info = steps.image_loss(self.model, item, rounds)
@@ -92,7 +92,7 @@ class PromptableModule(L.LightningModule):
         if total is None:
             return None  # no object in these images: nothing to learn, the step is skipped
         loss = total / count
-        n = len(batch)
+        n = len(batch[0])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         for k in ("focal", "dice", "iou_mse"):
             self.log(f"train/{k}", sum(x[k] for x in logs) / len(logs), on_step=True, on_epoch=False, batch_size=n)
@@ -112,7 +112,7 @@ class PromptableModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         e = self.cfg["evaluate"]
         predictor = self.predictor()
-        for image, labels in batch:
+        for image, labels in batch[0]:
             predictor.set_image(image)
             self.records.append({"objects": steps.score_image(predictor, labels, int(e["min_area"]),
                                                               e["val_max_objects"])})
