@@ -4,10 +4,12 @@
    embeddings cached), on the first ``--max-train-images`` images of the train split (the image encoder
    is the long pole on a shared CPU; say so on the page), for at most ``--minutes``. A finished run in
    ``--run-dir`` is reused (the engine reports it finished).
-2. Score both models in the same process, image by image (interleaved), on every DSB2018 test nucleus of at
-   least ``--min-area`` pixels (the interactive benchmark's protocol): the tight box (single mask) and the
-   click farthest from the boundary (best of 3 masks by predicted IoU); IoU at the image's resolution;
-   mIoU = mean over objects. Both use the same cached embeddings (the encoder is the same).
+2. Score both models on every DSB2018 test nucleus of at least ``--min-area`` pixels (the interactive
+   benchmark's protocol): the tight box (single mask) and the click farthest from the boundary (best of 3
+   masks by predicted IoU); IoU at the image's resolution; mIoU = mean over objects. Both use the same
+   cached embeddings (the encoder is the same). Each model's per-object scores are kept in
+   ``RUN_DIR/scores/`` keyed by its weights and reused (``--zero-shot-only`` scores the base model alone,
+   e.g. while training runs).
 
     OMP_NUM_THREADS=2 PYTHONPATH=src SEGLAB_WEIGHTS=~/.cache/seglab/weights \\
         nice -n 10 python benchmarks/sam_finetune_dsb2018.py --max-train-images 120 --minutes 25
@@ -48,39 +50,65 @@ def run_training(args) -> tuple[dict, Path]:
     if args.max_train_images:
         sets["data.max_train_images"] = str(args.max_train_images)
     cfg = load_config(CONFIG, sets)
-    run = train(cfg)
-    summary = json.loads((run / "summary.json").read_text())
-    return cfg, run
+    return cfg, train(cfg)
 
 
-def score(args, cfg, checkpoint: Path) -> dict:
+def _test_split(cfg: dict):
     d = cfg["data"]
-    ds = open_dataset(resolve_root(d["root"]), d["format"], "test", **(d.get("options") or {}))
-    cache = cache_dir(cfg)
-    models = {"zero-shot MobileSAM": SamPredictor.from_pretrained("mobile_sam", cache_dir=cache),
-              "fine-tuned MobileSAM": SamPredictor.from_checkpoint(checkpoint, cache_dir=cache)}
-    rows = {name: [] for name in models}
-    seconds = {name: 0.0 for name in models}
-    loads = []
+    return open_dataset(resolve_root(d["root"]), d["format"], "test", **(d.get("options") or {}))
+
+
+def score_model(name: str, predictor, ds, min_area: int, store: Path, key: str) -> dict:
+    """Per-object IoUs of one model on the test split, with its CPU time and the machine load; kept in
+    ``store`` under ``key`` (the weights' identity), so a later run of the script reuses them."""
+    if store.is_file():
+        saved = json.loads(store.read_text())
+        if saved.get("key") == key and saved.get("min_area") == min_area and saved.get("images") == len(ds):
+            return saved
+    rows, cpu, loads = [], 0.0, []
     for i in range(len(ds)):
         image, labels = ds.read_image(i), ds.read_label_map(i)
-        for name, predictor in models.items():  # interleaved: both see the same machine load
-            t0 = time.process_time()
-            predictor.set_image(image)
-            rows[name] += score_image(predictor, labels, args.min_area)
-            seconds[name] += time.process_time() - t0
+        t0 = time.process_time()
+        predictor.set_image(image)
+        rows += [{**r, "image": ds.samples[i].name} for r in score_image(predictor, labels, min_area)]
+        cpu += time.process_time() - t0
         loads.append(os.getloadavg()[0])
-        print(f"test image {i + 1}/{len(ds)}", file=sys.stderr, flush=True)
+        print(f"{name}: test image {i + 1}/{len(ds)}", file=sys.stderr, flush=True)
+    out = {"name": name, "key": key, "min_area": min_area, "images": len(ds), "rows": rows,
+           "cpu_seconds": round(cpu, 1), "load": [round(min(loads), 2), round(float(np.median(loads)), 2),
+                                                   round(max(loads), 2)]}
+    store.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(store, json.dumps(out))
+    return out
+
+
+def score(args, cfg, checkpoint: Path | None) -> dict:
+    """Zero-shot and (with ``checkpoint``) fine-tuned MobileSAM on every test object (module docs)."""
+    from seglab.models.sam.build import file_sha256
+
+    ds = _test_split(cfg)
+    cache = cache_dir(cfg)
+    store = args.run_dir / "scores"
+    zero = SamPredictor.from_pretrained("mobile_sam", cache_dir=cache)
+    results = {"zero-shot MobileSAM": score_model("zero-shot", zero, ds, args.min_area, store / "zero_shot.json",
+                                                  zero.weights_id)}
+    if checkpoint is not None:
+        tuned = SamPredictor.from_checkpoint(checkpoint, cache_dir=cache)
+        results["fine-tuned MobileSAM"] = score_model("fine-tuned", tuned, ds, args.min_area,
+                                                      store / "fine_tuned.json", file_sha256(checkpoint))
     out = {}
-    for name, r in rows.items():
-        out[name] = {"objects": len(r), "box_mIoU": float(np.mean([x["box_iou"] for x in r])),
-                     "click_mIoU": float(np.mean([x["click_iou"] for x in r])),
-                     "box_iou_median": float(np.median([x["box_iou"] for x in r])),
-                     "click_iou_median": float(np.median([x["click_iou"] for x in r])),
-                     "scoring_cpu_seconds": round(seconds[name], 1)}
-    wins = sum(a["box_iou"] < b["box_iou"] for a, b in zip(*rows.values()))
-    return {"models": out, "images": len(ds), "fine_tuned_box_better_objects": int(wins),
-            "load_during_scoring": [round(min(loads), 2), round(float(np.median(loads)), 2), round(max(loads), 2)]}
+    for name, r in results.items():
+        rows = r["rows"]
+        out[name] = {"objects": len(rows), "box_mIoU": float(np.mean([x["box_iou"] for x in rows])),
+                     "click_mIoU": float(np.mean([x["click_iou"] for x in rows])),
+                     "box_iou_median": float(np.median([x["box_iou"] for x in rows])),
+                     "click_iou_median": float(np.median([x["click_iou"] for x in rows])),
+                     "scoring_cpu_seconds": r["cpu_seconds"], "load_during_scoring": r["load"]}
+    res = {"models": out, "images": len(ds)}
+    if len(results) == 2:
+        a, b = (r["rows"] for r in results.values())
+        res["fine_tuned_box_better_objects"] = int(sum(x["box_iou"] < y["box_iou"] for x, y in zip(a, b)))
+    return res
 
 
 def markdown(res: dict) -> str:
@@ -111,12 +139,16 @@ def markdown(res: dict) -> str:
         f"{t['embedding_seconds_per_image']} s per image there, so a subset was cached)",
         f"- {t['epochs']} epochs, {t['steps']} optimiser steps of 2 images in {t['fit_minutes']:.1f} minutes "
         f"(wall clock) and {t['train_cpu_minutes']:.1f} CPU minutes of training steps, {t['threads']} threads",
-        f"- checkpoint: best validation box-prompt mIoU on the first 6 val images (20 nuclei each) ({t['best_score']:.4f})",
+        (f"- checkpoint: best validation box-prompt mIoU on the first 6 val images (20 nuclei each) "
+         f"({t['best_score']:.4f})" if t["checkpoint"] == "best.pt" else
+         "- checkpoint: the last weights (the time budget ended before the first validation)"),
         "", "## Command", "", "```text", res["command"], "```", "",
         f"Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores shared with other jobs; load average "
-        f"(1 min) while scoring: min / median / max {' / '.join(map(str, res['scores']['load_during_scoring']))}. "
-        "Scoring CPU time (encoder from the shared cache, decoder, IoU): "
-        f"{z['scoring_cpu_seconds']} s zero-shot, {f['scoring_cpu_seconds']} s fine-tuned.",
+        f"(1 min) while scoring, min / median / max: zero-shot {' / '.join(map(str, z['load_during_scoring']))}, "
+        f"fine-tuned {' / '.join(map(str, f['load_during_scoring']))} (each model's scores are kept in "
+        "RUN_DIR/scores/ and reused by a later run with the same weights). Scoring CPU time (embeddings from the "
+        f"shared cache, decoder, IoU): {z['scoring_cpu_seconds']} s zero-shot, {f['scoring_cpu_seconds']} s "
+        "fine-tuned.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -131,8 +163,12 @@ def main() -> None:
     p.add_argument("--embedding-seconds", type=float, default=None,
                    help="Measured seconds per image of the encoder while caching (for the page).")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--zero-shot-only", action="store_true", help="Only score zero-shot MobileSAM (kept for later).")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.zero_shot_only:
+        print(json.dumps(score(args, load_config(CONFIG), None)["models"], indent=2))
+        return
     cfg, run = run_training(args)
     summary = json.loads((run / "summary.json").read_text())
     sessions = summary.get("sessions", [])
@@ -143,8 +179,12 @@ def main() -> None:
                 "threads": args.threads, "best_score": summary.get("best_score") or float("nan"),
                 "train_images_used": cfg["data"]["max_train_images"] or len(train_split),
                 "train_split_images": len(train_split), "embedding_seconds_per_image": args.embedding_seconds}
+    checkpoint = run / f"{cfg['evaluate']['checkpoint']}.pt"
+    if not checkpoint.is_file():  # no validation before the time budget ended: the last weights
+        checkpoint = run / "last.pt"
+    training["checkpoint"] = checkpoint.name
     res = {"training": training, "min_area": args.min_area,
-           "scores": score(args, cfg, run / f"{cfg['evaluate']['checkpoint']}.pt"),
+           "scores": score(args, cfg, checkpoint),
            "command": "OMP_NUM_THREADS=2 PYTHONPATH=src nice -n 10 python benchmarks/sam_finetune_dsb2018.py "
                       + " ".join(sys.argv[1:]),
            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__}}
