@@ -135,8 +135,9 @@ def markdown(res: dict) -> str:
         "click farthest from the boundary (half each), no corrective rounds; AdamW 3e-4, cosine schedule over the "
         "time budget.", "",
         f"- training images: the first {t['train_images_used']} of the {t['train_split_images']} train images (in "
-        "split order; the frozen encoder's embeddings are the long pole on this shared 2-core machine, about "
-        f"{t['embedding_seconds_per_image']} s per image there, so a subset was cached)",
+        "split order): the frozen encoder's embeddings are the long pole on this shared 2-core machine (at load "
+        "averages of 9 to 25 while they were cached, 10 to 20 s per image instead of about 1.3 s on 2 free "
+        "cores), so only a subset was cached",
         f"- {t['epochs']} epochs, {t['steps']} optimiser steps of 2 images in {t['fit_minutes']:.1f} minutes "
         f"(wall clock) and {t['train_cpu_minutes']:.1f} CPU minutes of training steps, {t['threads']} threads",
         (f"- checkpoint: best validation box-prompt mIoU on the first 6 val images (20 nuclei each) "
@@ -160,12 +161,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--min-area", type=int, default=200)
     p.add_argument("--run-dir", type=Path, default=ROOT / "runs")
-    p.add_argument("--embedding-seconds", type=float, default=None,
-                   help="Measured seconds per image of the encoder while caching (for the page).")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--render-only", action="store_true", help="Rewrite the .md page from the .json.")
     p.add_argument("--zero-shot-only", action="store_true", help="Only score zero-shot MobileSAM (kept for later).")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.render_only:  # the page again from the JSON (after a change of its wording)
+        atomic_write(args.out.with_suffix(".md"), markdown(json.loads(args.out.with_suffix(".json").read_text())))
+        return
     if args.zero_shot_only:
         print(json.dumps(score(args, load_config(CONFIG), None)["models"], indent=2))
         return
@@ -178,7 +181,7 @@ def main() -> None:
                 "train_cpu_minutes": sum(s.get("train_cpu_seconds", 0) for s in sessions) / 60,
                 "threads": args.threads, "best_score": summary.get("best_score") or float("nan"),
                 "train_images_used": cfg["data"]["max_train_images"] or len(train_split),
-                "train_split_images": len(train_split), "embedding_seconds_per_image": args.embedding_seconds}
+                "train_split_images": len(train_split)}
     checkpoint = run / f"{cfg['evaluate']['checkpoint']}.pt"
     if not checkpoint.is_file():  # no validation before the time budget ended: the last weights
         checkpoint = run / "last.pt"
