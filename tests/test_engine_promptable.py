@@ -256,3 +256,19 @@ def test_scoring_a_perfect_predictor_and_object_selection():
 
     rows = score_image(Oracle(), lab)
     assert [r["id"] for r in rows] == [1, 3] and all(r["box_iou"] == r["click_iou"] == 1.0 for r in rows)
+
+
+def test_predict_cli_runs_the_automatic_mask_generator(run, tmp_path, capsys):
+    from PIL import Image
+
+    from seglab.data.synthetic_instances import render
+
+    image, _ = render(5, 48, 3)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    assert main(["predict", str(run / "best.pt"), str(tmp_path / "a.png"), "--out", str(tmp_path / "out")]) == 0
+    labels = np.asarray(Image.open(tmp_path / "out" / "a.png"))
+    assert labels.shape == (48, 48)
+    assert isinstance(json.loads((tmp_path / "out" / "results.json").read_text()), list)
+    assert main(["predict", str(run / "best.pt"), str(tmp_path / "a.png"), "--out", str(tmp_path / "o2"),
+                 "--score-threshold", "0.5"]) == 2
+    assert "--score-threshold is an option for instance checkpoints" in capsys.readouterr().err
