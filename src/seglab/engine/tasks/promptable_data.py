@@ -11,7 +11,6 @@ object's low-resolution target; resume and DDP see the same draws as an uninterr
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -60,24 +59,22 @@ class EmbeddingStore:
 
     def prepare(self, ds, progress: bool = True) -> list:
         """Compute (or find in the cache) the embedding of every image of ``ds``; a progress bar on stderr."""
-        entries = []
-        bar = None
-        if progress and len(ds):
-            from tqdm import tqdm
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            bar = tqdm(total=len(ds), desc=f"embeddings of {ds.split or 'data'}", file=sys.stderr, leave=False)
-        for i in range(len(ds)):
-            image = ds.read_image(i)
-            self.predictor.set_image(image)
-            path = self.predictor.cache_path(image)
-            if path is not None and path.is_file():
-                entries.append(path)
-            else:
-                entries.append(self.predictor.embedding.clone())
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+        entries = []
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=True, disable=not progress) as bar:
+            task = bar.add_task(f"embeddings of {ds.split or 'the data'}", total=len(ds))
+            for i in range(len(ds)):
+                image = ds.read_image(i)
+                self.predictor.set_image(image)
+                path = self.predictor.cache_path(image)
+                if path is not None and path.is_file():
+                    entries.append(path)
+                else:
+                    entries.append(self.predictor.embedding.clone())
+                bar.update(task, advance=1)
         return entries
 
 

@@ -136,7 +136,8 @@ class PromptableModule(L.LightningModule):
 
 def model_from_lightning(cfg: dict, state_dict: dict, source: str):
     """The SAM of a promptable Lightning checkpoint (base rebuilt, trained parts loaded)."""
-    module = PromptableModule(cfg, DatasetInfo("promptable", ("background", "object"), ((0, 0, 0), (255, 255, 255))).to_dict())
+    info = DatasetInfo("promptable", ("background", "object"), ((0, 0, 0), (255, 255, 255)))
+    module = PromptableModule(cfg, info.to_dict())
     try:
         module.load_state_dict(state_dict)
     except InputFileError as exc:
@@ -153,7 +154,8 @@ class MaskGeneratorPredictor:
         from ...predictors.sam import SamPredictor
 
         g = cfg.get("generate") or {}
-        self.generator = SamMaskGenerator(SamPredictor(model, cache_dir=cache_dir(cfg) if cfg.get("embeddings") else None),
+        cache = cache_dir(cfg) if cfg.get("embeddings") else None
+        self.generator = SamMaskGenerator(SamPredictor(model, cache_dir=cache),
                                           points_per_side=int(g.get("points_per_side", 32)),
                                           pred_iou_thresh=float(g.get("pred_iou_thresh", 0.88)),
                                           stability_score_thresh=float(g.get("stability_score_thresh", 0.95)),
