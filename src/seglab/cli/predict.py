@@ -80,7 +80,8 @@ def evaluate_cmd(
     """Score a trained model on a data-set split: every metric, a per-class table, a confusion-matrix PNG.
 
     An instance checkpoint (Mask R-CNN) on an instance data set gives the DSB 2018 challenge score, COCO
-    mask AP / AP50 / AP75 (per class too) and panoptic quality.
+    mask AP / AP50 / AP75 (per class too) and panoptic quality. A promptable (fine-tuned SAM) checkpoint
+    gives the box-prompt and 1-click mIoU over the split's objects (report.md / report.json).
     """
     import yaml
 
@@ -105,11 +106,13 @@ def evaluate_cmd(
     inputs = [checkpoint] + [p for s in ds.samples for p in (s.image, s.target) if isinstance(p, Path)]
     check_outputs(outputs, inputs)
     trained = load_trained(checkpoint)
-    check_task(trained, ds)
-    check_compatible(trained, ds.info)
     _task_options(trained, {"--tta": tta, "--scales": scales, "--tile": tile, "--overlap": overlap != 0.5,
                             "--window": window != "gaussian", "--native": native,
                             "--score-threshold": score_threshold is not None}, checkpoint)
+    if trained.task == "promptable":
+        return _evaluate_promptable(trained, ds, checkpoint, data, split, out_dir, as_json)
+    check_task(trained, ds)
+    check_compatible(trained, ds.info)
     if trained.task in ("instance", "panoptic"):
         return _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold)
     t0 = time.perf_counter()
@@ -182,6 +185,46 @@ def _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, 
                   f"{paths['json']}" + (f" and {as_json}" if as_json else ""), markup=False, highlight=False)
 
 
+def _evaluate_promptable(trained, ds, checkpoint, data, split, out_dir, as_json):
+    from ..engine.tasks import promptable as steps
+    from ..engine.tasks.promptable_data import cache_dir
+    from ..io import atomic_write
+    from ..predictors.sam import SamPredictor
+
+    if getattr(ds, "task", "semantic") != "instance":
+        raise SeglabError(f"{checkpoint}: a promptable checkpoint is scored on instance masks; {ds.info.name!r} "
+                          "gives semantic targets (use an instance format, e.g. dsb2018)")
+    cfg = trained.config or {}
+    min_area = int((cfg.get("evaluate") or {}).get("min_area", 0))
+    predictor = SamPredictor(trained.model, cache_dir=cache_dir(cfg) if cfg.get("embeddings") else None)
+    t0 = time.perf_counter()
+    done = 0
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task(f"{checkpoint.name} on {split}", total=len(ds))
+
+            def step(k, total):
+                nonlocal done
+                done = k
+                bar.update(task, completed=k)
+
+            res = steps.evaluate_prompts(predictor, ds, min_area=min_area, progress=step)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after {done} of {len(ds)} images; no report written") from None
+    res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)
+    title = f"{checkpoint.name} on {ds.info.name} {split}"
+    text = steps.markdown_report(res, f"{title} ({len(ds)} images)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / "report.md", text)
+    atomic_write(out_dir / "report.json", json.dumps(res, indent=2))
+    if as_json:
+        atomic_write(as_json, json.dumps(res, indent=2))
+    console.print(text, markup=False, highlight=False)
+    console.print(f"{len(ds)} images scored in {time.perf_counter() - t0:.1f} s; wrote {out_dir / 'report.md'} and "
+                  f"{out_dir / 'report.json'}" + (f" and {as_json}" if as_json else ""), markup=False,
+                  highlight=False)
+
+
 def image_files(inputs: list[Path]) -> list[Path]:
     """The image files named, those in the folders named (not recursive, hidden files skipped) and those
     listed in ``@LIST`` files (:func:`seglab.scale.inputs.image_files`)."""
@@ -195,12 +238,12 @@ SEMANTIC_ONLY = ("--tta", "--scales", "--tile", "--overlap", "--window", "--nati
 
 def _task_options(trained, given: dict, checkpoint: Path) -> None:
     """Refuse options of the other task (one line naming the checkpoint's task)."""
-    if trained.task in ("instance", "panoptic"):
+    if trained.task in ("instance", "panoptic", "promptable"):
         used = [k for k in SEMANTIC_ONLY if given.get(k)]
         if used:
             raise ParameterError(f"{used[0]} is an option for semantic checkpoints; {checkpoint} is "
                                  f"{'an' if trained.task == 'instance' else 'a'} {trained.task} checkpoint")
-    elif given.get("--score-threshold"):
+    if trained.task not in ("instance", "panoptic") and given.get("--score-threshold"):
         raise ParameterError(f"--score-threshold is an option for instance and panoptic checkpoints; {checkpoint} is a "
                              f"{trained.task} checkpoint")
 
@@ -250,7 +293,8 @@ def predict_cmd(
     images already finished (label map and overlay both) and writes nothing else. An instance checkpoint
     (Mask R-CNN) writes 16-bit instance label maps (1..N by descending score) and OUT/results.json (COCO
     results of every image finished); a panoptic one (Panoptic FPN) COCO panoptic PNGs (id = R + 256 G +
-    256^2 B) and OUT/panoptic.json (their segments_info).
+    256^2 B) and OUT/panoptic.json (their segments_info); a promptable checkpoint (fine-tuned SAM) writes
+    the instance files from SAM's automatic mask generator (no prompts; the training config's `generate` settings).
     """
     opts = inference_options(tile, overlap, window, tta, scales)
     if score_threshold is not None:
@@ -296,6 +340,10 @@ def predict_cmd(
         from ..engine.predict_files import PanopticFiles
 
         writer = PanopticFiles.for_checkpoint(trained, out, with_overlay, score_threshold)
+    elif trained.task == "promptable":  # SAM's automatic mask generator, the training config's `generate` settings
+        from ..engine.tasks.promptable_module import MaskGeneratorPredictor
+
+        writer = InstanceFiles(MaskGeneratorPredictor(trained.model, trained.config or {}), out, with_overlay)
     elif trained.task == "instance":
         from ..predictors.instance import InstancePredictor
 

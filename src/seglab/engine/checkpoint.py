@@ -79,8 +79,15 @@ def load_trained(path) -> Trained:
     from ..models import create
     from .module import build_model, normalisation
 
+    from ..models.sam.finetuned import is_finetuned, load_finetuned
+
     path = Path(path)
     obj = read_torch_file(path, "checkpoint")
+    if is_finetuned(obj):  # a promptable (SAM) export: trained parts + the base checkpoint's reference
+        extra = obj.get("extra") or {}
+        info = DatasetInfo.from_dict(extra["info"]) if "info" in extra else DatasetInfo(
+            "promptable", ("background", "object"), ((0, 0, 0), (255, 255, 255)))
+        return Trained(load_finetuned(path, obj), info, [], [], extra.get("train_config", {}), path, "promptable")
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         extra = obj.get("extra") or {}
         if "info" not in extra:
@@ -96,6 +103,10 @@ def load_trained(path) -> Trained:
             raise InputFileError(f"{path}: Lightning checkpoint not written by seglab train")
         cfg, info = hp["config"], DatasetInfo.from_dict(hp["info"])
         task = cfg.get("task", "semantic")
+        if task == "promptable":
+            from .tasks.promptable_module import model_from_lightning
+
+            return Trained(model_from_lightning(cfg, obj["state_dict"], str(path)), info, [], [], cfg, path, task)
         if task in ("instance", "panoptic"):
             from .tasks.instance_module import build_instance_model, instance_normalisation
             from .tasks.panoptic_module import build_panoptic_model

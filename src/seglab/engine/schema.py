@@ -9,8 +9,9 @@ line naming the key path and what it may be, e.g. ``config key 'data.batch_size'
 Tasks: the ``task`` key picks the schema. :class:`ExperimentConfig` holds the sections every task shares
 (model, data, optimiser, schedule, trainer, early stopping, run); a task subclasses it with its own
 sections and registers it with :func:`register_task`: ``semantic`` (one class per pixel, the default),
-``instance`` (Mask R-CNN: one mask, box, class and score per object) and ``panoptic`` (Panoptic FPN:
-things and stuff).
+``instance`` (Mask R-CNN: one mask, box, class and score per object), ``panoptic`` (Panoptic FPN:
+things and stuff) and ``promptable`` (SAM's mask decoder fine-tuned on instance masks with simulated
+box and click prompts).
 """
 from __future__ import annotations
 
@@ -476,10 +477,102 @@ class PanopticConfig(InstanceConfig):
     evaluate: PanopticEvaluateSection = Field(default_factory=PanopticEvaluateSection)
 
 
+# --- promptable segmentation (SAM fine-tuning) -----------------------------------------------------------
+
+SAM_MODELS = ("mobile_sam", "sam_vit_b", "sam_vit_l", "sam_vit_h", "sam_tiny")
+SAM_PARTS = ("mask_decoder", "prompt_encoder")
+
+
+class PromptableModelSection(Section):
+    """A SAM-family model (seglab.models.sam) whose image encoder stays frozen."""
+
+    name: Literal[SAM_MODELS] = "mobile_sam"
+    pretrained: str | None = None               # the base checkpoint ($SEGLAB_WEIGHTS expands); null: random
+    trainable: list[Literal[SAM_PARTS]] = Field(default_factory=lambda: ["mask_decoder"], min_length=1)
+
+    @field_validator("pretrained")
+    @classmethod
+    def _weights_exist(cls, v):
+        if v is not None and not Path(v).expanduser().is_file():
+            raise _bad(None, "must be an existing SAM checkpoint file (or null for random weights); no such file", v)
+        return v
+
+    @field_validator("trainable")
+    @classmethod
+    def _unique(cls, v):
+        if len(set(v)) != len(v):
+            raise _bad(None, "must name each part once", v)
+        return v
+
+
+class PromptableDataSection(InstanceDataSection):
+    """An instance data set; each object becomes a prompted training example. SAM normalises its own input."""
+
+    max_train_images: int | None = Field(None, ge=1)  # the first N images of the train split (deterministic)
+
+    @model_validator(mode="after")
+    def _no_normalisation(self):
+        if self.mean is not None:
+            raise _bad("mean", "is not used by SAM (it normalises with its own pixel mean / std); remove it",
+                       self.mean)
+        return self
+
+
+class PromptsSection(Section):
+    """Simulated prompts per training object (SAM, Kirillov et al. 2023, appendix A)."""
+
+    objects_per_image: int = Field(8, ge=1)     # objects drawn per image and step
+    min_area: int = Field(1, ge=1)              # smaller objects are never drawn
+    box_probability: Probability = 0.5          # a box prompt, else clicks
+    box_jitter: Number = Field(0.1, ge=0, le=1) # std of the box-corner noise, fraction of the box side
+    box_max_shift: Number = Field(20.0, ge=0)   # ... at most this many pixels
+    clicks: int = Field(1, ge=1, le=20)         # foreground clicks of a click prompt
+    first_click: Literal["center", "random"] = "center"  # farthest from the boundary, or drawn in the object
+    corrective_rounds: int = Field(1, ge=0, le=10)  # + a click in the largest error region, previous mask fed back
+
+
+class EmbeddingsSection(Section):
+    cache_dir: str | None = "~/.cache/seglab/embeddings"  # frozen-encoder embeddings on disk (null: memory)
+
+
+class PromptableCheckpointSection(Section):
+    monitor: Literal["val/box_mIoU", "val/click_mIoU"] = "val/box_mIoU"
+    mode: Literal["max", "min"] = "max"
+
+
+class PromptableEvaluateSection(Section):
+    min_area: int = Field(0, ge=0)              # objects scored (pixels)
+    val_max_objects: int | None = Field(50, ge=1)  # objects per image scored in validation (null: all)
+    checkpoint: Literal["best", "last"] = "best"
+
+
+class GenerateSection(Section):
+    """seglab predict: SAM's automatic mask generator (seglab.predictors.mask_generator)."""
+
+    points_per_side: int = Field(32, ge=1)
+    pred_iou_thresh: Probability = 0.88
+    stability_score_thresh: Probability = 0.95
+    min_mask_region_area: int = Field(0, ge=0)
+
+
+class PromptableConfig(ExperimentConfig):
+    """Promptable segmentation: fine-tune SAM's mask decoder on instance masks with simulated prompts."""
+
+    task: Literal["promptable"] = "promptable"
+    model: PromptableModelSection = Field(default_factory=PromptableModelSection)
+    data: PromptableDataSection = Field(default_factory=PromptableDataSection)
+    prompts: PromptsSection = Field(default_factory=PromptsSection)
+    embeddings: EmbeddingsSection = Field(default_factory=EmbeddingsSection)
+    optimizer: OptimizerSection = Field(default_factory=lambda: OptimizerSection(name="adamw", lr=1e-4))
+    checkpoint: PromptableCheckpointSection = Field(default_factory=PromptableCheckpointSection)
+    evaluate: PromptableEvaluateSection = Field(default_factory=PromptableEvaluateSection)
+    generate: GenerateSection = Field(default_factory=GenerateSection)
+
+
 # --- tasks ---------------------------------------------------------------------------------------------
 
 TASKS: dict[str, type[ExperimentConfig]] = {}
-PLANNED_TASKS = ("keypoint", "promptable")
+PLANNED_TASKS = ("keypoint",)
 
 
 def register_task(name: str, schema: type[ExperimentConfig]) -> None:
@@ -490,6 +583,7 @@ def register_task(name: str, schema: type[ExperimentConfig]) -> None:
 register_task("semantic", SemanticConfig)
 register_task("instance", InstanceConfig)
 register_task("panoptic", PanopticConfig)
+register_task("promptable", PromptableConfig)
 
 
 def schema_for(task) -> type[ExperimentConfig]:

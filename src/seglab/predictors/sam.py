@@ -153,6 +153,14 @@ class SamPredictor:
         """Build ``name`` with its official weights (see :func:`seglab.models.sam.build_sam`)."""
         return cls(build_sam(name, checkpoint), **kwargs)
 
+    @classmethod
+    def from_checkpoint(cls, path, **kwargs) -> "SamPredictor":
+        """A fine-tuned model written by ``seglab train`` with ``task: promptable`` (``best.pt`` / ``last.pt``:
+        the trained parts and the base checkpoint they refer to, see :mod:`seglab.models.sam.finetuned`)."""
+        from ..models.sam.finetuned import load_finetuned
+
+        return cls(load_finetuned(path), **kwargs)
+
     # -- image ---------------------------------------------------------------------------------------
     def reset_image(self) -> None:
         self.embedding: torch.Tensor | None = None
@@ -182,6 +190,10 @@ class SamPredictor:
         grid = self.model.prompt_encoder.image_embedding_size
         ok = isinstance(emb, torch.Tensor) and tuple(emb.shape) == (1, self.model.prompt_encoder.embed_dim, *grid)
         return emb if ok else None
+
+    def cache_path(self, image) -> Path | None:
+        """Where the disk cache keeps the embedding of ``image`` (None without one); it may not exist yet."""
+        return self._disk_path(image_hash(as_rgb_uint8(image)))
 
     @torch.no_grad()
     def set_image(self, image) -> "SamPredictor":

@@ -5,7 +5,8 @@ A task module defines ``Task(cfg, root, train_ds, val_ds)``, which checks the da
 ``export(path, module)`` (``best.pt`` / ``last.pt``) and ``test_report(run_dir, split, checkpoint,
 summary, log)`` (the final report). ``semantic`` is :mod:`.semantic` (one class per pixel); ``instance``
 is :mod:`.instance_module` (Mask R-CNN, calling the steps of :mod:`.instance`); ``panoptic`` is
-:mod:`.panoptic_module` (Panoptic FPN on the instance task's data).
+:mod:`.panoptic_module` (Panoptic FPN on the instance task's data); ``promptable`` is
+:mod:`.promptable_module` (SAM fine-tuning, the steps of :mod:`.promptable`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ TASKS = {  # config `task` -> the module of this package that trains it
     "semantic": "semantic",
     "instance": "instance_module",
     "panoptic": "panoptic_module",
+    "promptable": "promptable_module",
 }
 
 

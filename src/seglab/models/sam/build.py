@@ -75,6 +75,9 @@ CONFIGS = {
     "sam_vit_l": {"embed_dim": 1024, "depth": 24, "num_heads": 16, "global_attn_indexes": (5, 11, 17, 23)},
     "sam_vit_h": {"embed_dim": 1280, "depth": 32, "num_heads": 16, "global_attn_indexes": (7, 15, 23, 31)},
     "mobile_sam": {},
+    # a small random-weight SAM for tests and examples (256 x 256 input, 16 x 16 embedding); no official weights
+    "sam_tiny": {"img_size": 256, "embed_dim": 64, "depth": 2, "num_heads": 4, "window_size": 4,
+                 "global_attn_indexes": (1,)},
 }
 
 
@@ -167,6 +170,8 @@ def build_sam(name: str = "mobile_sam", checkpoint=None) -> Sam:
     if checkpoint is None:
         return model
     if isinstance(checkpoint, str) and checkpoint == "default":
+        if name not in CHECKPOINTS:
+            raise ParameterError(f"SAM model {name!r} has no official weights; give a checkpoint path or None")
         path = default_checkpoint(name)
         digest = file_sha256(path)
         if digest != CHECKPOINTS[name].sha256:
