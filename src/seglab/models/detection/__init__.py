@@ -2,20 +2,23 @@
 
 One file per part: ``anchors`` (anchor generator), ``box_coder``, ``sampling`` (matcher, balanced
 sampler), ``fpn``, ``backbone`` (frozen-BN encoder + FPN), ``rpn``, ``poolers`` (multi-scale RoIAlign /
-RoIPool), ``heads`` (box and mask networks), ``roi_heads`` (targets, losses, post-processing),
-``transform`` (resize, normalise, batch), ``paste`` (masks back into the image) and ``mask_rcnn``, which
-only wires them.
+RoIPool), ``heads`` (box and mask networks), ``keypoint_heads`` (the keypoint branch), ``roi_heads``
+(targets, losses, post-processing), ``transform`` (resize, normalise, batch), ``paste`` (masks back into the image) and ``mask_rcnn``, which
+only wires them (Mask R-CNN and Keypoint R-CNN).
 """
 from .anchors import AnchorGenerator
 from .backbone import BackboneWithFPN, FrozenBatchNorm2d, fpn_backbone
 from .box_coder import BoxCoder
 from .fpn import FeaturePyramidNetwork, LastLevelMaxPool
-from .mask_rcnn import MaskRCNN, maskrcnn
+from .keypoint_heads import KeypointHead, KeypointPredictor, heatmaps_to_keypoints, keypoints_to_heatmap
+from .mask_rcnn import KeypointRCNN, MaskRCNN, keypointrcnn, maskrcnn
 from .paste import paste_masks_in_image
 from .poolers import MultiScaleRoIPool, map_levels
 from .rpn import RegionProposalNetwork, RPNHead
 from .sampling import BalancedSampler, Matcher
 
 __all__ = ["AnchorGenerator", "BackboneWithFPN", "BalancedSampler", "BoxCoder", "FeaturePyramidNetwork",
-           "FrozenBatchNorm2d", "LastLevelMaxPool", "MaskRCNN", "Matcher", "MultiScaleRoIPool",
-           "RPNHead", "RegionProposalNetwork", "fpn_backbone", "map_levels", "maskrcnn", "paste_masks_in_image"]
+           "FrozenBatchNorm2d", "KeypointHead", "KeypointPredictor", "KeypointRCNN", "LastLevelMaxPool", "MaskRCNN",
+           "Matcher", "MultiScaleRoIPool",
+           "RPNHead", "RegionProposalNetwork", "fpn_backbone", "heatmaps_to_keypoints", "keypointrcnn",
+           "keypoints_to_heatmap", "map_levels", "maskrcnn", "paste_masks_in_image"]
