@@ -32,6 +32,7 @@ class Trained:
     config: dict
     path: Path
     task: str = "semantic"   # the config's task (checkpoints older than the task key are semantic)
+    extra: dict = dataclasses.field(default_factory=dict)  # the task's own metadata (keypoint names, ...)
 
 
 def read_torch_file(path, what: str = "checkpoint"):
@@ -89,14 +90,24 @@ def load_trained(path) -> Trained:
         model = create(obj["model"], **obj["config"])
         load_state(model, obj["state_dict"], source=str(path))
         return Trained(model.eval(), info, extra["mean"], extra["std"], extra.get("train_config", {}), path,
-                       extra.get("task", "semantic"))
+                       extra.get("task", "semantic"), extra)
     if isinstance(obj, dict) and "hyper_parameters" in obj and "state_dict" in obj:
         hp = obj["hyper_parameters"]
         if "config" not in hp or "info" not in hp:
             raise InputFileError(f"{path}: Lightning checkpoint not written by seglab train")
         cfg, info = hp["config"], DatasetInfo.from_dict(hp["info"])
         task = cfg.get("task", "semantic")
-        if task == "instance":
+        extra = {}
+        if task == "keypoint":
+            from .tasks.instance_module import instance_normalisation
+            from .tasks.keypoint_module import build_keypoint_model
+
+            mean, std = instance_normalisation(cfg)
+            model = build_keypoint_model(cfg, info, hp["keypoint"], weights=False)
+            log_t = obj["state_dict"].get("soft.log_temperature")
+            extra = {"keypoint": {**hp["keypoint"], "temperature": (
+                log_t.exp().reshape(-1).tolist() if log_t is not None else [float(cfg["heatmap"]["temperature"])])}}
+        elif task == "instance":
             from .tasks.instance_module import build_instance_model, instance_normalisation
 
             mean, std = instance_normalisation(cfg)
@@ -106,7 +117,7 @@ def load_trained(path) -> Trained:
             mean, std = normalisation(cfg, info)
         sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         load_state(model, sd, source=str(path))
-        return Trained(model.eval(), info, mean, std, cfg, path, task)
+        return Trained(model.eval(), info, mean, std, cfg, path, task, extra)
     raise InputFileError(f"{path}: not a seglab checkpoint (expected best.pt / last.pt or a .ckpt from seglab train)")
 
 

@@ -4,7 +4,8 @@ A task module defines ``Task(cfg, root, train_ds, val_ds)``, which checks the da
 ``lightning_module()`` (model, training step, validation metric), ``data_module()`` (loaders),
 ``export(path, module)`` (``best.pt`` / ``last.pt``) and ``test_report(run_dir, split, checkpoint,
 summary, log)`` (the final report). ``semantic`` is :mod:`.semantic` (one class per pixel); ``instance``
-is :mod:`.instance_module` (Mask R-CNN, calling the steps of :mod:`.instance`).
+is :mod:`.instance_module` (Mask R-CNN, calling the steps of :mod:`.instance`); ``keypoint`` is
+:mod:`.keypoint_module` (Keypoint R-CNN or a dense heatmap model, steps in :mod:`.keypoint`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ...errors import ParameterError
 TASKS = {  # config `task` -> the module of this package that trains it
     "semantic": "semantic",
     "instance": "instance_module",
+    "keypoint": "keypoint_module",
 }
 
 
