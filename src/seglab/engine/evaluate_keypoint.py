@@ -32,7 +32,7 @@ def image_record(target, pred, name: str = "") -> dict:
     gt_kp = target.keypoints.numpy() if target.keypoints is not None else np.zeros((0, k, 3))
     return {"name": name, "size": list(target.image_size), "gt_keypoints": gt_kp.astype(np.float64),
             "gt_boxes": target.boxes.numpy().astype(np.float64),
-            "pred_keypoints": pred.keypoints.numpy().astype(np.float64).reshape(len(pred), -1, 3),
+            "pred_keypoints": pred.keypoints.numpy().astype(np.float64).reshape(len(pred), k, 3),
             "pred_scores": pred.scores.numpy().astype(np.float64)}
 
 
