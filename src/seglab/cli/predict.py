@@ -80,7 +80,8 @@ def evaluate_cmd(
     """Score a trained model on a data-set split: every metric, a per-class table, a confusion-matrix PNG.
 
     An instance checkpoint (Mask R-CNN) on an instance data set gives the DSB 2018 challenge score, COCO
-    mask AP / AP50 / AP75 (per class too) and panoptic quality.
+    mask AP / AP50 / AP75 (per class too) and panoptic quality. A keypoint checkpoint on keypoint data
+    gives precision / recall / F1 of points within 3 and 6 px, their mean error and COCO OKS AP.
     """
     import yaml
 
@@ -112,6 +113,8 @@ def evaluate_cmd(
                             "--score-threshold": score_threshold is not None}, checkpoint)
     if trained.task == "instance":
         return _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold)
+    if trained.task == "keypoint":
+        return _evaluate_keypoints(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold)
     t0 = time.perf_counter()
     done = 0
     try:
@@ -171,6 +174,41 @@ def _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, 
                   f"{paths['json']}" + (f" and {as_json}" if as_json else ""), markup=False, highlight=False)
 
 
+def _evaluate_keypoints(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold):
+    from ..engine import evaluate_keypoint as ev
+    from ..engine.checkpoint import check_keypoints
+    from ..io import atomic_write
+    from ..predictors.keypoint import KeypointPredictor
+
+    check_keypoints(trained, ds)
+    e = trained.config.get("evaluate") or {}
+    if score_threshold is None:
+        score_threshold = float(e.get("score_threshold", 0.5))
+    t0 = time.perf_counter()
+    done = 0
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task(f"{checkpoint.name} on {split}", total=len(ds))
+
+            def step(k, total):
+                nonlocal done
+                done = k
+                bar.update(task, completed=k)
+
+            res = ev.evaluate_keypoints(KeypointPredictor.from_trained(trained), ds, score_threshold=score_threshold,
+                                        sigmas=e.get("sigmas"), progress=step)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after {done} of {len(ds)} images; no report written") from None
+    res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)
+    title = f"{checkpoint.name} on {ds.info.name} {split}"
+    paths = ev.write_report(res, out_dir, title)
+    if as_json:
+        atomic_write(as_json, json.dumps(res, indent=2, default=ev._plain))
+    console.print(ev.markdown_report(res, f"{title} ({len(ds)} images)"), markup=False, highlight=False)
+    console.print(f"{len(ds)} images scored in {time.perf_counter() - t0:.1f} s; wrote {paths['markdown']} and "
+                  f"{paths['json']}" + (f" and {as_json}" if as_json else ""), markup=False, highlight=False)
+
+
 def image_files(inputs: list[Path]) -> list[Path]:
     """The image files named, and those in the folders named (not recursive, hidden files skipped)."""
     from ..io.images import IMAGE_SUFFIXES
@@ -194,13 +232,14 @@ SEMANTIC_ONLY = ("--tta", "--scales", "--tile", "--overlap", "--window", "--nati
 
 def _task_options(trained, given: dict, checkpoint: Path) -> None:
     """Refuse options of the other task (one line naming the checkpoint's task)."""
-    if trained.task == "instance":
+    if trained.task in ("instance", "keypoint"):
         used = [k for k in SEMANTIC_ONLY if given.get(k)]
         if used:
-            raise ParameterError(f"{used[0]} is an option for semantic checkpoints; {checkpoint} is an instance "
-                                 "checkpoint")
+            article = "an" if trained.task == "instance" else "a"
+            raise ParameterError(f"{used[0]} is an option for semantic checkpoints; {checkpoint} is {article} "
+                                 f"{trained.task} checkpoint")
     elif given.get("--score-threshold"):
-        raise ParameterError(f"--score-threshold is an option for instance checkpoints; {checkpoint} is a "
+        raise ParameterError(f"--score-threshold is an option for instance and keypoint checkpoints; {checkpoint} is a "
                              f"{trained.task} checkpoint")
 
 
@@ -244,7 +283,7 @@ def predict_cmd(
     check_outputs(outputs, [checkpoint, *files])
 
     from ..engine.checkpoint import load_trained
-    from ..engine.predict_files import InstanceFiles, SemanticFiles
+    from ..engine.predict_files import InstanceFiles, KeypointFiles, SemanticFiles
 
     trained = load_trained(checkpoint)
     _task_options(trained, {"--tta": tta, "--scales": scales, "--tile": tile, "--overlap": overlap != 0.5,
@@ -256,6 +295,12 @@ def predict_cmd(
         threshold = score_threshold if score_threshold is not None else float(
             (trained.config.get("evaluate") or {}).get("score_threshold", 0.5))
         writer = InstanceFiles(InstancePredictor(trained.model, score_threshold=threshold), out, with_overlay)
+    elif trained.task == "keypoint":
+        from ..predictors.keypoint import KeypointPredictor
+
+        threshold = score_threshold if score_threshold is not None else float(
+            (trained.config.get("evaluate") or {}).get("score_threshold", 0.5))
+        writer = KeypointFiles(KeypointPredictor.from_trained(trained, score_threshold=threshold), out, with_overlay)
     else:
         from ..predictors.semantic import SemanticPredictor
 

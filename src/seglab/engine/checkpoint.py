@@ -125,11 +125,22 @@ def check_task(trained: Trained, ds) -> None:
     """Refuse a data set whose targets belong to another task than the checkpoint's (one line)."""
     data_task = getattr(ds, "task", "semantic")
     if trained.task != data_task:
-        hint = ("an instance data set (dsb2018, instance_folder, coco with target instances)" if trained.task == "instance"
-                else "a semantic data set (or an instance format with --option target=boundary3 / foreground)")
+        hint = {"instance": "an instance data set (dsb2018, instance_folder, coco with target instances)",
+                "keypoint": "a keypoint data set (coco_keypoints, or dsb2018 / instance_folder with --option "
+                            "target=keypoints)"}.get(trained.task, "a semantic data set (or an instance format with "
+                                                                   "--option target=boundary3 / foreground)")
         article = "an" if trained.task[0] in "aeiou" else "a"
         raise InputFileError(f"{trained.path}: {article} {trained.task} checkpoint cannot be evaluated on {data_task} "
                              f"targets ({ds.info.name!r}); give it {hint}")
+
+
+def check_keypoints(trained: Trained, ds) -> None:
+    """Refuse keypoint data with another number of keypoints per object than the checkpoint's (one line)."""
+    have = len((trained.extra.get("keypoint") or {}).get("names", []))
+    cat = getattr(ds, "keypoint_category", None)
+    if cat is not None and len(cat.keypoints) != have:
+        raise InputFileError(f"{trained.path}: model predicts {have} keypoints per object, data set "
+                             f"{ds.info.name!r} has {len(cat.keypoints)}")
 
 
 def check_compatible(trained: Trained, data_info: DatasetInfo) -> None:
