@@ -475,7 +475,7 @@ class KeypointModelSection(ModelSection):
             return self
         from ..models.detection import MaskRCNN, keypointrcnn
 
-        fixed = {"self", "num_classes", "num_keypoints", "in_channels", "image_mean", "image_std", "with_masks",
+        fixed = {"self", "num_classes", "in_channels", "image_mean", "image_std", "with_masks",
                  "mask_layers", "mask_threshold", "pretrained_backbone"}
         allowed = sorted((set(inspect.signature(MaskRCNN.__init__).parameters)
                           | set(inspect.signature(keypointrcnn).parameters)) - fixed - {"kwargs"})
