@@ -64,8 +64,8 @@ BAD = [  # (--set key, value, what the message must contain)
     ("seed", "-1", "'seed' must be >= 0"),
     ("run.resume", "1", "'run.resume' must be true or false, got 1"),
     ("trainer.max_epoch", "3", "unknown config key 'trainer.max_epoch'; trainer has: max_epochs, max_steps,"),
-    ("task", "panoptic", "config key 'task' must be one of: semantic, instance, got 'panoptic' (panoptic is planned"),
-    ("task", "depth", "config key 'task' must be one of: semantic, instance, got 'depth'"),
+    ("task", "panoptic", "config key 'task' must be one of: semantic, instance, keypoint, got 'panoptic' (panoptic is planned"),
+    ("task", "depth", "config key 'task' must be one of: semantic, instance, keypoint, got 'depth'"),
 ]
 
 
