@@ -144,46 +144,35 @@ def evaluate_cmd(
 
 def _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold):
     from ..engine import evaluate_instance as ev
-    from ..io import atomic_write
     from ..predictors.instance import InstancePredictor
 
     if score_threshold is None:
         score_threshold = float((trained.config.get("evaluate") or {}).get("score_threshold", 0.5))
-    t0 = time.perf_counter()
-    done = 0
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task(f"{checkpoint.name} on {split}", total=len(ds))
-
-            def step(k, total):
-                nonlocal done
-                done = k
-                bar.update(task, completed=k)
-
-            res = ev.evaluate_instances(InstancePredictor(trained.model), ds, score_threshold=score_threshold,
-                                        progress=step)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after {done} of {len(ds)} images; no report written") from None
-    res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)
-    title = f"{checkpoint.name} on {ds.info.name} {split}"
-    paths = ev.write_report(res, out_dir, title)
-    if as_json:
-        atomic_write(as_json, json.dumps(res, indent=2))
-    console.print(ev.markdown_report(res, f"{title} ({len(ds)} images)"), markup=False, highlight=False)
-    console.print(f"{len(ds)} images scored in {time.perf_counter() - t0:.1f} s; wrote {paths['markdown']} and "
-                  f"{paths['json']}" + (f" and {as_json}" if as_json else ""), markup=False, highlight=False)
+    predictor = InstancePredictor(trained.model)
+    _score_objects(ev, lambda step: ev.evaluate_instances(predictor, ds, score_threshold=score_threshold,
+                                                          progress=step), ds, checkpoint, data, split, out_dir, as_json)
 
 
 def _evaluate_keypoints(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold):
     from ..engine import evaluate_keypoint as ev
     from ..engine.checkpoint import check_keypoints
-    from ..io import atomic_write
     from ..predictors.keypoint import KeypointPredictor
 
     check_keypoints(trained, ds)
     e = trained.config.get("evaluate") or {}
     if score_threshold is None:
         score_threshold = float(e.get("score_threshold", 0.5))
+    predictor = KeypointPredictor.from_trained(trained)
+    _score_objects(ev, lambda step: ev.evaluate_keypoints(predictor, ds, score_threshold=score_threshold,
+                                                          sigmas=e.get("sigmas"), progress=step),
+                   ds, checkpoint, data, split, out_dir, as_json)
+
+
+def _score_objects(ev, run, ds, checkpoint, data, split, out_dir, as_json):
+    """``run(progress)`` under a progress bar, then the report of ``ev`` (an ``evaluate_*`` module with
+    ``write_report`` and ``markdown_report``) in ``out_dir`` (and ``as_json``), and a summary line."""
+    from ..io import atomic_write
+
     t0 = time.perf_counter()
     done = 0
     try:
@@ -195,8 +184,7 @@ def _evaluate_keypoints(trained, ds, checkpoint, data, split, out_dir, as_json, 
                 done = k
                 bar.update(task, completed=k)
 
-            res = ev.evaluate_keypoints(KeypointPredictor.from_trained(trained), ds, score_threshold=score_threshold,
-                                        sigmas=e.get("sigmas"), progress=step)
+            res = run(step)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted after {done} of {len(ds)} images; no report written") from None
     res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)

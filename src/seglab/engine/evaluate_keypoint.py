@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 from ..io import atomic_write
+from .evaluate_instance import _plain as _instance_plain
+from .evaluate_instance import report_paths  # noqa: F401  (the same two files as the instance report)
 
 RADII = (3.0, 6.0)
 DEFAULT_SIGMA = 0.1
@@ -125,12 +126,8 @@ def markdown_report(res: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_paths(out_dir, json_path=None) -> dict:
-    out_dir = Path(out_dir)
-    return {"json": Path(json_path) if json_path else out_dir / "metrics.json", "markdown": out_dir / "report.md"}
-
-
 def write_report(res: dict, out_dir, title: str, json_path=None) -> dict:
+    """``metrics.json`` (or ``json_path``) and ``report.md`` in ``out_dir``, atomically."""
     paths = report_paths(out_dir, json_path)
     atomic_write(paths["json"], json.dumps(res, indent=2, default=_plain))
     atomic_write(paths["markdown"], markdown_report(res, title))
@@ -138,8 +135,6 @@ def write_report(res: dict, out_dir, title: str, json_path=None) -> dict:
 
 
 def _plain(v):
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
     if isinstance(v, np.ndarray):
         return v.tolist()
-    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
+    return _instance_plain(v)

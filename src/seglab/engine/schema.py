@@ -380,6 +380,15 @@ class InstanceModelSection(Section):
         return self
 
 
+def _rgb_statistics(section):
+    """``section`` after checking that its ``mean`` / ``std`` (when given) have one value per RGB channel."""
+    for key in ("mean", "std"):
+        v = getattr(section, key)
+        if v is not None and len(v) != 3:
+            raise _bad(key, "must have 3 values (RGB)", v)
+    return section
+
+
 class InstanceDataSection(DataSection):
     """The data sections of an instance data set (every object a mask; boxes come from the masks)."""
 
@@ -397,11 +406,7 @@ class InstanceDataSection(DataSection):
                        "gives semantic targets by default)", self.format)
         if target != "instances":
             raise _bad("options.target", "must be 'instances' for an instance task", target)
-        for key in ("mean", "std"):
-            v = getattr(self, key)
-            if v is not None and len(v) != 3:
-                raise _bad(key, "must have 3 values (RGB)", v)
-        return self
+        return _rgb_statistics(self)
 
 
 class InstanceAugmentSection(Section):
@@ -502,11 +507,7 @@ class KeypointDataSection(DataSection):
                 self.options.get("target") != "keypoints":
             raise _bad("options.target", f"must be 'keypoints' (object centres) for {self.format} in a keypoint task",
                        self.options.get("target"))
-        for key in ("mean", "std"):
-            v = getattr(self, key)
-            if v is not None and len(v) != 3:
-                raise _bad(key, "must have 3 values (RGB)", v)
-        return self
+        return _rgb_statistics(self)
 
 
 class HeatmapSection(Section):
@@ -552,7 +553,7 @@ class KeypointCheckpointSection(Section):
 
 class KeypointEvaluateSection(Section):
     score_threshold: Probability = 0.5          # objects kept for the point metrics (P / R / F1)
-    sigmas: list[Positive] | None = None        # OKS constants per keypoint (null: COCO's for 17, else 0.05 each)
+    sigmas: list[Positive] | None = None        # OKS constants per keypoint (null: COCO's for 17, else 0.1 each)
     checkpoint: Literal["best", "last"] = "best"
 
 

@@ -19,7 +19,7 @@ from ...errors import ParameterError
 from ..module import SegModule
 from . import keypoint as steps
 from .instance_data import InstanceDataModule
-from .instance_module import instance_normalisation
+from .instance_module import gather_records, instance_normalisation
 from .keypoint_data import KeypointAugment
 
 MONITORS = {"val/F1_6px": "F1_6px", "val/F1_3px": "F1_3px", "val/OKS_AP": "OKS_AP", "val/error_6px": "error_6px"}
@@ -115,12 +115,7 @@ class KeypointModule(L.LightningModule):
     def on_validation_epoch_end(self):
         from ..evaluate_keypoint import score_records
 
-        records = self.records
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            world = torch.distributed.get_world_size()
-            parts: list = [None] * world
-            torch.distributed.all_gather_object(parts, records)
-            records = [parts[r][k] for k in range(max(map(len, parts))) for r in range(world) if k < len(parts[r])]
+        records = gather_records(self.records)
         self.records = []
         if not records:
             return

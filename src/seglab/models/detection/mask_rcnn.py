@@ -174,18 +174,26 @@ def maskrcnn(num_classes: int, *, in_channels: int = 3, backbone: str = "mobilen
     checkpoint of that network (e.g. ``mobilenet_v2-b0353104.pth``). ``roi_op``: ``"align"`` (RoIAlign)
     or ``"pool"`` (RoIPool). Other keywords go to :class:`MaskRCNN` (``min_size``, ``anchor_sizes``, ...).
     """
+    body = _fpn_body("mask_rcnn", in_channels, backbone, pretrained_backbone, fpn_channels, trainable_layers,
+                     kwargs, "mask_layers", 4)
+    return MaskRCNN(body, num_classes, roi_op=roi_op, **kwargs)
+
+
+def _fpn_body(name, in_channels, backbone, pretrained_backbone, fpn_channels, trainable_layers, kwargs: dict,
+              head_key: str, head_depth: int):
+    """The backbone + FPN of an R-CNN builder; sets the CPU defaults of ``mobilenet_v2`` in ``kwargs`` (300
+    test proposals, a per-RoI head ``head_key`` of ``head_depth`` layers as wide as the FPN)."""
     if in_channels != 3:
-        raise ParameterError(f"mask_rcnn takes RGB images (in_channels=3), got in_channels={in_channels}")
+        raise ParameterError(f"{name} takes RGB images (in_channels=3), got in_channels={in_channels}")
     check_choice("backbone", backbone, BACKBONES)
     if fpn_channels is None:
         fpn_channels = 128 if backbone == "mobilenet_v2" else 256
     if backbone == "mobilenet_v2":
         kwargs.setdefault("rpn_post_nms_top_n_test", 300)
-    if fpn_channels != 256 and "mask_layers" not in kwargs:
-        kwargs["mask_layers"] = (fpn_channels,) * 4
-    body = fpn_backbone(backbone, out_channels=fpn_channels, pretrained=pretrained_backbone,
+    if fpn_channels != 256 and head_key not in kwargs:
+        kwargs[head_key] = (fpn_channels,) * head_depth
+    return fpn_backbone(backbone, out_channels=fpn_channels, pretrained=pretrained_backbone,
                         trainable_layers=trainable_layers)
-    return MaskRCNN(body, num_classes, roi_op=roi_op, **kwargs)
 
 
 class KeypointRCNN(MaskRCNN):
@@ -212,15 +220,6 @@ def keypointrcnn(num_classes: int = 2, *, num_keypoints: int = 17, in_channels: 
     ``keypointrcnn_resnet50_fpn`` layout; ``mobilenet_v2`` (default, for the CPU) uses an FPN of 128 channels,
     300 test proposals and a keypoint head of eight 128-channel convolutions (``keypoint_layers``).
     Other keywords as for :func:`maskrcnn`."""
-    if in_channels != 3:
-        raise ParameterError(f"keypoint_rcnn takes RGB images (in_channels=3), got in_channels={in_channels}")
-    check_choice("backbone", backbone, BACKBONES)
-    if fpn_channels is None:
-        fpn_channels = 128 if backbone == "mobilenet_v2" else 256
-    if backbone == "mobilenet_v2":
-        kwargs.setdefault("rpn_post_nms_top_n_test", 300)
-    if fpn_channels != 256 and "keypoint_layers" not in kwargs:
-        kwargs["keypoint_layers"] = (fpn_channels,) * 8
-    body = fpn_backbone(backbone, out_channels=fpn_channels, pretrained=pretrained_backbone,
-                        trainable_layers=trainable_layers)
+    body = _fpn_body("keypoint_rcnn", in_channels, backbone, pretrained_backbone, fpn_channels, trainable_layers,
+                     kwargs, "keypoint_layers", 8)
     return KeypointRCNN(body, num_classes, num_keypoints=num_keypoints, roi_op=roi_op, **kwargs)
