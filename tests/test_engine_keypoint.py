@@ -258,3 +258,59 @@ def test_dsb2018_centres_are_the_mask_centroids(data_dir):
     assert torch.allclose(inst.keypoints[:, 0, :2].double(), torch.from_numpy(centres))
     assert (inst.keypoints[:, 0, 2] == 2).all() and inst.image_size == image.shape[:2]
     assert ((inst.boxes[:, :2] <= inst.keypoints[:, 0, :2]) & (inst.keypoints[:, 0, :2] <= inst.boxes[:, 2:])).all()
+
+
+# ---------------------------------------------------------------- dense targets, losses and decoding
+def _dense(loss="mse", mode="single", refine="argmax", k=2):
+    from seglab.engine.schema import DecodeSection, HeatmapSection
+    from seglab.engine.tasks.keypoint import DenseKeypoints
+
+    return DenseKeypoints(HeatmapSection(loss=loss, sigma=1.5).model_dump(),
+                          DecodeSection(mode=mode, refine=refine, threshold=0.5).model_dump(), k)
+
+
+def test_dense_losses_follow_their_definitions():
+    from seglab.keypoints import gaussian_heatmaps, onehot_targets
+    from seglab.keypoints.losses import heatmap_cross_entropy, heatmap_mse, soft_argmax_loss
+
+    torch.manual_seed(0)
+    kp = torch.tensor([[[5.2, 7.9, 2], [20.5, 3.5, 0]]])
+    targets = [Instances((16, 24), [[4, 6, 21, 9]], keypoints=kp)]
+    out = torch.randn(1, 2, 16, 24)
+    maps, _ = gaussian_heatmaps(kp[0], (16, 24), 1.5)
+    assert torch.allclose(_dense("mse").loss(out, targets), heatmap_mse(out, maps[None], 1 + 9 * maps[None]))
+    cells = onehot_targets(kp[0], (16, 24))
+    assert cells[1] == -1  # the absent keypoint does not count
+    assert torch.allclose(_dense("ce").loss(out, targets), heatmap_cross_entropy(out, cells[None]))
+    assert torch.allclose(_dense("soft_argmax").loss(out, targets),
+                          soft_argmax_loss(out, kp[..., :2], kp[..., 2], temperature=1.0))
+    # an image without objects: nothing to find, zero loss
+    empty = [Instances((16, 24), torch.zeros(0, 4), keypoints=torch.zeros(0, 2, 3))]
+    assert _dense("ce").loss(out, empty) == 0 and _dense("soft_argmax").loss(out, empty) == 0
+
+
+@pytest.mark.parametrize("refine", ["argmax", "soft_argmax"])
+def test_dense_decoding_finds_gaussian_peaks(refine):
+    from seglab.keypoints import gaussian_heatmaps, points_heatmap
+
+    true = torch.tensor([[6.3, 9.6, 2], [17.8, 4.2, 2]])
+    maps, _ = gaussian_heatmaps(true, (16, 24), 1.5)
+    single = _dense("mse", "single", refine).decode(torch.cat([maps, torch.zeros(2, 8, 24)], 1), (16, 24))
+    assert len(single) == 1 and single.keypoints.shape == (1, 2, 3)
+    assert (single.keypoints[0, :, :2] - true[:, :2]).norm(dim=1).max() < 0.5
+    hm = points_heatmap(true[:, :2], (16, 24), 1.5)[None]
+    peaks = _dense("mse", "peaks", refine, k=1).decode(hm, (16, 24))
+    assert len(peaks) == 2 and peaks.keypoints.shape == (2, 1, 3)
+    got = peaks.keypoints[:, 0, :2]
+    assert min((got - true[0, :2]).norm(dim=1)) < 0.5 and min((got - true[1, :2]).norm(dim=1)) < 0.5
+
+
+def test_dense_peaks_train_on_instance_centres(tmp_path):
+    """The DSB2018 recipe (U-Net, Gaussian MSE, peaks) on generated discs and rectangles, one epoch."""
+    assert main(["train", str(ROOT / "configs" / "keypoints_dsb2018.yaml"), "--set", f"run.dir={tmp_path}",
+                 "--set", "data.root=.", "--set", "data.format=synthetic_instances",
+                 "--set", "data.options={target: keypoints, n: 2, size: 48}", "--set", "model.options={depth: 2, "
+                 "base_width: 8}", "--set", "augment.crop=[32, 32]", "--set", "trainer.max_epochs=1",
+                 "--set", "trainer.max_minutes=null", "--set", "trainer.progress=false"]) == 0
+    report = json.loads((tmp_path / "keypoints_dsb2018" / "report.json").read_text())
+    assert report["training"]["test"]["keypoints_per_object"] == 1 and "F1_6px" in report["training"]["test"]
