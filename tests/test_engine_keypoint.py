@@ -314,3 +314,23 @@ def test_dense_peaks_train_on_instance_centres(tmp_path):
                  "--set", "trainer.max_minutes=null", "--set", "trainer.progress=false"]) == 0
     report = json.loads((tmp_path / "keypoints_dsb2018" / "report.json").read_text())
     assert report["training"]["test"]["keypoints_per_object"] == 1 and "F1_6px" in report["training"]["test"]
+
+
+def test_keypoint_rcnn_starts_from_imagenet_backbone_weights(weights_dir, tmp_path):
+    """model.pretrained_backbone ($SEGLAB_WEIGHTS expands) loads into the backbone; the export's config does
+    not need the file."""
+    from seglab.engine.config import load_config
+    from seglab.engine.tasks.keypoint_module import build_keypoint_model, keypoint_meta, model_args
+
+    cfg = load_config(CONFIG, {"model.pretrained_backbone": "$SEGLAB_WEIGHTS/mobilenet_v2-b0353104.pth"})
+    assert cfg["model"]["pretrained_backbone"] == str(weights_dir / "mobilenet_v2-b0353104.pth")
+    ds = open_dataset(".", "synthetic_keypoints", "train", n=1)
+    model = build_keypoint_model(cfg, ds.info, keypoint_meta(ds))
+    state = torch.load(weights_dir / "mobilenet_v2-b0353104.pth", map_location="cpu", weights_only=True)
+    assert torch.equal(model.backbone.body.features[3].conv[1][0].weight, state["features.3.conv.1.0.weight"])
+    assert "pretrained_backbone" not in model_args(cfg, ds.info, keypoint_meta(ds))
+    with pytest.raises(ParameterError, match="'model.pretrained_backbone' must be an existing weights file"):
+        load_config(CONFIG, {"model.pretrained_backbone": str(tmp_path / "missing.pth")})
+    with pytest.raises(ParameterError, match="'model.pretrained_backbone' is for keypoint_rcnn"):
+        load_config(CONFIG, {"model.name": "unet", "model.options": "{}",
+                             "model.pretrained_backbone": str(weights_dir / "mobilenet_v2-b0353104.pth")})

@@ -461,9 +461,20 @@ class KeypointModelSection(ModelSection):
     per keypoint (``unet``, ``deeplabv3plus``, ...: its ``num_classes`` is K)."""
 
     name: str = "unet"
+    pretrained_backbone: str | None = None      # keypoint_rcnn: torchvision ImageNet weights of its backbone
+
+    @field_validator("pretrained_backbone")
+    @classmethod
+    def _backbone_weights_exist(cls, v):
+        if v is not None and not Path(v).expanduser().is_file():
+            raise _bad(None, "must be an existing weights file; no such file", v)
+        return v
 
     @model_validator(mode="after")
     def _known_options(self):
+        if self.pretrained_backbone is not None and self.name != "keypoint_rcnn":
+            raise _bad("pretrained_backbone", "is for keypoint_rcnn; a dense model takes model.pretrained",
+                       self.pretrained_backbone)
         if self.name != "keypoint_rcnn":
             from ..models.registry import get_model_spec
 
@@ -490,6 +501,7 @@ class KeypointModelSection(ModelSection):
         if self.encoder is not None:
             raise _bad("encoder", "is for dense models; give keypoint_rcnn's backbone as options.backbone",
                        self.encoder)
+
         return self
 
 

@@ -44,7 +44,8 @@ def build_keypoint_model(cfg: dict, info: DatasetInfo, meta: dict, *, weights: b
     m = cfg["model"]
     args = model_args(cfg, info, meta)
     if m["name"] == "keypoint_rcnn":
-        model = create("keypoint_rcnn", **args)
+        # the ImageNet backbone file is only needed to start training (not stored in the export's config)
+        model = create("keypoint_rcnn", **args, pretrained_backbone=m.get("pretrained_backbone") if weights else None)
         if weights and m.get("pretrained"):
             from ...models.weights import load_state
             from ..checkpoint import read_torch_file
