@@ -11,6 +11,7 @@ applied to many images; each image gives an :class:`~seglab.structures.Instances
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,10 +57,13 @@ class KeypointPredictor:
 
     @torch.no_grad()
     def predict(self, image) -> Instances:
-        """The objects found in one image (numpy ``H x W`` or ``H x W x 3``), on the CPU."""
+        """The objects found in one image (numpy ``H x W``, ``H x W x 1`` or ``H x W x 3``), on the CPU."""
         from ..engine.tasks.keypoint import predict_step
 
-        [inst] = predict_step(self.model, [image_to_tensor(image).to(self.device)], self.dense, self.mean, self.std)
+        arr = np.asarray(image)
+        if arr.ndim == 3 and arr.shape[2] == 1:  # H x W x 1: gray
+            arr = arr[..., 0]
+        [inst] = predict_step(self.model, [image_to_tensor(arr).to(self.device)], self.dense, self.mean, self.std)
         inst = inst.to("cpu")
         if self.score_threshold > 0 and not self.single:
             inst = inst[inst.scores >= self.score_threshold]
