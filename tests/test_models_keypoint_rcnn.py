@@ -190,3 +190,10 @@ def test_tiny_model_learns_the_keypoints_of_a_synthetic_image():
     for gt in target.keypoints:
         err = (pred.keypoints[:, :, :2] - gt[None, :, :2]).norm(dim=-1).max(dim=1).values
         assert len(err) and err.min() <= 3.0, err
+
+
+def test_no_detection_gives_empty_keypoints():
+    model = keypointrcnn(2, num_keypoints=3, **{**TINY, "box_score_thresh": 1.0}).eval()
+    with torch.no_grad():
+        [out] = model([torch.rand(3, 64, 64)])
+    assert len(out) == 0 and out.keypoints.shape == (0, 3, 3) and out.keypoint_scores.shape == (0, 3)
