@@ -334,3 +334,33 @@ def test_keypoint_rcnn_starts_from_imagenet_backbone_weights(weights_dir, tmp_pa
     with pytest.raises(ParameterError, match="'model.pretrained_backbone' is for keypoint_rcnn"):
         load_config(CONFIG, {"model.name": "unet", "model.options": "{}",
                              "model.pretrained_backbone": str(weights_dir / "mobilenet_v2-b0353104.pth")})
+
+
+def test_dense_run_resumes_exactly_after_an_interrupt(tmp_path):
+    """Ctrl-C in epoch 2 of 2, then the same command: the weights and the learned temperature end as those of
+    an uninterrupted run."""
+    import lightning as L
+
+    from seglab.engine import load_config, train
+    from seglab.errors import Interrupted
+
+    class Stop(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.current_epoch == 1:
+                raise KeyboardInterrupt
+
+    overrides = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in DENSE[1::2]}
+    overrides.update({"trainer.max_epochs": "2", "data.options.n": "4", "data.test_split": "null"})
+    done = {}
+    for name, callbacks in (("straight", []), ("stopped", [Stop()])):
+        cfg = load_config(CONFIG, {**overrides, "run.dir": str(tmp_path / name)})
+        messages = []
+        if callbacks:
+            with pytest.raises(Interrupted, match=r"interrupted at epoch 2 of 2 \(1 completed epochs? kept"):
+                train(cfg, callbacks=callbacks, log=lambda s: None)
+        train(cfg, log=messages.append)
+        assert any("resuming from" in m for m in messages) == bool(callbacks)
+        done[name] = torch.load(tmp_path / name / "tiny_keypoint" / "last.pt", map_location="cpu", weights_only=True)
+    a, b = done["straight"], done["stopped"]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert a["extra"]["keypoint"]["temperature"] == b["extra"]["keypoint"]["temperature"]
