@@ -364,3 +364,13 @@ def test_dense_run_resumes_exactly_after_an_interrupt(tmp_path):
     a, b = done["straight"], done["stopped"]
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert a["extra"]["keypoint"]["temperature"] == b["extra"]["keypoint"]["temperature"]
+
+
+def test_data_check_counts_keypoint_objects(tmp_path, capsys):
+    root = _coco_folder(tmp_path)
+    assert main(["data", "check", str(root), "--format", "coco_keypoints"]) == 0
+    import re
+
+    out = capsys.readouterr().out.replace("\n", " ")
+    assert re.findall(r"objects:\s*(\d+)", out) == ["3", "3", "3"]  # 2 + 1 without keypoints, in 3 splits
+    assert re.search(r"OK \(6\s+pairs\)", out)

@@ -45,6 +45,22 @@ class KeypointDataset(SegDataset):
         t = self.targets[i]
         return t()[1] if callable(t) else t
 
+    def read_raw_target(self, i: int) -> np.ndarray:
+        """A map of the annotated size marking each labelled keypoint's pixel with 1 (what ``seglab data
+        check`` counts as the object class; 0 elsewhere)."""
+        t = self.read_target(i)
+        h, w = t.image_size
+        out = np.zeros((h, w), np.int64)
+        if t.keypoints is not None and len(t):
+            kp = t.keypoints.reshape(-1, 3).numpy()
+            kp = kp[kp[:, 2] > 0]
+            out[np.clip(kp[:, 1].astype(int), 0, h - 1), np.clip(kp[:, 0].astype(int), 0, w - 1)] = 1
+        return out
+
+    def instance_summary(self, i: int, raw: np.ndarray) -> tuple[int, bool]:
+        """(number of objects, False) of sample ``i``, for ``seglab data check``."""
+        return len(self.read_target(i)), False
+
     def read(self, i: int):
         image, target = self.read_image(i), self.read_target(i)
         if tuple(image.shape[:2]) != tuple(target.image_size):
