@@ -237,9 +237,10 @@ def write_markdown(res: dict) -> None:
     if ml:
         for name, s in ml["test"].items():
             lines.append(_row(f"U-Net heatmap, {name}", s))
-    en = res.get("engine")
-    if en:
-        lines.append(_row(f"U-Net heatmap, `seglab train` ({en['decoding']})", en["test"]))
+    engine = res.get("engine") or []
+    engine = [engine] if isinstance(engine, dict) else engine
+    for n, en in enumerate(engine, start=1):
+        lines.append(_row(f"U-Net heatmap, `seglab train` run {n} ({en['decoding']})", en["test"]))
     if c and ml:
         arg, soft, quad = (ml["test"][k]["6px"] for k in ("argmax", "local soft-argmax", "argmax + quadratic"))
         cpu_min = ml["training"]["cpu_seconds"] / 60
@@ -275,9 +276,9 @@ def write_markdown(res: dict) -> None:
                   f"full-resolution heatmap and the same peaks. Training stops at the first of the CPU budget "
                   f"(`--minutes`) and the wall-clock cap (`--wall-minutes`); here the cap. Load average "
                   f"{ml['load_average']} at the end."]
-    if en:
+    for n, en in enumerate(engine, start=1):
         t = en["training"]
-        lines += [f"- `seglab train` (task: keypoint): `{en['command']}`, then `{en['record_command']}`; "
+        lines += [f"- `seglab train` run {n} (task: keypoint): `{en['command']}`, then `{en['record_command']}`; "
                   f"{en['model']}, RGB input with ImageNet normalisation, {t['steps']} steps of "
                   f"{t['batch']} random {t['crop']} crops ({t['epochs']} epochs) in {t['fit_seconds'] / 60:.1f} min "
                   f"wall but only {t['train_cpu_seconds'] / 60:.1f} CPU minutes of training (the machine's load "
@@ -307,12 +308,14 @@ def main(argv=None):
         return
     if args.part == "engine":
         res = json.loads(OUT_JSON.read_text())
-        res["engine"] = record_engine_run(args.run, args.command, args.load_start)
-        res["engine"]["record_command"] = "python benchmarks/keypoints_dsb2018.py " + " ".join(
+        run = record_engine_run(args.run, args.command, args.load_start)
+        run["record_command"] = "python benchmarks/keypoints_dsb2018.py " + " ".join(
             a if " " not in a else repr(a) for a in sys.argv[1:])
+        old = res.get("engine") or []
+        res["engine"] = [r for r in ([old] if isinstance(old, dict) else old) if r["command"] != run["command"]] + [run]
         OUT_JSON.write_text(json.dumps(res, indent=1) + "\n")
         write_markdown(res)
-        print(json.dumps(res["engine"]["test"], indent=1))
+        print(json.dumps(run["test"], indent=1))
         return
     val, test = load("val", args.limit), load("test", args.limit)
     command = "OMP_NUM_THREADS=1 nice -n 10 python benchmarks/keypoints_dsb2018.py " + " ".join(sys.argv[1:])
