@@ -125,3 +125,46 @@ def random_state(layout: dict[str, tuple], seed: int = 0) -> dict[str, torch.Ten
         else:
             sd[k] = torch.randn(shape, generator=g) * 0.05
     return sd
+
+
+def faster_rcnn_resnet50_fpn_layout(num_classes: int = 91) -> dict[str, tuple]:
+    """Keys and shapes of torchvision's R-CNN body (detection/faster_rcnn.py, rpn.py, backbone_utils.py,
+    ops/feature_pyramid_network.py): ResNet-50 with FrozenBatchNorm2d (no num_batches_tracked, no fc), FPN
+    blocks in Conv2dNormActivation (".0"), RPNHead conv in Conv2dNormActivation ("conv.0.0"), TwoMLPHead
+    and FastRCNNPredictor."""
+    t = {f"backbone.body.{k}": v for k, v in resnet_layout(50).items()
+         if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    for i, c in enumerate((256, 512, 1024, 2048)):
+        t[f"backbone.fpn.inner_blocks.{i}.0.weight"] = (256, c, 1, 1)
+        t[f"backbone.fpn.inner_blocks.{i}.0.bias"] = (256,)
+        t[f"backbone.fpn.layer_blocks.{i}.0.weight"] = (256, 256, 3, 3)
+        t[f"backbone.fpn.layer_blocks.{i}.0.bias"] = (256,)
+    t.update({"rpn.head.conv.0.0.weight": (256, 256, 3, 3), "rpn.head.conv.0.0.bias": (256,),
+              "rpn.head.cls_logits.weight": (3, 256, 1, 1), "rpn.head.cls_logits.bias": (3,),
+              "rpn.head.bbox_pred.weight": (12, 256, 1, 1), "rpn.head.bbox_pred.bias": (12,),
+              "roi_heads.box_head.fc6.weight": (1024, 256 * 7 * 7), "roi_heads.box_head.fc6.bias": (1024,),
+              "roi_heads.box_head.fc7.weight": (1024, 1024), "roi_heads.box_head.fc7.bias": (1024,),
+              "roi_heads.box_predictor.cls_score.weight": (num_classes, 1024),
+              "roi_heads.box_predictor.cls_score.bias": (num_classes,),
+              "roi_heads.box_predictor.bbox_pred.weight": (num_classes * 4, 1024),
+              "roi_heads.box_predictor.bbox_pred.bias": (num_classes * 4,)})
+    return t
+
+
+def keypointrcnn_resnet50_fpn_layout(num_keypoints: int = 17, num_classes: int = 2) -> dict[str, tuple]:
+    """torchvision's keypointrcnn_resnet50_fpn (detection/keypoint_rcnn.py): the R-CNN body, then
+    KeypointRCNNHeads, an nn.Sequential of (Conv2d 3x3 512, ReLU) x 8 (so convolutions at 0, 2, .., 14),
+    and KeypointRCNNPredictor's ConvTranspose2d kps_score_lowres (512 -> K, 4 x 4; weight in x out x kh x kw)."""
+    t = faster_rcnn_resnet50_fpn_layout(num_classes)
+    cin = 256
+    for i in range(8):
+        t[f"roi_heads.keypoint_head.{2 * i}.weight"] = (512, cin, 3, 3)
+        t[f"roi_heads.keypoint_head.{2 * i}.bias"] = (512,)
+        cin = 512
+    t["roi_heads.keypoint_predictor.kps_score_lowres.weight"] = (512, num_keypoints, 4, 4)
+    t["roi_heads.keypoint_predictor.kps_score_lowres.bias"] = (num_keypoints,)
+    return t
+
+
+# KeypointRCNN_ResNet50_FPN_Weights.COCO_V1 "num_params" (frozen batch-norm buffers excluded)
+KEYPOINTRCNN_RESNET50_FPN_PARAMS = 59_137_258

@@ -184,7 +184,7 @@ def test_checkpoints_refused_across_tasks(ckpt, semantic_ckpt, images, tmp_path,
     assert f"{ckpt}: an instance checkpoint cannot be evaluated on semantic targets" in _one_error(capsys)
     assert main(["predict", str(semantic_ckpt), str(images), "--out", str(tmp_path / "c"),
                  "--score-threshold", "0.5"]) == 2
-    assert _one_error(capsys) == (f"error: --score-threshold is an option for instance and panoptic checkpoints; "
+    assert _one_error(capsys) == (f"error: --score-threshold is an option for instance, panoptic and keypoint checkpoints; "
                                   f"{semantic_ckpt} is a semantic checkpoint")
     assert main(["predict", str(ckpt), str(images), "--out", str(tmp_path / "d"), "--tta"]) == 2
     assert _one_error(capsys) == f"error: --tta is an option for semantic checkpoints; {ckpt} is an instance checkpoint"

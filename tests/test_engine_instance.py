@@ -145,8 +145,8 @@ def test_weights_folder_expands_in_weight_paths(tmp_path, monkeypatch):
 
 
 def test_task_registry_and_semantic_data_refused_for_instance(tmp_path):
-    assert set(TASKS) == {"semantic", "instance", "panoptic", "promptable"}
-    with pytest.raises(ParameterError, match="'task' must be one of: semantic, instance, panoptic, promptable, got 'depth'"):
+    assert set(TASKS) == {"semantic", "instance", "panoptic", "promptable", "keypoint"}
+    with pytest.raises(ParameterError, match="'task' must be one of: semantic, instance, panoptic, promptable, keypoint, got 'depth'"):
         get_task("depth")
     cfg = load_config(CONFIG, {"run.dir": str(tmp_path)})
     from seglab.data import open_dataset

@@ -271,4 +271,4 @@ def test_predict_cli_runs_the_automatic_mask_generator(run, tmp_path, capsys):
     assert isinstance(json.loads((tmp_path / "out" / "results.json").read_text()), list)
     assert main(["predict", str(run / "best.pt"), str(tmp_path / "a.png"), "--out", str(tmp_path / "o2"),
                  "--score-threshold", "0.5"]) == 2
-    assert "--score-threshold is an option for instance and panoptic checkpoints" in capsys.readouterr().err
+    assert "--score-threshold is an option for instance, panoptic and keypoint checkpoints" in capsys.readouterr().err

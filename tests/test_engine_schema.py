@@ -64,9 +64,7 @@ BAD = [  # (--set key, value, what the message must contain)
     ("seed", "-1", "'seed' must be >= 0"),
     ("run.resume", "1", "'run.resume' must be true or false, got 1"),
     ("trainer.max_epoch", "3", "unknown config key 'trainer.max_epoch'; trainer has: max_epochs, max_steps,"),
-    ("task", "keypoint",
-     "config key 'task' must be one of: semantic, instance, panoptic, promptable, got 'keypoint' (keypoint is planned"),
-    ("task", "depth", "config key 'task' must be one of: semantic, instance, panoptic, promptable, got 'depth'"),
+    ("task", "depth", "config key 'task' must be one of: semantic, instance, panoptic, promptable, keypoint, got 'depth'"),
 ]
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from _torchvision_layout import random_state, resnet_layout
+from _torchvision_layout import faster_rcnn_resnet50_fpn_layout, random_state
 from seglab.errors import InputFileError, ParameterError
 from seglab.models import create
 from seglab.models.detection import (AnchorGenerator, BalancedSampler, BoxCoder, Matcher, map_levels, maskrcnn,
@@ -104,25 +104,9 @@ def test_paste_full_mask_covers_the_box():
 # ---------------------------------------------------------------- torchvision's layout
 def torchvision_maskrcnn_resnet50_fpn_layout(num_classes=91) -> dict:
     """Keys and shapes of torchvision's maskrcnn_resnet50_fpn state dict, spelled from its source
-    (detection/mask_rcnn.py, faster_rcnn.py, rpn.py, backbone_utils.py, ops/feature_pyramid_network.py):
-    a ResNet-50 with FrozenBatchNorm2d (no num_batches_tracked) and no fc, FPN blocks wrapped in
-    Conv2dNormActivation (".0"), RPNHead conv in Conv2dNormActivation ("conv.0.0")."""
-    t = {f"backbone.body.{k}": v for k, v in resnet_layout(50).items()
-         if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
-    for i, c in enumerate((256, 512, 1024, 2048)):
-        t[f"backbone.fpn.inner_blocks.{i}.0.weight"] = (256, c, 1, 1)
-        t[f"backbone.fpn.inner_blocks.{i}.0.bias"] = (256,)
-        t[f"backbone.fpn.layer_blocks.{i}.0.weight"] = (256, 256, 3, 3)
-        t[f"backbone.fpn.layer_blocks.{i}.0.bias"] = (256,)
-    t.update({"rpn.head.conv.0.0.weight": (256, 256, 3, 3), "rpn.head.conv.0.0.bias": (256,),
-              "rpn.head.cls_logits.weight": (3, 256, 1, 1), "rpn.head.cls_logits.bias": (3,),
-              "rpn.head.bbox_pred.weight": (12, 256, 1, 1), "rpn.head.bbox_pred.bias": (12,),
-              "roi_heads.box_head.fc6.weight": (1024, 256 * 7 * 7), "roi_heads.box_head.fc6.bias": (1024,),
-              "roi_heads.box_head.fc7.weight": (1024, 1024), "roi_heads.box_head.fc7.bias": (1024,),
-              "roi_heads.box_predictor.cls_score.weight": (num_classes, 1024),
-              "roi_heads.box_predictor.cls_score.bias": (num_classes,),
-              "roi_heads.box_predictor.bbox_pred.weight": (num_classes * 4, 1024),
-              "roi_heads.box_predictor.bbox_pred.bias": (num_classes * 4,)})
+    (detection/mask_rcnn.py): the R-CNN body of ``faster_rcnn_resnet50_fpn_layout`` (ResNet-50 with
+    FrozenBatchNorm2d, FPN, RPN, box head) and MaskRCNNHeads / MaskRCNNPredictor."""
+    t = faster_rcnn_resnet50_fpn_layout(num_classes)
     for i in range(4):
         t[f"roi_heads.mask_head.{i}.0.weight"] = (256, 256, 3, 3)
         t[f"roi_heads.mask_head.{i}.0.bias"] = (256,)

@@ -96,3 +96,15 @@ def test_prompts_validation():
         Prompts(points=[[1, 2]], point_labels=[3])
     with pytest.raises(ParameterError, match="no point"):
         Prompts().validate((4, 4))
+
+
+def test_keypoint_scores_follow_their_objects():
+    kp = torch.rand(3, 2, 3)
+    ks = torch.tensor([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])
+    inst = Instances((8, 8), torch.rand(3, 4), scores=[0.9, 0.5, 0.7], keypoints=kp, keypoint_scores=ks)
+    sub = inst[torch.tensor([2, 0])]
+    assert torch.equal(sub.keypoint_scores, ks[[2, 0]]) and torch.equal(sub.keypoints, kp[[2, 0]])
+    assert torch.equal(Instances.cat([inst, sub]).keypoint_scores, torch.cat([ks, ks[[2, 0]]]))
+    assert torch.equal(inst.to("cpu").keypoint_scores, ks)
+    with pytest.raises(ParameterError, match=r"keypoint_scores must be 3 x 2"):
+        Instances((8, 8), torch.rand(3, 4), keypoints=kp, keypoint_scores=torch.zeros(3, 5))

@@ -81,7 +81,9 @@ def evaluate_cmd(
 
     An instance checkpoint (Mask R-CNN) on an instance data set gives the DSB 2018 challenge score, COCO
     mask AP / AP50 / AP75 (per class too) and panoptic quality. A promptable (fine-tuned SAM) checkpoint
-    gives the box-prompt and 1-click mIoU over the split's objects (report.md / report.json).
+    gives the box-prompt and 1-click mIoU over the split's objects (report.md / report.json). A keypoint
+    checkpoint on keypoint data gives precision / recall / F1 of points within 3 and 6 px, their mean error
+    and COCO OKS AP.
     """
     import yaml
 
@@ -115,6 +117,8 @@ def evaluate_cmd(
     check_compatible(trained, ds.info)
     if trained.task in ("instance", "panoptic"):
         return _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold)
+    if trained.task == "keypoint":
+        return _evaluate_keypoints(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold)
     t0 = time.perf_counter()
     done = 0
     try:
@@ -144,11 +148,42 @@ def evaluate_cmd(
 
 def _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold):
     from ..engine import evaluate_instance as ev
-    from ..io import atomic_write
     from ..predictors.instance import InstancePredictor
 
+    if trained.task == "panoptic":
+        from ..engine import evaluate_panoptic as evp
+
+        _score_objects(evp, lambda step: evp.evaluate_checkpoint(trained, ds, score_threshold=score_threshold,
+                                                                 progress=step), ds, checkpoint, data, split, out_dir,
+                       as_json)
+        return
     if score_threshold is None:
         score_threshold = float((trained.config.get("evaluate") or {}).get("score_threshold", 0.5))
+    predictor = InstancePredictor(trained.model)
+    _score_objects(ev, lambda step: ev.evaluate_instances(predictor, ds, score_threshold=score_threshold,
+                                                          progress=step), ds, checkpoint, data, split, out_dir, as_json)
+
+
+def _evaluate_keypoints(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold):
+    from ..engine import evaluate_keypoint as ev
+    from ..engine.checkpoint import check_keypoints
+    from ..predictors.keypoint import KeypointPredictor
+
+    check_keypoints(trained, ds)
+    e = trained.config.get("evaluate") or {}
+    if score_threshold is None:
+        score_threshold = float(e.get("score_threshold", 0.5))
+    predictor = KeypointPredictor.from_trained(trained)
+    _score_objects(ev, lambda step: ev.evaluate_keypoints(predictor, ds, score_threshold=score_threshold,
+                                                          sigmas=e.get("sigmas"), progress=step),
+                   ds, checkpoint, data, split, out_dir, as_json)
+
+
+def _score_objects(ev, run, ds, checkpoint, data, split, out_dir, as_json):
+    """``run(progress)`` under a progress bar, then the report of ``ev`` (an ``evaluate_*`` module with
+    ``write_report`` and ``markdown_report``) in ``out_dir`` (and ``as_json``), and a summary line."""
+    from ..io import atomic_write
+
     t0 = time.perf_counter()
     done = 0
     try:
@@ -160,27 +195,15 @@ def _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, 
                 done = k
                 bar.update(task, completed=k)
 
-            if trained.task == "panoptic":
-                from ..engine.evaluate_panoptic import evaluate_checkpoint
-
-                res = evaluate_checkpoint(trained, ds, score_threshold=score_threshold, progress=step)
-            else:
-                res = ev.evaluate_instances(InstancePredictor(trained.model), ds, score_threshold=score_threshold,
-                                            progress=step)
+            res = run(step)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted after {done} of {len(ds)} images; no report written") from None
     res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)
     title = f"{checkpoint.name} on {ds.info.name} {split}"
     paths = ev.write_report(res, out_dir, title)
     if as_json:
-        atomic_write(as_json, json.dumps(res, indent=2))
-    if trained.task == "panoptic":
-        from ..engine.evaluate_panoptic import markdown_report
-
-        atomic_write(paths["markdown"], markdown_report(res, title))
-    else:
-        markdown_report = ev.markdown_report
-    console.print(markdown_report(res, f"{title} ({len(ds)} images)"), markup=False, highlight=False)
+        atomic_write(as_json, json.dumps(res, indent=2, default=ev._plain))
+    console.print(ev.markdown_report(res, f"{title} ({len(ds)} images)"), markup=False, highlight=False)
     console.print(f"{len(ds)} images scored in {time.perf_counter() - t0:.1f} s; wrote {paths['markdown']} and "
                   f"{paths['json']}" + (f" and {as_json}" if as_json else ""), markup=False, highlight=False)
 
@@ -238,14 +261,14 @@ SEMANTIC_ONLY = ("--tta", "--scales", "--tile", "--overlap", "--window", "--nati
 
 def _task_options(trained, given: dict, checkpoint: Path) -> None:
     """Refuse options of the other task (one line naming the checkpoint's task)."""
-    if trained.task in ("instance", "panoptic", "promptable"):
+    if trained.task in ("instance", "panoptic", "promptable", "keypoint"):
         used = [k for k in SEMANTIC_ONLY if given.get(k)]
         if used:
             raise ParameterError(f"{used[0]} is an option for semantic checkpoints; {checkpoint} is "
                                  f"{'an' if trained.task == 'instance' else 'a'} {trained.task} checkpoint")
-    if trained.task not in ("instance", "panoptic") and given.get("--score-threshold"):
-        raise ParameterError(f"--score-threshold is an option for instance and panoptic checkpoints; {checkpoint} is a "
-                             f"{trained.task} checkpoint")
+    if trained.task not in ("instance", "panoptic", "keypoint") and given.get("--score-threshold"):
+        raise ParameterError(f"--score-threshold is an option for instance, panoptic and keypoint checkpoints; "
+                             f"{checkpoint} is a {trained.task} checkpoint")
 
 
 @app.command("predict")
@@ -329,7 +352,7 @@ def predict_cmd(
     check_outputs(outputs, [checkpoint, *files])
 
     from ..engine.checkpoint import load_trained
-    from ..engine.predict_files import InstanceFiles, SemanticFiles
+    from ..engine.predict_files import InstanceFiles, KeypointFiles, SemanticFiles
 
     trained = load_trained(checkpoint)
     _task_options(trained, {"--tta": tta, "--scales": scales, "--tile": tile, "--overlap": overlap != 0.5,
@@ -350,6 +373,12 @@ def predict_cmd(
         threshold = score_threshold if score_threshold is not None else float(
             (trained.config.get("evaluate") or {}).get("score_threshold", 0.5))
         writer = InstanceFiles(InstancePredictor(trained.model, score_threshold=threshold), out, with_overlay)
+    elif trained.task == "keypoint":
+        from ..predictors.keypoint import KeypointPredictor
+
+        threshold = score_threshold if score_threshold is not None else float(
+            (trained.config.get("evaluate") or {}).get("score_threshold", 0.5))
+        writer = KeypointFiles(KeypointPredictor.from_trained(trained, score_threshold=threshold), out, with_overlay)
     else:
         from ..predictors.semantic import SemanticPredictor
 

@@ -10,6 +10,8 @@
 - ``boundary3``: classes background / interior / boundary (rim of ``boundary_width`` pixels, see
   :func:`seglab.instance.boundary_targets`), to train a seglab semantic model with ``seglab train``.
 - ``foreground``: classes background / object.
+- ``keypoints``: an ``Instances`` whose one keypoint per object is the centroid of its mask (cell / nucleus
+  centre detection, ``task: keypoint``), boxes from the masks, no masks.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import numpy as np
 from ..errors import InputFileError, ParameterError, SeglabError
 from .base import DatasetInfo, SegDataset, default_palette
 
-TARGETS = ("instances", "boundary3", "foreground")
+TARGETS = ("instances", "boundary3", "foreground", "keypoints")
 
 
 def _foreground(raw: np.ndarray) -> np.ndarray:
@@ -59,7 +61,11 @@ class InstanceDataset(SegDataset):
         super().__init__(samples, info, label_map=label_map, unpaired=unpaired, root=root, split=split)
         self.target = target
         self.channels = channels
-        self.task = "instance" if target == "instances" else "semantic"
+        self.task = {"instances": "instance", "keypoints": "keypoint"}.get(target, "semantic")
+        if target == "keypoints":
+            from ..keypoints.coco import KeypointCategory
+
+            self.keypoint_category = KeypointCategory(1, object_name, ["centre"], [])
         if channels is None and self.samples:  # as stored: the first image says how many channels
             try:
                 self.info = dataclasses.replace(info, in_channels=int(self.read_image(0).shape[2]))
@@ -97,6 +103,8 @@ class InstanceDataset(SegDataset):
         return len(ids), bool(len(ids) and ids[-1] != len(ids))
 
     def read(self, i: int):
+        if self.target == "keypoints":
+            return self.read_image(i), self.read_keypoints(i)
         if self.target != "instances":
             return super().read(i)
         image, raw = self.read_image(i), self.read_label_map(i)
@@ -107,11 +115,30 @@ class InstanceDataset(SegDataset):
 
         return image, labels_to_instances(raw)
 
+    def read_keypoints(self, i: int):
+        """Sample ``i``'s objects with the centroid of each mask as its one keypoint (visibility 2)."""
+        import torch
+
+        from ..keypoints.heatmaps import instance_centroids
+        from ..structures import Instances, masks_to_boxes
+
+        lab = self.read_label_map(i)
+        image_size = self.read_image(i).shape[:2]
+        if image_size != lab.shape:
+            raise InputFileError(f"{self.samples[i].name}: target size {lab.shape} does not match image "
+                                 f"size {image_size}")
+        centres, ids = instance_centroids(lab)
+        boxes = masks_to_boxes(lab[None] == ids[:, None, None]) if len(ids) else np.zeros((0, 4))
+        kp = np.concatenate([centres, np.full((len(ids), 1), 2.0)], axis=1).reshape(len(ids), 1, 3)
+        return Instances(lab.shape, boxes, classes=torch.ones(len(ids), dtype=torch.int64), keypoints=kp)
+
     def read_target(self, i: int):
+        if self.target == "keypoints":
+            return self.read_keypoints(i)
         return self.read_instances(i) if self.target == "instances" else super().read_target(i)
 
     def __getitem__(self, i: int):
-        if self.target == "instances" and self.transform is not None:
+        if self.target in ("instances", "keypoints") and self.transform is not None:
             raise ParameterError("instance targets do not go through the semantic augmentation pipeline; "
                                  "open the data set without a transform")
         return super().__getitem__(i)

@@ -16,7 +16,7 @@ from .base import SegDataset
 
 _FORMATS: dict[str, "FormatSpec"] = {}
 _MODULES = ("folder", "voc", "cityscapes", "camvid", "ade20k", "coco", "bsds", "isbi", "synthetic",
-            "instance_folder", "synthetic_instances")
+            "instance_folder", "synthetic_instances", "keypoints")
 
 
 @dataclasses.dataclass(frozen=True)

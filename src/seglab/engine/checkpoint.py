@@ -32,6 +32,7 @@ class Trained:
     config: dict
     path: Path
     task: str = "semantic"   # the config's task (checkpoints older than the task key are semantic)
+    extra: dict = dataclasses.field(default_factory=dict)  # the task's own metadata (keypoint names, ...)
 
 
 def read_torch_file(path, what: str = "checkpoint"):
@@ -96,7 +97,7 @@ def load_trained(path) -> Trained:
         model = create(obj["model"], **obj["config"])
         load_state(model, obj["state_dict"], source=str(path))
         return Trained(model.eval(), info, extra["mean"], extra["std"], extra.get("train_config", {}), path,
-                       extra.get("task", "semantic"))
+                       extra.get("task", "semantic"), extra)
     if isinstance(obj, dict) and "hyper_parameters" in obj and "state_dict" in obj:
         hp = obj["hyper_parameters"]
         if "config" not in hp or "info" not in hp:
@@ -107,7 +108,17 @@ def load_trained(path) -> Trained:
             from .tasks.promptable_module import model_from_lightning
 
             return Trained(model_from_lightning(cfg, obj["state_dict"], str(path)), info, [], [], cfg, path, task)
-        if task in ("instance", "panoptic"):
+        extra = {}
+        if task == "keypoint":
+            from .tasks.instance_module import instance_normalisation
+            from .tasks.keypoint_module import build_keypoint_model
+
+            mean, std = instance_normalisation(cfg)
+            model = build_keypoint_model(cfg, info, hp["keypoint"], weights=False)
+            log_t = obj["state_dict"].get("soft.log_temperature")
+            extra = {"keypoint": {**hp["keypoint"], "temperature": (
+                log_t.exp().reshape(-1).tolist() if log_t is not None else [float(cfg["heatmap"]["temperature"])])}}
+        elif task in ("instance", "panoptic"):
             from .tasks.instance_module import build_instance_model, instance_normalisation
             from .tasks.panoptic_module import build_panoptic_model
 
@@ -118,7 +129,7 @@ def load_trained(path) -> Trained:
             mean, std = normalisation(cfg, info)
         sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         load_state(model, sd, source=str(path))
-        return Trained(model.eval(), info, mean, std, cfg, path, task)
+        return Trained(model.eval(), info, mean, std, cfg, path, task, extra)
     raise InputFileError(f"{path}: not a seglab checkpoint (expected best.pt / last.pt or a .ckpt from seglab train)")
 
 
@@ -126,11 +137,23 @@ def check_task(trained: Trained, ds) -> None:
     """Refuse a data set whose targets belong to another task than the checkpoint's (one line)."""
     data_task = getattr(ds, "task", "semantic")
     if trained.task != data_task and not (trained.task == "panoptic" and data_task == "instance"):
-        hint = ("an instance data set (dsb2018, instance_folder, coco with target instances)" if trained.task in ("instance", "panoptic")
-                else "a semantic data set (or an instance format with --option target=boundary3 / foreground)")
+        hint = {"instance": "an instance data set (dsb2018, instance_folder, coco with target instances)",
+                "panoptic": "an instance data set (dsb2018, instance_folder, coco with target instances)",
+                "keypoint": "a keypoint data set (coco_keypoints, or dsb2018 / instance_folder with --option "
+                            "target=keypoints)"}.get(trained.task, "a semantic data set (or an instance format with "
+                                                                   "--option target=boundary3 / foreground)")
         article = "an" if trained.task[0] in "aeiou" else "a"
         raise InputFileError(f"{trained.path}: {article} {trained.task} checkpoint cannot be evaluated on {data_task} "
                              f"targets ({ds.info.name!r}); give it {hint}")
+
+
+def check_keypoints(trained: Trained, ds) -> None:
+    """Refuse keypoint data with another number of keypoints per object than the checkpoint's (one line)."""
+    have = len((trained.extra.get("keypoint") or {}).get("names", []))
+    cat = getattr(ds, "keypoint_category", None)
+    if cat is not None and len(cat.keypoints) != have:
+        raise InputFileError(f"{trained.path}: model predicts {have} keypoints per object, data set "
+                             f"{ds.info.name!r} has {len(cat.keypoints)}")
 
 
 def check_compatible(trained: Trained, data_info: DatasetInfo) -> None:

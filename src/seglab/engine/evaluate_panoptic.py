@@ -13,7 +13,10 @@ import time
 
 from ..metrics.panoptic import PanopticQuality
 from ..panoptic.targets import categories, ground_truth_panoptic, predicted_panoptic
+from ..io import atomic_write
+from .evaluate_instance import _plain  # noqa: F401  (the JSON encoder of the reports)
 from .evaluate_instance import image_record, markdown_report as instance_markdown, score_records
+from .evaluate_instance import write_report as write_instance_report
 
 FUSION_KEYS = ("overlap_threshold", "stuff_area")
 
@@ -88,3 +91,10 @@ def evaluate_checkpoint(trained, ds, *, score_threshold: float | None = None, pr
     things = trained.info.classes[1:]
     return evaluate_panoptic(PanopticPredictor(trained.model, things), ds, things, score_threshold=score_threshold,
                              progress=progress, **fusion_options(trained.config))
+
+
+def write_report(res: dict, out_dir, title: str, json_path=None) -> dict:
+    """``metrics.json`` (or ``json_path``) and ``report.md`` with the panoptic table; returns their paths."""
+    paths = write_instance_report(res, out_dir, title, json_path)
+    atomic_write(paths["markdown"], markdown_report(res, title))
+    return paths

@@ -11,6 +11,8 @@ stem is a number (COCO's file names, so the file scores against COCO annotations
 COCO panoptic PNG (segment id = R + 256 G + 256^2 B, 0 void), with ``overlay`` ``OUT/STEM_overlay.png``,
 and ``OUT/panoptic.json``: COCO panoptic ``annotations`` (``segments_info`` with category, area, box and,
 for things, the score) and ``categories`` of every image finished.
+Keypoint (:class:`KeypointFiles`): with ``overlay``
+``OUT/STEM_overlay.png`` (keypoints and skeleton drawn) and ``OUT/results.json``, COCO keypoint results.
 
 Every file is written atomically; the files of one image appear together (:func:`held_interrupts`).
 """
@@ -190,3 +192,37 @@ class PanopticFiles(_Timed):
             atomic_write(path, json.dumps({"annotations": self.annotations,
                                            "categories": self.predictor.categories}), protect=protect)
         return [path]
+
+
+class KeypointFiles(_Timed):
+    """Keypoint predictions: with ``overlay`` ``OUT/STEM_overlay.png`` (keypoints as disks, one colour per
+    keypoint, and the skeleton as lines), and for the whole run ``OUT/results.json``: COCO keypoint results
+    (``image_id``, ``category_id``, ``keypoints`` as COCO pixel indices, ``score``, plus ``file_name``)
+    of every object kept, ``image_id`` as for :class:`InstanceFiles`."""
+
+    def __init__(self, predictor, out: Path, overlay: bool = False):
+        self.predictor, self.out, self.overlay = predictor, Path(out), overlay
+        self.results: list[dict] = []
+        self.ids: dict[Path, int] = {}
+
+    def outputs(self, files: list[Path]) -> list[tuple[Path, object]]:
+        InstanceFiles.outputs(self, files)  # the image ids
+        out = [(self.out / f"{f.stem}_overlay.png", f) for f in files] if self.overlay else []
+        return out + [(self.out / "results.json", "the run's COCO keypoint results")]
+
+    def write(self, f: Path, protect=()) -> int:
+        from ..keypoints.coco import keypoint_results
+        from ..keypoints.draw import draw_keypoints
+
+        image = _read(f)
+        inst = self.timed(self.predictor.predict, image)
+        radius = max(2.0, min(image.shape[:2]) / 100)
+        shown = draw_keypoints(image, inst.keypoints, self.predictor.skeleton, radius=radius) if self.overlay else None
+        found = [{**r, "file_name": f.name} for r in keypoint_results(self.ids.get(f, len(self.ids) + 1), inst)]
+        with held_interrupts():
+            if shown is not None:
+                save_png(self.out / f"{f.stem}_overlay.png", shown, protect=protect)
+            self.results += found
+        return image.shape[0] * image.shape[1]
+
+    close = InstanceFiles.close

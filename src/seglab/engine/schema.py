@@ -10,8 +10,8 @@ Tasks: the ``task`` key picks the schema. :class:`ExperimentConfig` holds the se
 (model, data, optimiser, schedule, trainer, early stopping, run); a task subclasses it with its own
 sections and registers it with :func:`register_task`: ``semantic`` (one class per pixel, the default),
 ``instance`` (Mask R-CNN: one mask, box, class and score per object), ``panoptic`` (Panoptic FPN:
-things and stuff) and ``promptable`` (SAM's mask decoder fine-tuned on instance masks with simulated
-box and click prompts).
+things and stuff), ``promptable`` (SAM's mask decoder fine-tuned on instance masks with simulated
+box and click prompts) and ``keypoint`` (Keypoint R-CNN or a dense heatmap model).
 """
 from __future__ import annotations
 
@@ -381,6 +381,15 @@ class InstanceModelSection(Section):
         return self
 
 
+def _rgb_statistics(section):
+    """``section`` after checking that its ``mean`` / ``std`` (when given) have one value per RGB channel."""
+    for key in ("mean", "std"):
+        v = getattr(section, key)
+        if v is not None and len(v) != 3:
+            raise _bad(key, "must have 3 values (RGB)", v)
+    return section
+
+
 class InstanceDataSection(DataSection):
     """The data sections of an instance data set (every object a mask; boxes come from the masks)."""
 
@@ -398,11 +407,7 @@ class InstanceDataSection(DataSection):
                        "gives semantic targets by default)", self.format)
         if target != "instances":
             raise _bad("options.target", "must be 'instances' for an instance task", target)
-        for key in ("mean", "std"):
-            v = getattr(self, key)
-            if v is not None and len(v) != 3:
-                raise _bad(key, "must have 3 values (RGB)", v)
-        return self
+        return _rgb_statistics(self)
 
 
 class InstanceAugmentSection(Section):
@@ -569,10 +574,148 @@ class PromptableConfig(ExperimentConfig):
     generate: GenerateSection = Field(default_factory=GenerateSection)
 
 
+# --- keypoints -----------------------------------------------------------------------------------------
+
+KEYPOINT_FORMATS = ("coco_keypoints", "synthetic_keypoints", "dsb2018", "instance_folder", "synthetic_instances")
+
+
+class KeypointModelSection(ModelSection):
+    """``keypoint_rcnn`` (one box and K keypoints per object) or any seglab dense model predicting one heatmap
+    per keypoint (``unet``, ``deeplabv3plus``, ...: its ``num_classes`` is K)."""
+
+    name: str = "unet"
+    pretrained_backbone: str | None = None      # keypoint_rcnn: torchvision ImageNet weights of its backbone
+
+    @field_validator("pretrained_backbone")
+    @classmethod
+    def _backbone_weights_exist(cls, v):
+        if v is not None and not Path(v).expanduser().is_file():
+            raise _bad(None, "must be an existing weights file; no such file", v)
+        return v
+
+    @model_validator(mode="after")
+    def _known_options(self):
+        if self.pretrained_backbone is not None and self.name != "keypoint_rcnn":
+            raise _bad("pretrained_backbone", "is for keypoint_rcnn; a dense model takes model.pretrained",
+                       self.pretrained_backbone)
+        if self.name != "keypoint_rcnn":
+            from ..models.registry import get_model_spec
+
+            if get_model_spec(self.name).task != "semantic":
+                raise _bad("name", "must be keypoint_rcnn or a dense (semantic) model that predicts heatmaps",
+                           self.name)
+            from ..models import model_options
+
+            allowed = sorted(set(model_options(self.name)) - {"encoder"})
+            for k in self.options:
+                if k not in allowed:
+                    raise _bad(f"options.{k}", f"is not an option of model {self.name!r}; options: "
+                               f"{', '.join(allowed) or 'none'}")
+            return self
+        from ..models.detection import MaskRCNN, keypointrcnn
+
+        fixed = {"self", "num_classes", "in_channels", "image_mean", "image_std", "with_masks",
+                 "mask_layers", "mask_threshold", "pretrained_backbone"}
+        allowed = sorted((set(inspect.signature(MaskRCNN.__init__).parameters)
+                          | set(inspect.signature(keypointrcnn).parameters)) - fixed - {"kwargs"})
+        for k in self.options:
+            if k not in allowed:
+                raise _bad(f"options.{k}", f"is not an option of Keypoint R-CNN; options: {', '.join(allowed)}")
+        if self.encoder is not None:
+            raise _bad("encoder", "is for dense models; give keypoint_rcnn's backbone as options.backbone",
+                       self.encoder)
+
+        return self
+
+
+class KeypointDataSection(DataSection):
+    """Keypoint data: COCO keypoints, generated triangles, or instance label maps with ``options.target:
+    keypoints`` (the centroid of each object, e.g. DSB2018 nucleus centres)."""
+
+    format: str = "synthetic_keypoints"
+
+    @model_validator(mode="after")
+    def _keypoint_targets(self):
+        if self.format not in KEYPOINT_FORMATS:
+            raise _bad("format", f"must be a keypoint data format ({', '.join(KEYPOINT_FORMATS)})", self.format)
+        if self.format in ("dsb2018", "instance_folder", "synthetic_instances") and \
+                self.options.get("target") != "keypoints":
+            raise _bad("options.target", f"must be 'keypoints' (object centres) for {self.format} in a keypoint task",
+                       self.options.get("target"))
+        return _rgb_statistics(self)
+
+
+class HeatmapSection(Section):
+    """Dense models only: targets and loss (ignored by keypoint_rcnn, which has its own)."""
+
+    loss: Literal["mse", "ce", "soft_argmax"] = "mse"  # Gaussian MSE | softmax CE over cells | soft-argmax L1/L2
+    sigma: Positive = 2.0                       # Gaussian target width (px), mse
+    peak_weight: Number = Field(9.0, ge=0)      # mse weight 1 + peak_weight * target
+    temperature: Positive = 1.0                 # soft_argmax: softmax(logits / temperature)
+    learn_temperature: bool = False             # soft_argmax: one learnable temperature per keypoint
+    norm: Literal["l1", "l2"] = "l1"            # soft_argmax coordinate loss
+
+
+class DecodeSection(Section):
+    """Dense models only: heatmaps -> keypoints."""
+
+    # peaks: every local maximum is an object with one keypoint (K = 1: centres); single: one object per
+    # image, each keypoint at its map's maximum (landmarks)
+    mode: Literal["peaks", "single"] = "peaks"
+    refine: Literal["argmax", "soft_argmax"] = "soft_argmax"  # argmax + quadratic sub-pixel, or soft-argmax
+    threshold: Number = 0.4                     # peaks: minimum heatmap value (mse heatmaps lie in [0, 1])
+    min_distance: int = Field(3, ge=0)          # peaks: non-maximum suppression radius (px)
+    radius: int = Field(2, ge=1)                # peaks + soft_argmax: window (2 radius + 1)^2 around the peak
+    temperature: Positive = 0.1                 # peaks + soft_argmax: window softmax temperature
+
+
+class KeypointAugmentSection(Section):
+    """Flips, rotations by 90 degrees and a random crop applied to the image and every keypoint (keypoints
+    leaving the crop become absent, boxes are clipped, objects whose box leaves it are dropped). Flips do
+    not swap left / right keypoint names."""
+
+    hflip: Probability = 0.0
+    vflip: Probability = 0.0
+    rotate90: bool = False
+    crop: Size | None = None                    # [H, W] random crop (zero-padded where the image is smaller)
+
+
+class KeypointCheckpointSection(Section):
+    # F1 of centres matched one-to-one within 6 / 3 px, or COCO keypoint AP (OKS)
+    monitor: Literal["val/F1_6px", "val/F1_3px", "val/OKS_AP"] = "val/F1_6px"
+    mode: Literal["max", "min"] = "max"
+
+
+class KeypointEvaluateSection(Section):
+    score_threshold: Probability = 0.5          # objects kept for the point metrics (P / R / F1)
+    sigmas: list[Positive] | None = None        # OKS constants per keypoint (null: COCO's for 17, else 0.1 each)
+    checkpoint: Literal["best", "last"] = "best"
+
+
+class KeypointConfig(ExperimentConfig):
+    """Keypoints: Keypoint R-CNN or a dense heatmap model; P / R / F1 of points and COCO OKS AP."""
+
+    task: Literal["keypoint"] = "keypoint"
+    model: KeypointModelSection = Field(default_factory=KeypointModelSection)
+    data: KeypointDataSection = Field(default_factory=KeypointDataSection)
+    augment: KeypointAugmentSection = Field(default_factory=KeypointAugmentSection)
+    heatmap: HeatmapSection = Field(default_factory=HeatmapSection)
+    decode: DecodeSection = Field(default_factory=DecodeSection)
+    checkpoint: KeypointCheckpointSection = Field(default_factory=KeypointCheckpointSection)
+    evaluate: KeypointEvaluateSection = Field(default_factory=KeypointEvaluateSection)
+
+    @model_validator(mode="after")
+    def _loss_fits_decoding(self):
+        if self.model.name != "keypoint_rcnn" and self.heatmap.loss != "mse" and self.decode.mode == "peaks":
+            raise _bad("heatmap.loss", f"{self.heatmap.loss!r} needs one point per heatmap (decode.mode: single); "
+                       "many points per map (decode.mode: peaks) train with mse", self.heatmap.loss)
+        return self
+
+
 # --- tasks ---------------------------------------------------------------------------------------------
 
 TASKS: dict[str, type[ExperimentConfig]] = {}
-PLANNED_TASKS = ("keypoint",)
+PLANNED_TASKS: tuple[str, ...] = ()
 
 
 def register_task(name: str, schema: type[ExperimentConfig]) -> None:
@@ -584,6 +727,7 @@ register_task("semantic", SemanticConfig)
 register_task("instance", InstanceConfig)
 register_task("panoptic", PanopticConfig)
 register_task("promptable", PromptableConfig)
+register_task("keypoint", KeypointConfig)
 
 
 def schema_for(task) -> type[ExperimentConfig]:

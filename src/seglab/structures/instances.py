@@ -32,7 +32,9 @@ class Instances:
     * ``classes``: int64 ``N``, class ids;
     * ``masks``: bool ``N x H x W``, or ``None`` for box-only objects;
     * ``keypoints``: float32 ``N x K x 3`` as ``(x, y, visibility)`` (COCO: 0 absent, 1 hidden,
-      2 visible), or ``None``.
+      2 visible), or ``None``;
+    * ``keypoint_scores``: float32 ``N x K``, a confidence per predicted keypoint (Keypoint R-CNN's heatmap
+      logit at the keypoint), or ``None``.
 
     Arrays may be given as numpy arrays or lists; they are stored as torch tensors.
     """
@@ -43,6 +45,7 @@ class Instances:
     classes: torch.Tensor | None = None
     masks: torch.Tensor | None = None
     keypoints: torch.Tensor | None = None
+    keypoint_scores: torch.Tensor | None = None
 
     def __post_init__(self):
         try:
@@ -70,6 +73,13 @@ class Instances:
             if self.keypoints.ndim != 3 or self.keypoints.shape[0] != n or self.keypoints.shape[2] != 3:
                 raise ParameterError(
                     f"Instances.keypoints must be {n} x K x 3 (x, y, visibility), got {tuple(self.keypoints.shape)}")
+        if self.keypoint_scores is not None:
+            self.keypoint_scores = _as_tensor(self.keypoint_scores, torch.float32, "keypoint_scores")
+            k = self.keypoints.shape[1] if self.keypoints is not None else None
+            if self.keypoint_scores.ndim != 2 or self.keypoint_scores.shape[0] != n or (
+                    k is not None and self.keypoint_scores.shape[1] != k):
+                raise ParameterError(f"Instances.keypoint_scores must be {n} x {k if k is not None else 'K'}, got "
+                                     f"{tuple(self.keypoint_scores.shape)}")
         for name in ("scores", "classes"):
             if getattr(self, name).shape[0] != n:
                 raise ParameterError(f"Instances.{name} has {getattr(self, name).shape[0]} entries for {n} boxes")
@@ -89,11 +99,13 @@ class Instances:
             index = torch.as_tensor(index, device=self.boxes.device)
         return Instances(self.image_size, self.boxes[index], self.scores[index], self.classes[index],
                          None if self.masks is None else self.masks[index],
-                         None if self.keypoints is None else self.keypoints[index])
+                         None if self.keypoints is None else self.keypoints[index],
+                         None if self.keypoint_scores is None else self.keypoint_scores[index])
 
     def to(self, device) -> "Instances":
         return Instances(self.image_size, *(None if t is None else t.to(device) for t in
-                                            (self.boxes, self.scores, self.classes, self.masks, self.keypoints)))
+                                            (self.boxes, self.scores, self.classes, self.masks, self.keypoints,
+                                             self.keypoint_scores)))
 
     @staticmethod
     def empty(image_size, with_masks: bool = True) -> "Instances":
@@ -118,7 +130,8 @@ class Instances:
                 raise ParameterError(f"Instances.cat: '{name}' is missing in some of the Instances")
             return torch.cat(parts)
 
-        return Instances(size, join("boxes"), join("scores"), join("classes"), join("masks"), join("keypoints"))
+        return Instances(size, join("boxes"), join("scores"), join("classes"), join("masks"), join("keypoints"),
+                         join("keypoint_scores"))
 
     # -- label maps ---------------------------------------------------------------------------------
     @staticmethod

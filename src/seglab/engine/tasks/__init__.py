@@ -6,7 +6,8 @@ A task module defines ``Task(cfg, root, train_ds, val_ds)``, which checks the da
 summary, log)`` (the final report). ``semantic`` is :mod:`.semantic` (one class per pixel); ``instance``
 is :mod:`.instance_module` (Mask R-CNN, calling the steps of :mod:`.instance`); ``panoptic`` is
 :mod:`.panoptic_module` (Panoptic FPN on the instance task's data); ``promptable`` is
-:mod:`.promptable_module` (SAM fine-tuning, the steps of :mod:`.promptable`).
+:mod:`.promptable_module` (SAM fine-tuning, the steps of :mod:`.promptable`); ``keypoint`` is
+:mod:`.keypoint_module` (Keypoint R-CNN or a dense heatmap model, steps in :mod:`.keypoint`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ TASKS = {  # config `task` -> the module of this package that trains it
     "instance": "instance_module",
     "panoptic": "panoptic_module",
     "promptable": "promptable_module",
+    "keypoint": "keypoint_module",
 }
 
 

@@ -104,6 +104,8 @@ class InstanceSamples(Dataset):
 class InstanceDataModule(L.LightningDataModule):
     """Train / val loaders of lists of images and targets; ``data.batch_size`` is the global batch."""
 
+    augment_class = InstanceAugment  # the keypoint task's data module swaps in its own
+
     def __init__(self, cfg: dict, train_ds, val_ds):
         super().__init__()
         self.cfg, self.train_ds, self.val_ds = cfg, train_ds, val_ds
@@ -120,7 +122,7 @@ class InstanceDataModule(L.LightningDataModule):
             raise ParameterError(f"data.batch_size ({b}) is the global batch and must be divisible by the "
                                  f"number of processes ({world})")
         sampler = EpochSampler(len(self.train_ds), shuffle=True, seed=seed, rank=rank, world=world)
-        return DataLoader(InstanceSamples(self.train_ds, InstanceAugment(self.cfg["augment"]), seed),
+        return DataLoader(InstanceSamples(self.train_ds, self.augment_class(self.cfg["augment"]), seed),
                           batch_size=b // world, sampler=sampler, num_workers=int(d["workers"]),
                           drop_last=len(sampler) > b // world, collate_fn=collate)
 
@@ -128,6 +130,6 @@ class InstanceDataModule(L.LightningDataModule):
         rank, world = self._rank_world()
         d = self.cfg["data"]
         sampler = EpochSampler(len(self.val_ds), shuffle=False, seed=0, rank=rank, world=world, pad=False)
-        return DataLoader(InstanceSamples(self.val_ds, InstanceAugment({}, train=False)),
+        return DataLoader(InstanceSamples(self.val_ds, self.augment_class({}, train=False)),
                           batch_size=int(d["val_batch_size"]), sampler=sampler, num_workers=int(d["workers"]),
                           collate_fn=collate)

@@ -51,6 +51,17 @@ def build_instance_model(cfg: dict, info: DatasetInfo, *, weights: bool = True):
     return create(cfg["model"]["name"], **model_args(cfg, info), pretrained_backbone=pretrained)
 
 
+def gather_records(records: list) -> list:
+    """The per-image validation records of every DDP process, in the data set's order (rank r validated
+    images r, r + world, ...); ``records`` as they are without a process group."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        world = torch.distributed.get_world_size()
+        parts: list = [None] * world
+        torch.distributed.all_gather_object(parts, records)
+        records = [parts[r][k] for k in range(max(map(len, parts))) for r in range(world) if k < len(parts[r])]
+    return records
+
+
 class InstanceModule(L.LightningModule):
     """Instance segmentation: ``model(images, targets) -> losses`` in training, ``Instances`` in validation."""
 
@@ -100,13 +111,7 @@ class InstanceModule(L.LightningModule):
     def on_validation_epoch_end(self):
         from ..evaluate_instance import score_records
 
-        records = self.records
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            world = torch.distributed.get_world_size()
-            parts: list = [None] * world
-            torch.distributed.all_gather_object(parts, records)
-            # rank r validated images r, r + world, ...: interleave back to the data set's order
-            records = [parts[r][k] for k in range(max(map(len, parts))) for r in range(world) if k < len(parts[r])]
+        records = gather_records(self.records)
         self.records = []
         if not records:
             return

@@ -117,8 +117,7 @@ class Task(InstanceTask):
     def test_report(self, run_dir: Path, test_ds, checkpoint: Path, summary: dict, log) -> None:
         from ...predictors.panoptic import PanopticPredictor
         from ..checkpoint import load_trained
-        from ..evaluate_instance import write_report
-        from ..evaluate_panoptic import evaluate_panoptic, markdown_report
+        from ..evaluate_panoptic import evaluate_panoptic, markdown_report, write_report
 
         trained = load_trained(checkpoint)
         threshold = float(self.cfg["evaluate"]["score_threshold"])
@@ -130,8 +129,5 @@ class Task(InstanceTask):
                            if k not in ("per_image", "per_class", "per_threshold", "panoptic_per_class")}
         res["training"] = summary
         title = f"{self.cfg['name']}: {test_ds.split} split"
-        paths = write_report(res, run_dir, title, json_path=run_dir / "report.json")
-        from ...io import atomic_write
-
-        atomic_write(paths["markdown"], markdown_report(res, title))
+        write_report(res, run_dir, title, json_path=run_dir / "report.json")
         log(markdown_report(res, title))

@@ -28,7 +28,7 @@ from torch import nn
 from ...errors import ParameterError, check_range
 from ...structures import Instances
 from ..catalog import register_model
-from .mask_rcnn import MaskRCNN, build_rcnn
+from .mask_rcnn import MaskRCNN, _fpn_body
 
 
 @dataclasses.dataclass
@@ -178,12 +178,15 @@ class PanopticFPN(MaskRCNN):
                 description="panoptic segmentation: Mask R-CNN and a semantic FPN branch for stuff, trained jointly",
                 reference="Kirillov et al., Panoptic Feature Pyramid Networks, CVPR 2019")
 def panoptic_fpn(num_classes: int, *, semantic_classes: int = 2, semantic_channels: int | None = None,
-                 semantic_loss_weight: float = 0.5, **kwargs) -> PanopticFPN:
+                 semantic_loss_weight: float = 0.5, in_channels: int = 3, backbone: str = "mobilenet_v2",
+                 pretrained_backbone: str | None = None, roi_op: str = "align", fpn_channels: int | None = None,
+                 trainable_layers: int = 3, **kwargs) -> PanopticFPN:
     """Panoptic FPN with ``num_classes`` thing classes including background (as :func:`maskrcnn`) and
-    ``semantic_classes`` = 1 ("things") + the number of stuff classes (default 2: one stuff, the background). ``semantic_channels`` defaults to
-    128 (the paper), or the FPN width when that is smaller. Other keywords as :func:`maskrcnn`."""
-    if semantic_channels is None:
-        fpn = kwargs.get("fpn_channels") or (128 if kwargs.get("backbone", "mobilenet_v2") == "mobilenet_v2" else 256)
-        semantic_channels = min(128, fpn)
-    return build_rcnn(PanopticFPN, num_classes, semantic_classes=semantic_classes, semantic_channels=semantic_channels,
-                      semantic_loss_weight=semantic_loss_weight, **kwargs)
+    ``semantic_classes`` = 1 ("things") + the number of stuff classes (default 2: one stuff, the background).
+    ``semantic_channels`` defaults to 128 (the paper), or the FPN width when that is smaller. Other keywords
+    as :func:`maskrcnn`."""
+    body = _fpn_body("panoptic_fpn", in_channels, backbone, pretrained_backbone, fpn_channels, trainable_layers,
+                     kwargs, "mask_layers", 4)
+    return PanopticFPN(body, num_classes, semantic_classes=semantic_classes,
+                       semantic_channels=semantic_channels or min(128, body.out_channels),
+                       semantic_loss_weight=semantic_loss_weight, roi_op=roi_op, **kwargs)

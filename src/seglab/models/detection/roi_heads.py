@@ -7,6 +7,10 @@ of the true class (foreground only) and, for the mask, per-pixel sigmoid binary 
 28 x 28 mask of the ground-truth class only, against the object's mask RoIAligned into the proposal.
 Inference: class-specific boxes, score threshold, per-class NMS, the ``detections_per_img`` best, and the
 mask of the predicted class for each.
+
+The mask branch is optional (``mask_roi_pool=None``: Faster R-CNN boxes only) and a keypoint branch may be
+added (Keypoint R-CNN, :mod:`.keypoint_heads`): trained on the same foreground proposals as the masks, with
+the keypoints of the matched object; at inference run on the final detections.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from torch import nn
 
 from ...ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes, roi_align
 from .box_coder import BoxCoder
+from .keypoint_heads import heatmaps_to_keypoints, keypoint_loss
 from .rpn import smooth_l1
 from .sampling import BalancedSampler, Matcher
 
@@ -24,17 +29,29 @@ class RoIHeads(nn.Module):
     def __init__(self, box_roi_pool, box_head, box_predictor, mask_roi_pool, mask_head, mask_predictor, *,
                  fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5, batch_size_per_image: int = 512,
                  positive_fraction: float = 0.25, bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
-                 score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100):
+                 score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100,
+                 keypoint_roi_pool=None, keypoint_head=None, keypoint_predictor=None):
         super().__init__()
         self.box_roi_pool, self.box_head, self.box_predictor = box_roi_pool, box_head, box_predictor
         self.mask_roi_pool, self.mask_head, self.mask_predictor = mask_roi_pool, mask_head, mask_predictor
+        self.keypoint_roi_pool, self.keypoint_head = keypoint_roi_pool, keypoint_head
+        self.keypoint_predictor = keypoint_predictor
         self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=False)
         self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
         self.box_coder = BoxCoder(bbox_reg_weights)
         self.score_thresh, self.nms_thresh, self.detections_per_img = score_thresh, nms_thresh, detections_per_img
 
+    @property
+    def has_mask(self) -> bool:
+        return self.mask_predictor is not None
+
+    @property
+    def has_keypoint(self) -> bool:
+        return self.keypoint_predictor is not None
+
     def forward(self, features, proposals, image_size, image_sizes, targets=None):
-        """Detections per image (dicts of boxes, scores, labels, masks) and, with targets, the losses."""
+        """Detections per image (dicts of boxes, scores, labels and masks / keypoints) and, with targets, the
+        losses."""
         if targets is not None:
             proposals, matched, labels, reg_targets = self._training_samples(proposals, targets)
         x = self.box_head(self.box_roi_pool(features, proposals, image_size))
@@ -47,12 +64,40 @@ class RoIHeads(nn.Module):
                       "loss_box_reg": smooth_l1(deltas[pos, labels_all[pos]], reg_all[pos], 1.0 / 9)
                       / max(labels_all.numel(), 1)}
             fg = [lab > 0 for lab in labels]
-            mask_boxes = [p[f] for p, f in zip(proposals, fg)]
-            logits = self._mask_logits(features, mask_boxes, image_size)
-            losses["loss_mask"] = self._mask_loss(logits, mask_boxes, [m[f] for m, f in zip(matched, fg)],
-                                                  [lab[f] for lab, f in zip(labels, fg)], targets)
+            fg_boxes = [p[f] for p, f in zip(proposals, fg)]
+            fg_matched = [m[f] for m, f in zip(matched, fg)]
+            if self.has_mask:
+                logits = self._mask_logits(features, fg_boxes, image_size)
+                losses["loss_mask"] = self._mask_loss(logits, fg_boxes, fg_matched,
+                                                      [lab[f] for lab, f in zip(labels, fg)], targets)
+            if self.has_keypoint:
+                logits = self._keypoint_logits(features, fg_boxes, image_size)
+                gt = [t["keypoints"][m] if len(m) else t["keypoints"][:0] for t, m in zip(targets, fg_matched)]
+                losses["loss_keypoint"] = keypoint_loss(logits, fg_boxes, gt)
             return [], losses
         detections = self._postprocess(class_logits, box_deltas, proposals, image_sizes)
+        if self.has_mask:
+            self._add_masks(features, detections, image_size)
+        if self.has_keypoint:
+            self._add_keypoints(features, detections, image_size)
+        return detections, {}
+
+    def _keypoint_logits(self, features, boxes, image_size) -> torch.Tensor:
+        return self.keypoint_predictor(self.keypoint_head(self.keypoint_roi_pool(features, boxes, image_size)))
+
+    def _add_keypoints(self, features, detections, image_size) -> None:
+        boxes = [d["boxes"] for d in detections]
+        k = self.keypoint_predictor.kps_score_lowres.out_channels
+        if sum(len(b) for b in boxes) == 0:
+            for d in detections:
+                d["keypoints"] = d["boxes"].new_zeros((0, k, 3))
+                d["keypoints_scores"] = d["boxes"].new_zeros((0, k))
+            return
+        logits = self._keypoint_logits(features, boxes, image_size)
+        for d, maps in zip(detections, logits.split([len(b) for b in boxes])):
+            d["keypoints"], d["keypoints_scores"] = heatmaps_to_keypoints(maps, d["boxes"])
+
+    def _add_masks(self, features, detections, image_size) -> None:
         boxes = [d["boxes"] for d in detections]
         if sum(len(b) for b in boxes):
             logits = self._mask_logits(features, boxes, image_size)
@@ -65,7 +110,6 @@ class RoIHeads(nn.Module):
             size = 2 * self.mask_roi_pool.output_size
             for d in detections:
                 d["masks"] = m.weight.new_zeros((0, size, size))
-        return detections, {}
 
     def _mask_logits(self, features, boxes, image_size) -> torch.Tensor:
         return self.mask_predictor(self.mask_head(self.mask_roi_pool(features, boxes, image_size)))

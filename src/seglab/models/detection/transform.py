@@ -2,8 +2,8 @@
 
 In: normalise each image with the ImageNet mean / std, rescale it so that its short side is ``min_size``
 without the long side exceeding ``max_size`` (``min_size=None`` keeps the size), scale the targets'
-boxes and masks with it, and pad the batch to a common size divisible by 32. Out: boxes scaled back to the
-original image and masks pasted into it (:func:`paste_masks_in_image`).
+boxes, masks and keypoints with it, and pad the batch to a common size divisible by 32. Out: boxes and
+keypoints scaled back to the original image and masks pasted into it (:func:`paste_masks_in_image`).
 """
 from __future__ import annotations
 
@@ -45,6 +45,11 @@ class RCNNTransform:
             if targets is not None:
                 t = dict(targets[i])
                 t["boxes"] = t["boxes"] * torch.tensor([nw / w, nh / h, nw / w, nh / h], device=img.device)
+                if t.get("keypoints") is not None:
+                    kp = t["keypoints"].clone()
+                    kp[..., 0] *= nw / w
+                    kp[..., 1] *= nh / h
+                    t["keypoints"] = kp
                 if t.get("masks") is not None and (nh, nw) != (h, w):
                     t["masks"] = F.interpolate(t["masks"][:, None].float(), size=(nh, nw), mode="nearest")[:, 0] > 0.5
                 out_targets.append(t)
@@ -62,8 +67,13 @@ class RCNNTransform:
         out = []
         for det, (h, w), (oh, ow) in zip(detections, sizes, original_sizes):
             boxes = det["boxes"] * torch.tensor([ow / w, oh / h, ow / w, oh / h], device=det["boxes"].device)
-            masks = None
+            masks = keypoints = None
             if "masks" in det:
                 masks = paste_masks_in_image(det["masks"], boxes, (oh, ow), mask_threshold)
-            out.append(Instances((oh, ow), boxes, det["scores"], det["labels"], masks))
+            if "keypoints" in det:
+                keypoints = det["keypoints"].clone()
+                keypoints[..., 0] *= ow / w
+                keypoints[..., 1] *= oh / h
+            out.append(Instances((oh, ow), boxes, det["scores"], det["labels"], masks, keypoints,
+                                 det.get("keypoints_scores")))
         return out
