@@ -49,9 +49,12 @@ def process_tree_cpu_seconds() -> float:
 class CpuBudget(L.Callback):
     """Stop training once ``minutes`` of CPU time (process + data workers, all sessions) are spent."""
 
-    def __init__(self, minutes: float, clock=process_tree_cpu_seconds):
-        self.budget_s, self.clock = float(minutes) * 60.0, clock
+    def __init__(self, minutes: float, clock=None):
+        self.budget_s, self._clock = float(minutes) * 60.0, clock
         self.previous_s, self._start = 0.0, None  # CPU seconds of earlier sessions; this session's start
+
+    def clock(self) -> float:
+        return (self._clock or process_tree_cpu_seconds)()
 
     @property
     def used_s(self) -> float:
