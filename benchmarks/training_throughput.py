@@ -200,7 +200,7 @@ def run_bare(cfg: dict, first: int, keep: dict | None = None) -> dict:
         opt.step()
         sched.step()
         win.end(i)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     if keep is not None:
         keep.update(losses=losses, model=model, dataset=ds, mean=mean, std=std)
     out = win.rates(int(d["batch_size"]))
