@@ -66,7 +66,7 @@ def weights_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "seglab" / "weights"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -87,7 +87,7 @@ def imagenet_file(encoder: str) -> Path:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _checked:
-        _checked[key] = _sha256(path).startswith(off.sha256)
+        _checked[key] = file_sha256(path).startswith(off.sha256)
     if not _checked[key]:
         raise InputFileError(f"{path}: sha256 does not match the official {off.filename} ({off.sha256[:12]}...); "
                              f"download it again from {off.url}")
@@ -115,5 +115,5 @@ def load_encoder_weights(model: nn.Module, encoder: str, spec) -> nn.Module:
     return model
 
 
-__all__ = ["IMAGENET", "IMAGENET_MEAN", "IMAGENET_STD", "OfficialFile", "imagenet_file", "load_encoder_weights",
+__all__ = ["IMAGENET", "IMAGENET_MEAN", "IMAGENET_STD", "OfficialFile", "file_sha256", "imagenet_file", "load_encoder_weights",
            "resolve_encoder_weights", "weights_dir"]
