@@ -93,6 +93,14 @@ def test_channels_last_trains_the_same_network(tmp_path):
         torch.testing.assert_close(a[k].float(), b[k].float(), atol=1e-4, rtol=1e-3)
 
 
+def test_persistent_data_workers_train_the_same_network(tmp_path):
+    """Workers that live across epochs still augment each epoch afresh: 1 worker == no worker, bit for bit."""
+    runs = [train(tiny(tmp_path / str(w), data={"workers": w}, augment={"scale": [0.8, 1.2], "crop": [28, 28]},
+                       trainer={"max_epochs": 2}), log=lambda s: None) for w in (0, 1)]
+    a, b = (torch.load(r / "last.pt", weights_only=True)["state_dict"] for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_imagenet_encoder_trains_and_predicts_with_imagenet_statistics(tmp_path, weights_dir, monkeypatch):
     monkeypatch.setenv("SEGLAB_WEIGHTS", str(weights_dir))
     cfg = tiny(tmp_path, model={"encoder": "mobilenet_v2", "encoder_weights": "imagenet",

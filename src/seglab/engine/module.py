@@ -178,7 +178,7 @@ class SegDataModule(L.LightningDataModule):
         b = self.per_rank_batch()
         return DataLoader(AugmentedSet(self.train_ds, self.train_pipe, seed), batch_size=b, sampler=sampler,
                           num_workers=int(d["workers"]), drop_last=len(sampler) > b,
-                          persistent_workers=False)
+                          persistent_workers=int(d["workers"]) > 0)  # no re-spawn (and re-import) per epoch
 
     def val_dataloader(self):
         rank, world = self._rank_world()
