@@ -56,7 +56,7 @@ def test_cpu_budget_stops_training_cleanly_and_resumes_with_more(tmp_path, monke
         assert (run / f).is_file(), f
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     used = next(v for k, v in ckpt["callbacks"].items() if "CpuBudget" in k)["cpu_seconds"]
-    assert used >= 6
+    assert used >= 6 and summary["sessions"][-1]["budget_cpu_seconds"] >= 6
     # a larger budget continues the finished run from its checkpoint, counting the CPU time already spent
     more = train(tiny(tmp_path, trainer={"max_epochs": 50, "max_cpu_minutes": 0.2}), log=lambda s: None)
     again = json.loads((more / "summary.json").read_text())

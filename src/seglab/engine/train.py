@@ -251,7 +251,9 @@ def _train(cfg: dict, run_dir: Path, state, callbacks, log, stage: dict) -> Path
 
 def _session(trainer, thr: Throughput, state, fit_seconds: float, status: str) -> dict:
     """One training session (from start or resume to its end) for ``summary.json``."""
-    return {"status": status, "from_epoch": state.position[0] + 1, "to_epoch": trainer.current_epoch,
+    budget = next((c for c in trainer.callbacks if isinstance(c, CpuBudget)), None)
+    more = {"budget_cpu_seconds": round(budget.used_s, 1)} if budget is not None else {}
+    return {**more, "status": status, "from_epoch": state.position[0] + 1, "to_epoch": trainer.current_epoch,
             "steps": trainer.global_step, "fit_seconds": round(fit_seconds, 1), "train_images": thr.images,
             "train_seconds": round(thr.seconds, 3), "train_cpu_seconds": round(thr.cpu_seconds, 3),
             "process_cpu_seconds": round(time.process_time(), 1), "torch_threads": torch.get_num_threads(),
