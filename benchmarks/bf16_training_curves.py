@@ -119,7 +119,7 @@ def main():
         lines.append(f"| {k} | {summary['last_quarter_mean_loss'][k]:.3f} | {100 * v['val_miou']:.1f} % | "
                      f"{v['images_per_cpu_s']:.2f} |")
     lines += ["", f"Mean absolute difference of the per-step losses: bf16 vs fp32 (same seed) "
-              f"{summary['bf16_vs_fp32_mean_abs_loss_diff']:.3f}; fp32 seed 1 vs seed 0 (the noise) "
+              f"{summary['bf16_vs_fp32_mean_abs_loss_diff']:.4f}; fp32 seed 1 vs seed 0 (the noise) "
               f"{summary['seed_vs_seed_mean_abs_loss_diff']:.3f}.", "",
               f"![loss curves]({a.out.with_suffix('.png').name})", ""]
     a.out.with_suffix(".md").write_text("\n".join(lines))
