@@ -125,7 +125,8 @@ def load_trained(path) -> Trained:
             mean, std = instance_normalisation(cfg)
             model = (build_instance_model if task == "instance" else build_panoptic_model)(cfg, info, weights=False)
         else:
-            model = build_model({**cfg, "model": {**cfg["model"], "pretrained": None}}, info)
+            model = build_model({**cfg, "model": {**cfg["model"], "pretrained": None,
+                                                         "encoder_weights": None}}, info)
             mean, std = normalisation(cfg, info)
         sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         load_state(model, sd, source=str(path))

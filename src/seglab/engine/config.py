@@ -6,7 +6,7 @@ against the typed schema of :mod:`seglab.engine.schema` before anything runs: an
 the wrong type or out of range gives one :class:`~seglab.errors.ParameterError` line naming the key path
 and the allowed values. ``$SEGLAB_DATA`` in ``data.root`` expands to the data folder (default
 ``../shared/data`` beside the repository); ``$SEGLAB_WEIGHTS`` (and any other environment variable) in
-``model.pretrained`` / ``model.pretrained_backbone`` to the weights folder (default
+``model.pretrained`` / ``model.pretrained_backbone`` / ``model.encoder_weights`` to the weights folder (default
 ``~/.cache/seglab/weights``).
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ def weights_dir() -> Path:
     return Path(os.environ.get("SEGLAB_WEIGHTS") or Path.home() / ".cache" / "seglab" / "weights").expanduser()
 
 
-WEIGHT_KEYS = ("pretrained", "pretrained_backbone")  # model keys holding a weights file
+WEIGHT_KEYS = ("pretrained", "pretrained_backbone", "encoder_weights")  # model keys holding a weights file
 
 
 def expand_paths(cfg: dict) -> dict:

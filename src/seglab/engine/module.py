@@ -25,7 +25,8 @@ def build_model(cfg: dict, info: DatasetInfo):
 
     m = cfg["model"]
     return create(m["name"], info.num_classes, encoder=m.get("encoder"), in_channels=info.in_channels,
-                  pretrained=m.get("pretrained"), **(m.get("options") or {}))
+                  pretrained=m.get("pretrained"), encoder_weights=m.get("encoder_weights"),
+                  **(m.get("options") or {}))
 
 
 def model_create_args(cfg: dict, info: DatasetInfo) -> dict:
@@ -83,12 +84,16 @@ class SegModule(L.LightningModule):
         self.model = build_model(config, self.info)
         self.loss_fn = build_loss_fn(config, self.info, class_weights)
         self.cm = None
+        self.memory_format = (torch.channels_last if (config.get("trainer") or {}).get("channels_last")
+                              else torch.contiguous_format)
+        self.model.to(memory_format=self.memory_format)
 
     def forward(self, x):
         return self.model(x)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
+        x = x.contiguous(memory_format=self.memory_format)
         loss = self.loss_fn(self.model(x), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
         return loss
@@ -113,13 +118,19 @@ class SegModule(L.LightningModule):
             self.log(f"val/{name}", 0.0 if math.isnan(v) else float(v), prog_bar=key == "miou", sync_dist=False)
 
     def time_fraction(self) -> float:
-        """Fraction of ``trainer.max_minutes`` used so far (0 without a time limit)."""
+        """Fraction of ``trainer.max_minutes`` or ``trainer.max_cpu_minutes`` used so far, whichever is
+        larger (0 without a time limit)."""
         from lightning.pytorch.callbacks import Timer
 
-        timers = [c for c in (self.trainer.callbacks if self._trainer else []) if isinstance(c, Timer)]
-        if not timers or timers[0]._duration is None:
-            return 0.0
-        return min(1.0, timers[0].time_elapsed("train") / timers[0]._duration)
+        from .budget import CpuBudget
+
+        out = 0.0
+        for c in (self.trainer.callbacks if self._trainer else []):
+            if isinstance(c, Timer) and c._duration is not None:
+                out = max(out, min(1.0, c.time_elapsed("train") / c._duration))
+            elif isinstance(c, CpuBudget):
+                out = max(out, c.fraction())
+        return out
 
     def configure_optimizers(self):
         opt = build_optimizer(self.model.parameters(), self.cfg)
@@ -167,7 +178,7 @@ class SegDataModule(L.LightningDataModule):
         b = self.per_rank_batch()
         return DataLoader(AugmentedSet(self.train_ds, self.train_pipe, seed), batch_size=b, sampler=sampler,
                           num_workers=int(d["workers"]), drop_last=len(sampler) > b,
-                          persistent_workers=False)
+                          persistent_workers=int(d["workers"]) > 0)  # no re-spawn (and re-import) per epoch
 
     def val_dataloader(self):
         rank, world = self._rank_world()

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import ParameterError
 from .history import NO_POSITION, read_summary
 
-LIMITS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_minutes")
+LIMITS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_minutes", "trainer.max_cpu_minutes")
 MAY_CHANGE = LIMITS + ("trainer.progress", "trainer.threads", "trainer.log_every", "data.workers",
                        "data.check", "evaluate.flip", "evaluate.scales", "evaluate.checkpoint",
                        "run.dir")  # the same folder written another way (relative / absolute)

@@ -67,6 +67,7 @@ class ModelSection(Section):
     name: str = "unet"                 # seglab.models.list_models()
     encoder: str | None = None         # the model's encoder (None: the model's default)
     pretrained: str | None = None      # a weights file, or "hf:<repo>"
+    encoder_weights: str | None = None  # "imagenet" (official file in $SEGLAB_WEIGHTS) or a torchvision .pth
     options: dict[str, Any] = Field(default_factory=dict)  # the model's own options (seglab models info NAME)
 
     @field_validator("name")
@@ -86,10 +87,25 @@ class ModelSection(Section):
             raise _bad(None, "must be an existing weights file or 'hf:<repo>'; no such file", v)
         return v
 
+    @field_validator("encoder_weights")
+    @classmethod
+    def _encoder_weights(cls, v):
+        if v is not None and v != "imagenet" and not Path(v).expanduser().is_file():
+            raise _bad(None, "must be 'imagenet' or an existing weights file; no such file", v)
+        return v
+
     @model_validator(mode="after")
     def _known_options(self):
         from ..models import model_options
 
+        if self.encoder_weights == "imagenet":
+            from ..models.encoder_weights import IMAGENET
+            from ..models.registry import get_model_spec
+
+            enc = self.encoder or get_model_spec(self.name).default_encoder
+            if enc not in IMAGENET:
+                raise _bad("encoder_weights", f"'imagenet' needs model.encoder set to one of: "
+                           f"{', '.join(sorted(IMAGENET))}", enc)
         allowed = sorted(set(model_options(self.name)) - {"encoder"})
         for k in self.options:
             if k not in allowed:
@@ -149,7 +165,7 @@ class ScheduleSection(Section):
     warmup_steps: int = Field(0, ge=0)          # linear warm-up steps
     warmup_start: Probability = 0.1             # warm-up starts at this fraction of lr
     min_lr: Number = Field(0.0, ge=0)           # floor of the decay
-    # decay over trainer.max_minutes instead of the step count when that ends first (the rate then depends
+    # decay over trainer.max_minutes / max_cpu_minutes instead of the step count when that ends first (the rate then depends
     # on the machine's speed, so such runs are not bit-reproducible)
     by_time: bool = False
 
@@ -181,6 +197,7 @@ class TrainerSection(Section):
     max_epochs: int = Field(10, ge=1)
     max_steps: int = Field(-1, ge=-1)           # -1: no step limit
     max_minutes: Positive | None = None         # wall-clock budget (Lightning's Timer)
+    max_cpu_minutes: Positive | None = None     # CPU-time budget: process + data workers (engine.budget)
     accumulate: int = Field(1, ge=1)            # gradient accumulation
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "auto"
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
@@ -195,6 +212,7 @@ class TrainerSection(Section):
     limit_val_batches: BatchLimit = None
     progress: bool = True
     grad_clip: Positive | None = None
+    channels_last: bool = False                 # model and batches in channels-last memory format
 
     @field_validator("max_steps")
     @classmethod

@@ -33,7 +33,9 @@ from ..errors import Interrupted, SeglabError
 from ..io import atomic_path, atomic_write
 from .checkpoint import read_torch_file
 from .config import dump, resolve_root, validate
+from .budget import CpuBudget
 from .history import MetricsHistory, write_summary
+from .precision import resolve_precision
 from .rundir import inspect_run
 from .tasks import get_task
 
@@ -101,14 +103,6 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _precision(p: str, accelerator: str) -> str:
-    if p != "auto":
-        return p
-    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"  # bf16 autocast is slower than fp32 on most CPUs
 
 
 def open_splits(cfg: dict):
@@ -201,6 +195,9 @@ def _train(cfg: dict, run_dir: Path, state, callbacks, log, stage: dict) -> Path
     if devices == "auto" and world > 1:
         devices = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     max_time = {"minutes": float(tr["max_minutes"])} if tr.get("max_minutes") else None
+    if tr.get("max_cpu_minutes"):
+        cbs.append(CpuBudget(float(tr["max_cpu_minutes"])))
+    precision = resolve_precision(str(tr["precision"]), accelerator, note=log if rank == 0 else (lambda m: None))
     on_gpu = torch.cuda.is_available() and accelerator != "cpu"
     # PyTorch's SyncBatchNorm is GPU-only: on CPU each process normalises with its own batch statistics
     sync_bn = bool(tr["sync_batchnorm"]) and world > 1 and on_gpu
@@ -209,7 +206,7 @@ def _train(cfg: dict, run_dir: Path, state, callbacks, log, stage: dict) -> Path
     deterministic = "warn" if bool(tr["deterministic"]) else False
     trainer = L.Trainer(
         max_epochs=int(tr["max_epochs"]), max_steps=int(tr["max_steps"]), max_time=max_time,
-        accumulate_grad_batches=int(tr["accumulate"]), precision=_precision(str(tr["precision"]), accelerator),
+        accumulate_grad_batches=int(tr["accumulate"]), precision=precision,
         accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=1,
         sync_batchnorm=sync_bn, deterministic=deterministic,
         check_val_every_n_epoch=int(tr["val_every"]), log_every_n_steps=int(tr["log_every"]),
@@ -254,7 +251,9 @@ def _train(cfg: dict, run_dir: Path, state, callbacks, log, stage: dict) -> Path
 
 def _session(trainer, thr: Throughput, state, fit_seconds: float, status: str) -> dict:
     """One training session (from start or resume to its end) for ``summary.json``."""
-    return {"status": status, "from_epoch": state.position[0] + 1, "to_epoch": trainer.current_epoch,
+    budget = next((c for c in trainer.callbacks if isinstance(c, CpuBudget)), None)
+    more = {"budget_cpu_seconds": round(budget.used_s, 1)} if budget is not None else {}
+    return {**more, "status": status, "from_epoch": state.position[0] + 1, "to_epoch": trainer.current_epoch,
             "steps": trainer.global_step, "fit_seconds": round(fit_seconds, 1), "train_images": thr.images,
             "train_seconds": round(thr.seconds, 3), "train_cpu_seconds": round(thr.cpu_seconds, 3),
             "process_cpu_seconds": round(time.process_time(), 1), "torch_threads": torch.get_num_threads(),

@@ -61,12 +61,14 @@ def _check_options(spec: ModelSpec, kw: dict) -> None:
 
 
 def create(name: str, num_classes: int, *, encoder: str | None = None, in_channels: int = 3,
-           pretrained: str | None = None, **kwargs):
+           pretrained: str | None = None, encoder_weights: str | None = None, **kwargs):
     """Build model ``name`` with ``num_classes`` outputs.
 
     ``pretrained`` is None, a local file (torchvision .pth, Hugging Face safetensors/bin, or a seglab
     checkpoint) or ``"hf:<repo>"``; see :mod:`seglab.models.weights`. The model remembers ``name`` and
     its arguments (``seglab_name``, ``seglab_config``) for :func:`seglab.models.save_checkpoint`.
+    ``encoder_weights`` is ``"imagenet"`` (the encoder's official torchvision file from ``$SEGLAB_WEIGHTS``)
+    or a torchvision-layout file, loaded into the encoder only; see :mod:`seglab.models.encoder_weights`.
     """
     spec = get_model_spec(name)
     if num_classes < 1:
@@ -81,6 +83,10 @@ def create(name: str, num_classes: int, *, encoder: str | None = None, in_channe
     # What save_checkpoint records so that load_checkpoint can rebuild the model.
     model.seglab_name = name
     model.seglab_config = {"num_classes": num_classes, "in_channels": in_channels, **kw}
+    if encoder_weights is not None:
+        from .encoder_weights import load_encoder_weights
+
+        load_encoder_weights(model, encoder or spec.default_encoder or "", encoder_weights)
     if pretrained is not None:
         load_pretrained(model, pretrained)
     return model

@@ -15,8 +15,6 @@ seglab never downloads: put the file there yourself (``../shared/tools/fetch_wei
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
 import struct
 import zipfile
@@ -26,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ...errors import InputFileError, ParameterError
+from ..encoder_weights import file_sha256, weights_dir  # noqa: F401 (re-exported)
 from .hf_convert import from_hf_state_dict, is_hf_state_dict
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
@@ -81,12 +80,6 @@ CONFIGS = {
 }
 
 
-def weights_dir() -> Path:
-    """``$SEGLAB_WEIGHTS``, else ``~/.cache/seglab/weights``."""
-    env = os.environ.get("SEGLAB_WEIGHTS")
-    return Path(env) if env else Path.home() / ".cache" / "seglab" / "weights"
-
-
 def default_checkpoint(name: str) -> Path:
     """The path of ``name``'s official file in :func:`weights_dir`; InputFileError if it is not there."""
     ck = CHECKPOINTS[name]
@@ -95,14 +88,6 @@ def default_checkpoint(name: str) -> Path:
         raise InputFileError(f"{path}: no such file; download {ck.url} (sha256 {ck.sha256[:12]}...) there "
                              f"or set SEGLAB_WEIGHTS")
     return path
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sam_model(image_encoder: torch.nn.Module) -> Sam:
