@@ -70,7 +70,7 @@ def as_rgb_uint8(image) -> np.ndarray:
 def image_hash(image: np.ndarray) -> str:
     """sha256 of an image's shape and pixels (the key of the embedding cache)."""
     digest = hashlib.sha256(repr(image.shape).encode())
-    digest.update(np.ascontiguousarray(image).tobytes())
+    digest.update(np.ascontiguousarray(image).data)  # the buffer itself: no copy of a large image
     return digest.hexdigest()
 
 

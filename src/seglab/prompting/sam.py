@@ -81,7 +81,7 @@ def _as_uint8(image) -> np.ndarray:
     prompts=SAM_PROMPTS, raw_input=True,
 )
 def sam(image: np.ndarray, prompts=None, checkpoint: str | None = None, model: str = "mobile_sam") -> np.ndarray:
-    """The mask (int32, 1 object / 0 background) SAM gives for ``prompts`` (Kirillov et al. 2023)."""
+    """The mask (uint8, 1 object / 0 background) SAM gives for ``prompts`` (Kirillov et al. 2023)."""
     img = _as_uint8(image)
     if prompts is None:
         raise ParameterError("method 'sam' needs prompts: seglab.segment(image, 'sam', prompts=Prompts(...)), "
@@ -94,4 +94,4 @@ def sam(image: np.ndarray, prompts=None, checkpoint: str | None = None, model: s
     import torch
 
     mask = predictor.masks_from_logits(torch.from_numpy(low[best][None, None]))[0, 0]
-    return mask.numpy().astype(np.int32)
+    return mask.numpy().view(np.uint8)  # 0 / 1 without a copy; segment() makes the int32 mask

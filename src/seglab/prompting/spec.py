@@ -62,7 +62,7 @@ def prompt_params(method, prompts, shape, params: dict) -> dict:
 
 def prompt_output(labels: np.ndarray) -> np.ndarray:
     """A method's labels as the mask of the prompted object: 1 where the label is 1 (foreground), else 0."""
-    return (labels == 1).astype(np.int32)
+    return np.equal(labels, 1, out=np.empty(labels.shape, np.int32), casting="unsafe")  # no bool temporary
 
 
 def prompt_methods() -> list[str]:
