@@ -17,7 +17,7 @@ from ..errors import ParameterError
 from .convert import sam_prompts
 from .spec import PromptSpec
 
-MODELS = ("mobile_sam", "sam_vit_b", "sam_vit_l", "sam_vit_h")  # seglab.models.sam.CONFIGS (tested)
+MODELS = ("mobile_sam", "sam_vit_b", "sam_vit_l", "sam_vit_h")  # those with official weights (tested)
 _PREDICTORS: dict = {}  # (model, checkpoint file, size, mtime) -> SamPredictor; the last one only
 
 
