@@ -11,8 +11,10 @@ The rules (also listed per method by ``seglab methods --json``):
 * **mask -> seeds** (classical methods): with ``r`` the mask's largest inscribed radius and
   ``b = max(1, round(r / 4))``, pixels more than ``b`` inside the mask are foreground, pixels more than
   ``b`` outside it are background, and the band in between is left to the method.
-* **no background at all** (only foreground points, scribbles or a mask without a box): the image's
-  one-pixel border is background, so that the seeded methods have two labels to separate.
+* nothing else is invented: with foreground seeds only (a first click), graph cut has no background colour
+  model and random walker and watershed mark every pixel they reach as foreground, until a background
+  point or scribble is given (an image-border rule was tried and dropped: it marks as background the many
+  objects that touch the image's edge).
 * **scribbles -> points** (SAM): up to :data:`SCRIBBLE_POINTS` points per scribble label, by farthest-
   point sampling over the scribble's pixels starting at the one closest to their centroid.
 * **mask -> box + point** (SAM): the mask's tight box and one foreground point at its deepest pixel (the
@@ -97,10 +99,6 @@ def seed_map(prompts: Prompts, shape, *, box_as_seeds: bool = True, radius: int 
         r0, c0, r1, c1 = box_pixels(prompts.box, shape)
         dr, dc = (r1 - r0) // 3, (c1 - c0) // 3
         seeds[r0 + dr:r1 - dr, c0 + dc:c1 - dc] = FG
-    if not (seeds == BG).any() and not ("box" in kinds and not box_as_seeds):
-        border = np.ones((h, w), bool)
-        border[1:-1, 1:-1] = False
-        seeds[border & (seeds == 0)] = BG
     return seeds
 
 
