@@ -246,12 +246,16 @@ def markdown(res: dict) -> str:
              "(`seglab.structures.Prompts`). Protocol, objects and sampling: `benchmarks/interactive_clicks.py` "
              "(docstring) and [the guide](../promptable.md).", "",
              f"Command: `{res['command']}`", "",
-             f"Run {res['date']}, {res['wall_s'] / 60:.1f} min wall time, on {res['machine']}, "
-             f"{res['threads']} torch thread(s), niced, **shared with other jobs**: 1-minute load average "
-             f"{res['load_avg_1m_before_after'][0]} before, {res['load_avg_1m_before_after'][1]} after (times "
-             "are inflated and only comparable within a row's run).", "",
-             f"Subset: {res['per_set']} objects per data set drawn with seed {res['seed']} (of "
-             + ", ".join(f"{s} {n}" for s, n in res["eligible"].items()) + " eligible objects); at most "
+             f"Summarised {res['date']} on {res['machine']}, {res['threads']} torch thread(s) per process, niced, "
+             f"**shared with other jobs**: {res['compute_s'] / 60:.0f} min of interaction sessions in all (sum "
+             "over objects and methods of each session's wall time, clicks and box; a set's objects run in "
+             "one process, the sets in parallel), at a 1-minute load average of "
+             + (f"{res['load_1m_during'][0]:.0f} to {res['load_1m_during'][2]:.0f} (median "
+                f"{res['load_1m_during'][1]:.0f}) on 2 cores while they ran" if res["load_1m_during"]
+                else f"{res['load_avg_1m_before_after'][0]}")
+             + ": every time is inflated many times over; compare times only within a table.", "",
+             "Subset: " + ", ".join(f"{s} {n} of {res['eligible'][s]}" for s, n in res["per_set"].items())
+             + f" eligible objects, the first of a permutation with seed {res['seed']}; at most "
              f"{res['max_clicks']} clicks; NoC counts {res['max_clicks']} when the IoU is never reached. The "
              "classical methods work on the window around the object (see the script), SAM on the whole image.",
              ""]
@@ -280,9 +284,21 @@ def target_line(table: dict) -> str:
 
 # -- main ----------------------------------------------------------------------------------------------------
 
+def per_set_counts(values: list[str], sets) -> dict:
+    """``["60"]`` or ``["dsb2018=40", "bsds500=12"]`` -> objects per data set."""
+    if len(values) == 1 and "=" not in values[0]:
+        return {s: int(values[0]) for s in sets}
+    counts = dict(v.split("=", 1) for v in values)
+    unknown = set(counts) - set(SETS)
+    if unknown or set(sets) - set(counts):
+        raise SystemExit(f"--per-set: give SET=N for each of {list(sets)} (got {values})")
+    return {s: int(counts[s]) for s in sets}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-set", type=int, default=60, help="objects per data set (seeded sample)")
+    ap.add_argument("--per-set", nargs="+", default=["60"], help="objects per data set (seeded sample): N for "
+                    "every set, or SET=N pairs (e.g. dsb2018=40 bsds500=12)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-clicks", type=int, default=20)
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
@@ -298,6 +314,7 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     methods = list(args.methods) + (["MobileSAM fine-tuned"] if args.sam_checkpoint else [])
+    per_set = per_set_counts(args.per_set, args.sets)
     root = data_root()
     key = hashlib.sha256(json.dumps([args.seed, args.max_clicks, args.sam_checkpoint]).encode())
     work = args.work or Path.home() / ".cache" / "seglab" / "interactive_clicks" / f"{key.hexdigest()[:16]}.jsonl"
@@ -316,7 +333,7 @@ def main(argv=None) -> None:
     for s in args.sets:
         objs = candidates(s, root)
         eligible[s] = len(objs)
-        chosen = sample(objs, args.per_set, args.seed)
+        chosen = sample(objs, per_set[s], args.seed)
         for n, (k, v) in enumerate(chosen):
             image = gt = None
             for m in methods:
@@ -335,23 +352,26 @@ def main(argv=None) -> None:
                     ious, box_iou = run_classical(m, image, gt, args.max_clicks)
                 r = {"set": s, "key": k, "value": v, "method": m, "ious": [round(x, 5) for x in ious],
                      "box_iou": round(box_iou, 5), "seconds": time.perf_counter() - t0, "predictions": len(ious) + 1,
-                     "area": int(gt.sum())}
+                     "area": int(gt.sum()), "load_1m": round(os.getloadavg()[0], 2)}
                 with open(work, "a") as f:
                     f.write(json.dumps(r) + "\n")
                 records.append(r)
                 print(f"{s} {n + 1}/{len(chosen)} {m}: {len(ious)} clicks, IoU {ious[-1]:.3f}, box {box_iou:.3f}, "
                       f"{r['seconds']:.1f} s", flush=True)
     load_after = os.getloadavg()
+    loads = [r["load_1m"] for r in records if "load_1m" in r]
     table = summarise(records, args.max_clicks)
     table = {s: {m: table[s][m] for m in methods if m in table.get(s, {})} for s in args.sets if s in table}
-    cmd = (f"nice -n 10 python benchmarks/interactive_clicks.py --per-set {args.per_set} --seed {args.seed}"
+    cmd = (f"nice -n 10 python benchmarks/interactive_clicks.py --per-set {' '.join(args.per_set)} --seed {args.seed}"
            + (f" --sets {' '.join(args.sets)}" if list(args.sets) != list(SETS) else "")
            + (f" --methods {' '.join(args.methods)}" if list(args.methods) != ["MobileSAM", *CLASSICAL] else "")
            + (" --sam-checkpoint PATH" if args.sam_checkpoint else ""))
     res = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{cpu_model()}, {os.cpu_count()} cores",
            "threads": args.threads, "wall_s": time.perf_counter() - t_start,
+           "compute_s": float(sum(r["seconds"] for r in records)),
+           "load_1m_during": [float(np.min(loads)), float(np.median(loads)), float(np.max(loads))] if loads else None,
            "load_avg_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
-           "per_set": args.per_set, "seed": args.seed, "max_clicks": args.max_clicks, "eligible": eligible,
+           "per_set": per_set, "seed": args.seed, "max_clicks": args.max_clicks, "eligible": eligible,
            "command": cmd, "table": table, "target": target_line(table), "objects": records}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / "promptable.json", json.dumps(res, indent=1) + "\n")
