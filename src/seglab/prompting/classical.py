@@ -5,6 +5,8 @@ growing take scribbles (their seed / marker label maps) natively; Chan-Vese take
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .convert import POINT_RADIUS, box_pixels, seed_map
 from .spec import PromptSpec
 
@@ -28,8 +30,6 @@ def _seeds_only(name: str):
 
 
 def _init_mask(prompts, shape):
-    import numpy as np
-
     if prompts.mask is not None and prompts.mask.any():
         init = prompts.mask.astype(np.int32)
     else:
