@@ -264,3 +264,30 @@ def test_cli_methods_json_lists_prompt_kinds(capsys):
     listed = {m["name"]: m["prompts"] for m in json.loads(capsys.readouterr().out)}
     assert listed["otsu"] is None and listed["watershed"]["native"] == ["scribbles"]
     assert set(listed["watershed"]["converted"]) == {"points", "box", "mask"}
+
+
+# -- the click benchmark's protocol -----------------------------------------------------------------------
+
+def test_simulated_clicks_follow_the_protocol():
+    """benchmarks/interactive_clicks.py: the first click at the object's deepest pixel, then at the deepest
+    pixel of the larger error region, positive on a false negative, negative on a false positive."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "interactive_clicks.py"
+    spec = importlib.util.spec_from_file_location("seglab_bench_clicks", path)
+    ic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ic)
+    _, truth = _square()                                 # rows 10..29, cols 15..34
+    x, y, label = ic.next_click(truth, np.zeros_like(truth))
+    assert label == 1 and truth[int(y), int(x)] and deepest_pixel(truth) == (int(y), int(x))
+    pred = truth.copy()
+    pred[10:30, 35:45] = True                            # a 20 x 10 false positive beside a 20 x 20 object
+    pred[10:14, 15:19] = False                           # a small false negative
+    x, y, label = ic.next_click(truth, pred)
+    assert label == 0 and 35 <= x < 45 and 10 <= y < 30
+    assert ic.next_click(truth, truth) is None
+    ious = ic.click_session(lambda pts, labels: truth, truth, 20)   # perfect at once: stops, pads to 5 clicks
+    assert ious == [1.0] * 5 and ic.noc(ious, 0.9, 20) == 1 and ic.noc([0.5, 0.86, 0.95], 0.9, 20) == 3
+    assert ic.noc([0.5] * 20, 0.85, 20) == 20
+    assert ic.sample(list(range(100)), 10, 0) == ic.sample(list(range(100)), 20, 0)[:10]
