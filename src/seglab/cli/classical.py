@@ -27,7 +27,10 @@ def methods_cmd(as_json: bool = typer.Option(False, "--json", help="Print machin
         table.add_column(col, overflow="fold")
     for m in ms:
         params = ", ".join(f"{p.name}={p.default!r}" for p in m.params)
-        table.add_row(m.name, m.family, params, f"{m.description}\n[dim]{m.reference}[/]")
+        takes = "" if m.prompts is None else (f"\nprompts: {', '.join(m.prompts.native)}"
+                                              + (f" (converted: {', '.join(m.prompts.converted)})"
+                                                 if m.prompts.converted else ""))
+        table.add_row(m.name, m.family, params, f"{m.description}{takes}\n[dim]{m.reference}[/]")
     console.print(table)
 
 
