@@ -266,6 +266,12 @@ def markdown(res: dict) -> str:
                      else f"{row[c]:.2f}" for c in cols]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += ["`s per prediction`: median over objects of a session's wall time per prediction (clicks and the "
+              "box); MobileSAM's includes its image encoder once per image (embeddings cached on disk after the "
+              "first run).", ""]
+    if not any(m == "MobileSAM fine-tuned" for per in res["table"].values() for m in per):
+        lines += ["No fine-tuned MobileSAM row in this run: add one with `--sam-checkpoint PATH` (a file of "
+                  "`seglab train` with the promptable task, or a full MobileSAM state dict).", ""]
     lines += ["## Target", "", res["target"], ""]
     return "\n".join(lines)
 
