@@ -371,7 +371,8 @@ def main(argv=None):
     root = bsds.bsds_root()
     ids = bsds.split_ids("test", root)[: args.limit]
     all_methods = {m.name: m for m in methods()}
-    names = args.methods.split(",") if args.methods else sorted(all_methods)
+    unattended = [n for n, m in all_methods.items() if not (m.prompts and m.prompts.required)]  # not sam
+    names = args.methods.split(",") if args.methods else sorted(unattended)
     unknown = [n for n in names if n not in all_methods]
     if unknown:
         raise SystemExit(f"unknown methods: {unknown}")

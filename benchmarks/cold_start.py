@@ -108,7 +108,8 @@ def measure(trees: dict[str, Path], reps: int, only: list[str] | None) -> dict:
     envs = {label: _env(src, work / f"pycache_{label}", work / f"numba_{label}") for label, src in trees.items()}
     first = next(iter(trees))
     listing = subprocess.run(
-        [sys.executable, "-c", "import seglab; print(' '.join(m.name for m in seglab.methods()))"],
+        [sys.executable, "-c", "import seglab; print(' '.join(m.name for m in seglab.methods() "
+                                 "if not getattr(getattr(m, 'prompts', None), 'required', False)))"],
         env=envs[first], capture_output=True, text=True, check=True)
     names = [n for n in listing.stdout.split() if not only or n in only]
     out = {label: {"import_seglab_s": [], "methods": []} for label in trees}

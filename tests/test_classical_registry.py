@@ -5,7 +5,7 @@ import pytest
 
 import seglab
 
-NAMES = [m.name for m in seglab.methods()]
+NAMES = [m.name for m in seglab.methods() if not (m.prompts and m.prompts.required)]  # sam: tests/test_prompts*.py
 
 
 def _image(shape, seed=0):

@@ -113,8 +113,10 @@ def test_bad_use_raises_parameter_errors(tiny_predictor):
     tiny_predictor.set_image(_image())
     with pytest.raises(ParameterError, match="not both"):
         tiny_predictor.predict(points=[[1, 1]], prompts=Prompts(box=[0, 0, 5, 5]))
-    with pytest.raises(ParameterError, match="scribbles"):
-        tiny_predictor.predict(prompts=Prompts(scribbles=np.ones((60, 80), np.uint8)))
+    with pytest.raises(ParameterError, match="scribble map is empty"):
+        tiny_predictor.predict(prompts=Prompts(scribbles=np.zeros((60, 80), np.uint8)))
+    with pytest.raises(ParameterError, match="scribbles are"):
+        tiny_predictor.predict(prompts=Prompts(scribbles=np.ones((6, 8), np.uint8)))
     with pytest.raises(ParameterError, match="SAM model"):
         SamPredictor(torch.nn.Linear(2, 2))
 

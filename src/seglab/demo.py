@@ -43,7 +43,8 @@ def run_demo(out, only=None, console=None):
     from rich.progress import Progress
 
     out = Path(out)
-    selected = [get_method(n) for n in only] if only else methods()
+    unattended = [m for m in methods() if not (m.prompts and m.prompts.required)]  # not sam: it needs prompts
+    selected = [get_method(n) for n in only] if only else unattended
     images = demo_images()
     tiles, titles, rows = [], [], []
     with Progress(console=console, transient=True) as progress:

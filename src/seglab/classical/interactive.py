@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import ParameterError
+from ..prompting import classical as _prompting
 from ._maxflow import grid_maxflow
 from .registry import BOX, LABELS, Param, checks_params, register
 
@@ -229,6 +230,7 @@ def graph_cut_terms(image: np.ndarray, seeds=None, box=None, lam: float = 50.0, 
         Param("seed", int, 0, "Random seed of the mixture fit.", low=0, high=2 ** 31 - 1),
     ],
     scale_param="lam",
+    prompts=_prompting.BOX_AND_SCRIBBLES,
 )
 def graph_cut(image: np.ndarray, seeds=None, box=None, lam: float = 50.0, model: str = "gmm", bins: int = 16,
               connectivity: int = 8, seed: int = 0) -> np.ndarray:
@@ -301,6 +303,7 @@ def _grid_caps(img, lam, k):
               high=2 ** 31 - 1),
     ],
     scale_param=None,
+    prompts=_prompting.BOX_AND_SCRIBBLES,
 )
 def grabcut(image: np.ndarray, box=None, seeds=None, iterations: int = 5, seed: int = 0) -> np.ndarray:
     """GrabCut (Rother et al. 2004) through ``cv2.grabCut``: 1 = foreground, 0 = background.
@@ -455,6 +458,7 @@ def walker_probabilities(image: np.ndarray, seeds: np.ndarray, beta: float = 130
         Param("beta", float, 130.0, "Edge-weight sharpness exp(-beta * gradient^2).", low=0.0, high=1e9),
     ],
     scale_param="beta",
+    prompts=_prompting.RANDOM_WALKER,
 )
 def random_walker(image: np.ndarray, seeds=None, beta: float = 130.0) -> np.ndarray:
     """Random walker segmentation (Grady 2006), scikit-image's weights, our exact sparse solve.
@@ -620,6 +624,7 @@ def chan_vese_segment(image: np.ndarray, mu: float = 0.25, lambda1: float = 1.0,
         Param("init_mask", LABELS, None, "Initial contour as a mask (> 0 inside); overrides init."),
     ],
     scale_param="mu",
+    prompts=_prompting.CHAN_VESE,
 )
 def chan_vese(image: np.ndarray, mu: float = 0.25, lambda1: float = 1.0, lambda2: float = 1.0, tol: float = 1e-3,
               max_iter: int = 500, dt: float = 0.5, init: str = "checkerboard", init_mask=None) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import ParameterError
+from ..prompting import classical as _prompting
 from ._heap import heap_pop, heap_push
 from ._regions import find, merge_small_regions
 from .registry import LABELS, POINTS, Param, register
@@ -305,6 +306,7 @@ def _seed_array(shape, seeds, points) -> np.ndarray:
               "neighbour.", low=0, high=1 << 30),
     ],
     scale_param="threshold",
+    prompts=_prompting.REGION_GROWING,
 )
 def region_growing(image: np.ndarray, threshold: float = 0.2, seeds=None, points=None, connectivity: int = 4,
                    min_size: int = 100) -> np.ndarray:

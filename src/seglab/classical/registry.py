@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import importlib.util
 import inspect
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from ..errors import ParameterError
 LABELS = "labels"   # an H x W integer array (markers, seeds, scribbles, initial mask); CLI: a label file
 BOX = "box"         # (row0, col0, row1, col1), half-open; CLI: "r0,c0,r1,c1"
 POINTS = "points"   # sequence of (row, col); CLI: "r,c;r,c;..."
+PROMPTS = "prompts"  # a seglab.structures.Prompts; CLI: --point / --box / --scribble / --mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +106,12 @@ class Param:
         elif self.type is str:
             if not isinstance(value, str):
                 raise ParameterError(f"parameter {self.name!r} must be a string, got {value!r}")
+        elif self.type == PROMPTS:
+            from ..structures import Prompts
+
+            if not isinstance(value, Prompts):
+                raise ParameterError(f"parameter {self.name!r} must be a seglab.structures.Prompts, got "
+                                     f"{type(value).__name__}")
         elif self.type == LABELS:
             value = np.asarray(value)
             if value.ndim != 2:
@@ -131,6 +139,10 @@ class Method:
     scale_param: str | None = None
     # True when the method sees intensity only: segment() hands it the luminance (seglab.io.to_gray).
     gray: bool = False
+    # The prompts it takes (a seglab.prompting.spec.PromptSpec: native and converted kinds), or None.
+    prompts: Any = None
+    # True when the method converts the image itself (SAM: uint8 as it is, no float copy of a large image).
+    raw_input: bool = False
 
     def describe(self) -> dict:
         return {
@@ -138,6 +150,7 @@ class Method:
             "reference": self.reference, "scale_param": self.scale_param,
             "input": "gray" if self.gray else "gray or colour",
             "params": [p.describe() for p in self.params],
+            "prompts": None if self.prompts is None else self.prompts.describe(),
         }
 
     def param(self, name: str) -> Param:
@@ -156,13 +169,16 @@ _METHODS: dict[str, Method] = {}
 # Modules that register methods when imported; listed here so that the registry is complete on first use.
 _METHOD_MODULES = (
     "thresholding", "clustering", "region", "watershed", "mrf", "superpixels", "rag", "interactive",
+    "..prompting.sam",
 )
 
 
 def register(name: str, *, family: str, description: str, reference: str, params: list[Param] | tuple = (),
-             scale_param: str | None = None, gray: bool = False):
+             scale_param: str | None = None, gray: bool = False, prompts=None, raw_input: bool = False):
     """Decorator that registers ``func`` as segmentation method ``name`` (``gray``: it sees luminance only,
-    and :func:`segment` converts colour images for it).
+    and :func:`segment` converts colour images for it; ``prompts``: the
+    :class:`seglab.prompting.spec.PromptSpec` of the prompts it takes; ``raw_input``: it gets the image
+    unconverted).
 
     The function's own parameters must be the image and then exactly ``params``, with the same defaults.
     The decorator returns ``func`` wrapped by :func:`checks_params`, so that a direct call validates and
@@ -177,7 +193,8 @@ def register(name: str, *, family: str, description: str, reference: str, params
         if [(q.name, q.default) for q in sig] != [(p.name, p.default) for p in params]:
             raise RuntimeError(f"method {name!r}: the signature of {func.__qualname__} does not match its "
                                f"registered parameters")
-        _METHODS[name] = Method(name, family, func, tuple(params), description, reference, scale_param, gray)
+        _METHODS[name] = Method(name, family, func, tuple(params), description, reference, scale_param, gray,
+                                prompts, raw_input)
         return checks_params(name)(func)
 
     return deco
@@ -227,9 +244,10 @@ def _load_all() -> None:
         return
     for mod in _METHOD_MODULES:
         try:
-            importlib.import_module(f"{__package__}.{mod}")
+            full = importlib.util.resolve_name(mod if mod.startswith(".") else f".{mod}", __package__)
+            importlib.import_module(full)
         except ModuleNotFoundError as exc:  # a family not written yet must not break the others
-            if exc.name != f"{__package__}.{mod}":
+            if exc.name != full:
                 raise
     _LOADED = True
 
@@ -274,10 +292,12 @@ def _method_input(method: Method, image) -> np.ndarray:
     """The image as the method receives it (no copy of a float32 image in [0, 1]: methods never write to it)."""
     from ..io import to_float_image, to_gray
 
+    if method.raw_input:
+        return np.asarray(image)
     return to_gray(image) if method.gray else to_float_image(image, copy=False)
 
 
-def segment(image: np.ndarray, method: str, **params) -> np.ndarray:
+def segment(image: np.ndarray, method: str, prompts=None, **params) -> np.ndarray:
     """Segment ``image`` with the registered ``method``; returns int32 H x W labels.
 
     Parameters
@@ -286,6 +306,11 @@ def segment(image: np.ndarray, method: str, **params) -> np.ndarray:
         Gray (H x W) or colour (H x W x 3 or 4) image of any dtype; see :func:`seglab.io.to_float_image`.
     method : str
         A name from :func:`seglab.methods`.
+    prompts : seglab.structures.Prompts, optional
+        Points, a box, scribbles and / or an initial mask saying which object to segment, for the methods
+        that take prompts (``prompts`` in ``seglab methods --json``; kinds a method does not take natively
+        are converted as :mod:`seglab.prompting.convert` says). The result is then the object's mask:
+        1 object, 0 background.
     **params
         The method's parameters; unknown names and out-of-range values raise :class:`ParameterError`.
 
@@ -299,8 +324,17 @@ def segment(image: np.ndarray, method: str, **params) -> np.ndarray:
     m = get_method(method)
     img = _method_input(m, image)
     kwargs = m.defaults()
-    kwargs.update(_check_params(m, params, img.shape[:2]))
+    checked = _check_params(m, params, img.shape[:2])
+    if prompts is not None:
+        from ..prompting.spec import prompt_params
+
+        checked.update(_check_params(m, prompt_params(m, prompts, img.shape[:2], checked), img.shape[:2]))
+    kwargs.update(checked)
     labels = np.asarray(m.func(img, **kwargs))
     if labels.shape != img.shape[:2]:
         raise RuntimeError(f"method {method!r} returned shape {labels.shape} for image {img.shape[:2]}")
+    if prompts is not None:
+        from ..prompting.spec import prompt_output
+
+        return prompt_output(labels)
     return labels.astype(np.int32, copy=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..prompting import classical as _prompting
 from ._heap import heap_pop, heap_push
 from .registry import LABELS, Param, register
 
@@ -371,6 +372,7 @@ def gradient_magnitude(image: np.ndarray, sigma: float) -> np.ndarray:
         Param("watershed_line", bool, False, "Keep a one-pixel line labelled 0 between regions."),
     ],
     scale_param="h",
+    prompts=_prompting.WATERSHED,
 )
 def watershed(image: np.ndarray, markers=None, marker_method: str = "hminima", h: float = 0.04,
               prefilter: str = "none", area: int = 64, radius: int = 2, sigma: float = 1.0,

@@ -27,7 +27,10 @@ def methods_cmd(as_json: bool = typer.Option(False, "--json", help="Print machin
         table.add_column(col, overflow="fold")
     for m in ms:
         params = ", ".join(f"{p.name}={p.default!r}" for p in m.params)
-        table.add_row(m.name, m.family, params, f"{m.description}\n[dim]{m.reference}[/]")
+        takes = "" if m.prompts is None else (f"\nprompts: {', '.join(m.prompts.native)}"
+                                              + (f" (converted: {', '.join(m.prompts.converted)})"
+                                                 if m.prompts.converted else ""))
+        table.add_row(m.name, m.family, params, f"{m.description}{takes}\n[dim]{m.reference}[/]")
     console.print(table)
 
 
@@ -38,8 +41,18 @@ def segment_cmd(
     sets: Optional[List[str]] = typer.Option(None, "--set", help="Parameter as key=value; repeatable."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for label PNGs."),
     with_overlay: bool = typer.Option(False, "--overlay", help="Also write a colour overlay per image."),
+    points: Optional[List[str]] = typer.Option(None, "--point", help="Prompt point x,y[,label] in pixels "
+                                               "(label 1 foreground, the default; 0 background); repeatable."),
+    boxes: Optional[List[str]] = typer.Option(None, "--box", help="Prompt box x0,y0,x1,y1 in pixels."),
+    scribble: Optional[Path] = typer.Option(None, "--scribble", help="Scribble label PNG: 1 foreground, "
+                                            "2 background, 0 unknown."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Initial mask PNG (non-zero on the object)."),
 ):
     """Segment images with one method; writes NAME.png label maps (and NAME_overlay.png).
+
+    Prompts (--point, --box, --scribble, --mask) say which object to cut out, for the methods that take
+    them (sam, graph_cut, grabcut, random_walker, watershed, region_growing, chan_vese; see
+    `seglab methods --json`); the label map is then that object's mask (1) on background (0).
 
     Label maps with more than 65536 labels are written as NAME.npy. Two inputs that would give the same
     output name, or an output that is an input, are refused before anything runs. Ctrl-C keeps the images
@@ -48,8 +61,11 @@ def segment_cmd(
     from ..io import overlay, read_image, save_png, write_labels
     from ..io.outputs import check_outputs, held_interrupts
 
+    from ..prompting.text import prompts_from_args
+
     m = get_method(method)
     params = {k: m.param(k).parse(v) for k, v in parse_sets(sets).items()}
+    prompts = prompts_from_args(points, boxes, scribble, mask)
     for img_path in images:  # fail on a bad input before writing anything
         if not img_path.is_file():
             raise SeglabError(f"{img_path}: no such file")
@@ -66,7 +82,7 @@ def segment_cmd(
             for img_path in images:
                 image = read_image(img_path)
                 t0 = time.perf_counter()
-                labels = run_segment(image, method, **params)
+                labels = run_segment(image, method, prompts=prompts, **params)
                 dt = time.perf_counter() - t0
                 dest = out / f"{img_path.stem}.png"
                 if labels.max() >= 65536:

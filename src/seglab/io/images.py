@@ -79,6 +79,9 @@ def _read_pil(path: Path) -> np.ndarray:
             arr = np.asarray(im)
     except UnidentifiedImageError:
         raise InputFileError(f"{path}: not an image file (unrecognised format)") from None
+    except Image.DecompressionBombError as exc:  # PIL refuses images over 2 x MAX_IMAGE_PIXELS (~179 Mpx)
+        raise InputFileError(f"{path}: image too large to read safely ({str(exc).split(', could')[0]}); "
+                             f"tile it, or read it with PIL after raising PIL.Image.MAX_IMAGE_PIXELS") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputFileError(f"{path}: truncated or corrupt image ({exc})") from None
     if arr.dtype == np.int32:  # mode "I" from 16-bit PNGs

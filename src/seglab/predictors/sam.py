@@ -30,6 +30,7 @@ from ..io import atomic_path
 from ..models.sam.build import build_sam
 from ..models.sam.sam import Sam
 from ..models.sam.transforms import resize_image, resized_shape, scale_coords
+from ..prompting.convert import sam_prompts
 from ..structures import Prompts
 
 _MEMORY_CACHE = 8  # embeddings kept in memory (each 4 MiB)
@@ -69,7 +70,7 @@ def as_rgb_uint8(image) -> np.ndarray:
 def image_hash(image: np.ndarray) -> str:
     """sha256 of an image's shape and pixels (the key of the embedding cache)."""
     digest = hashlib.sha256(repr(image.shape).encode())
-    digest.update(np.ascontiguousarray(image).tobytes())
+    digest.update(np.ascontiguousarray(image).data)  # the buffer itself: no copy of a large image
     return digest.hexdigest()
 
 
@@ -228,24 +229,33 @@ class SamPredictor:
             prompts = Prompts(points=points, point_labels=labels, box=box, mask_input=mask_input)
         elif any(v is not None for v in (points, labels, box, mask_input)):
             raise ParameterError("give either prompts= or points= / labels= / box= / mask_input=, not both")
-        if prompts.scribbles is not None and prompts.scribbles.any():
-            raise ParameterError("SamPredictor takes points, a box and a mask_input, not scribbles")
-        if prompts.points is not None and not np.isfinite(prompts.points).all():
-            raise ParameterError("prompts: points must be finite numbers")
+        elif not isinstance(prompts, Prompts):
+            raise ParameterError(f"prompts must be a seglab.structures.Prompts, got {type(prompts).__name__}")
         if prompts.mask_input is not None:
             want = self.model.prompt_encoder.mask_input_size
             if prompts.mask_input.shape not in ((1, *want), want, (1, 1, *want)):
                 raise ParameterError(f"prompts: mask_input must be 1 x {want[0]} x {want[1]} low-resolution "
                                      f"logits, got shape {prompts.mask_input.shape}")
-        return prompts.validate(self.original_size)
+        # scribbles and an initial mask become points and a box (seglab.prompting.convert)
+        return sam_prompts(prompts.validate(self.original_size))
 
     @torch.no_grad()
     def predict(self, points=None, labels=None, box=None, mask_input=None, multimask: bool = True, *,
                 prompts: Prompts | None = None) -> SamOutput:
         """Masks for one object given by ``points`` (``N x 2`` (x, y) pixels) with ``labels`` (``N``, 1
         foreground / 0 background), a ``box`` (``x0, y0, x1, y1``) and / or ``mask_input`` (the
-        ``1 x 256 x 256`` logits of a previous call), or the same as a :class:`seglab.structures.Prompts`.
+        ``1 x 256 x 256`` logits of a previous call), or the same as a :class:`seglab.structures.Prompts`
+        (whose scribbles and initial mask are converted as :mod:`seglab.prompting.convert` says).
         ``multimask=True`` returns 3 candidate masks (best for a single ambiguous click), else 1."""
+        iou, low = self.predict_logits(points, labels, box, mask_input, multimask, prompts=prompts)
+        masks = self.masks_from_logits(torch.from_numpy(low)[None])[0]
+        return SamOutput(masks.numpy(), iou, low)
+
+    @torch.no_grad()
+    def predict_logits(self, points=None, labels=None, box=None, mask_input=None, multimask: bool = True, *,
+                       prompts: Prompts | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` without the masks at the image's size: the predicted IoU (``M``) and the
+        low-resolution logits (``M x 256 x 256``), for callers that upsample only the mask they keep."""
         if self.embedding is None:
             raise ParameterError("SamPredictor.predict: call set_image(image) first")
         p = self._prompts(prompts, points, labels, box, mask_input)
@@ -264,9 +274,7 @@ class SamPredictor:
             mask = torch.from_numpy(p.mask_input.reshape(1, 1, *want)).to(device)
         with self._autocast():
             low, iou = self.model.decode(self.embedding.to(device), pts, boxes, mask, bool(multimask))
-        low = low.float()
-        masks = self.masks_from_logits(low)[0]
-        return SamOutput(masks.numpy(), iou[0].float().cpu().numpy(), low[0].float().cpu().numpy())
+        return iou[0].float().cpu().numpy(), low[0].float().cpu().numpy()
 
     @torch.no_grad()
     def predict_torch(self, points: torch.Tensor | None, labels: torch.Tensor | None, boxes: torch.Tensor | None = None,

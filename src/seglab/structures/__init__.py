@@ -10,8 +10,17 @@ Converters from other conventions (COCO ``xywh``, the classical methods' ``(row0
 live in :mod:`seglab.structures.boxes` and are used at the edges only.
 """
 from .boxes import box_area, masks_to_boxes, rowcol_to_xyxy, xywh_to_xyxy, xyxy_to_rowcol, xyxy_to_xywh
-from .instances import Instances
 from .prompts import Prompts
 
 __all__ = ["Instances", "Prompts", "box_area", "masks_to_boxes", "xywh_to_xyxy", "xyxy_to_xywh",
            "rowcol_to_xyxy", "xyxy_to_rowcol"]
+
+
+def __getattr__(name: str):
+    """``Instances`` (which needs torch) loads on first use, so ``Prompts`` and the box helpers do not
+    import torch (the classical methods take prompts without it)."""
+    if name == "Instances":
+        from .instances import Instances
+
+        return Instances
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
