@@ -267,6 +267,9 @@ def test_classical_methods_form_and_run(client):
 
     methods = {m["name"]: m for m in client.get("/api/methods").json()["methods"]}
     assert "otsu" in methods and "felzenszwalb" in methods
+    assert "sam" not in methods  # needs prompts: the page's SAM tool gives them
+    assert "needs seeds or prompts" in _one_line_error(client.post("/api/images/img2/segment", json={
+        "method": "sam", "params": {}}), 400)
     # the form is the registry's own description: names, types, defaults, ranges
     assert methods["felzenszwalb"] == get_method("felzenszwalb").describe()
     assert all(p["type"] in ("int", "float", "bool", "str") for m in methods.values() for p in m["params"])

@@ -400,15 +400,15 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
     def list_methods():
         from ..classical.registry import methods
 
-        return {"methods": [m.describe() for m in methods()
-                            if all(p.type in (int, float, bool, str) for p in m.params)]}
+        return {"methods": [m.describe() for m in methods() if not _needs_prompts(m)
+                            and all(p.type in (int, float, bool, str) for p in m.params)]}
 
     @app.post("/api/images/{image_id:path}/segment")
     def segment(image_id: str, body: SegmentIn):
         from ..classical.registry import get_method, segment as run
 
         m = get_method(body.method)
-        if any(p.type not in (int, float, bool, str) for p in m.params):
+        if _needs_prompts(m) or any(p.type not in (int, float, bool, str) for p in m.params):
             raise ApiError(400, f"method {m.name!r} needs seeds or prompts; use the SAM or brush tools")
         image = read_rgb(image_id)
         h, w = image.shape[:2]
@@ -467,3 +467,8 @@ def create_app(root, *, token: str | None = None, loopback: bool = True,
         raise ApiError(404, f"no such API endpoint: {request.method} /api/{rest}")
 
     return app
+
+
+def _needs_prompts(method) -> bool:
+    """A method that cannot run without prompts (SAM): the page gives those through its SAM tool."""
+    return method.prompts is not None and bool(method.prompts.required)
