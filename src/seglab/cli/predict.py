@@ -120,20 +120,9 @@ def evaluate_cmd(
     if trained.task == "keypoint":
         return _evaluate_keypoints(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold)
     t0 = time.perf_counter()
-    done = 0
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task(f"{checkpoint.name} on {split}", total=len(ds))
-
-            def step(k, total):
-                nonlocal done
-                done = k
-                bar.update(task, completed=k)
-
-            res = evaluate_dataset(trained, ds, **run_opts, distances=distances, tolerance=tolerance,
-                                   resize=None if native else "auto", progress=step)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after {done} of {len(ds)} images; no report written") from None
+    res = _scored(checkpoint, split, len(ds), lambda step: evaluate_dataset(
+        trained, ds, **run_opts, distances=distances, tolerance=tolerance, resize=None if native else "auto",
+        progress=step))
     res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)
     title = f"{checkpoint.name} on {ds.info.name} {split}"
     paths = write_report(res, out_dir, title)
@@ -144,6 +133,23 @@ def evaluate_cmd(
     console.print(markdown_report(res, f"{title} ({len(ds)} images)"), markup=False, highlight=False)
     console.print(f"{len(ds)} images scored in {time.perf_counter() - t0:.1f} s; wrote {paths['markdown']} and "
                   f"{paths['confusion']}" + (f" and {as_json}" if as_json else ""), markup=False, highlight=False)
+
+
+def _scored(checkpoint: Path, split: str, total: int, run):
+    """``run(progress)`` under a progress bar of ``total`` images; Ctrl-C says how far it got (no report)."""
+    done = 0
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task(f"{checkpoint.name} on {split}", total=total)
+
+            def step(k, _total):
+                nonlocal done
+                done = k
+                bar.update(task, completed=k)
+
+            return run(step)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after {done} of {total} images; no report written") from None
 
 
 def _evaluate_instances(trained, ds, checkpoint, data, split, out_dir, as_json, score_threshold):
@@ -185,19 +191,7 @@ def _score_objects(ev, run, ds, checkpoint, data, split, out_dir, as_json):
     from ..io import atomic_write
 
     t0 = time.perf_counter()
-    done = 0
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task(f"{checkpoint.name} on {split}", total=len(ds))
-
-            def step(k, total):
-                nonlocal done
-                done = k
-                bar.update(task, completed=k)
-
-            res = run(step)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after {done} of {len(ds)} images; no report written") from None
+    res = _scored(checkpoint, split, len(ds), run)
     res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)
     title = f"{checkpoint.name} on {ds.info.name} {split}"
     paths = ev.write_report(res, out_dir, title)
@@ -221,19 +215,8 @@ def _evaluate_promptable(trained, ds, checkpoint, data, split, out_dir, as_json)
     min_area = int((cfg.get("evaluate") or {}).get("min_area", 0))
     predictor = SamPredictor(trained.model, cache_dir=cache_dir(cfg) if cfg.get("embeddings") else None)
     t0 = time.perf_counter()
-    done = 0
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task(f"{checkpoint.name} on {split}", total=len(ds))
-
-            def step(k, total):
-                nonlocal done
-                done = k
-                bar.update(task, completed=k)
-
-            res = steps.evaluate_prompts(predictor, ds, min_area=min_area, progress=step)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after {done} of {len(ds)} images; no report written") from None
+    res = _scored(checkpoint, split, len(ds),
+                  lambda step: steps.evaluate_prompts(predictor, ds, min_area=min_area, progress=step))
     res["split"], res["checkpoint"], res["data"] = split, str(checkpoint), str(data)
     title = f"{checkpoint.name} on {ds.info.name} {split}"
     text = steps.markdown_report(res, f"{title} ({len(ds)} images)")
