@@ -1,4 +1,5 @@
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,19 @@ def _restore_torch_determinism():
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.use_deterministic_algorithms(False)
+
+
+_SIGNAL_HANDLERS = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """Libraries started by some tests (Ray's driver, servers) install SIGINT / SIGTERM handlers in the
+    test process; put back those the session started with, so the interrupt tests see Python's own."""
+    yield
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for s, h in _SIGNAL_HANDLERS.items():
+            if signal.getsignal(s) is not h:
+                signal.signal(s, h)

@@ -162,6 +162,35 @@ def test_every_shipped_config_loads_and_builds_its_model(path):
             [found] = build_instance_model(cfg, info).eval()([torch.rand(3, 40, 52)])
         assert found.image_size == (40, 52) and found.masks.shape[1:] == (40, 52)
         return
+    if cfg["task"] == "panoptic":  # Panoptic FPN: things and a class per pixel, in the image's pixels
+        from seglab.data.base import DatasetInfo
+        from seglab.engine.tasks.panoptic_module import build_panoptic_model
+
+        info = DatasetInfo("x", ("background", "a"), ((0, 0, 0), (1, 1, 1)))
+        with torch.no_grad():
+            [found] = build_panoptic_model(cfg, info).eval()([torch.rand(3, 40, 52)])
+        assert found.semantic.shape == (40, 52) and found.instances.image_size == (40, 52)
+        return
+    if cfg["task"] == "keypoint":  # Keypoint R-CNN (Instances with keypoints) or K heatmaps
+        from seglab.data.base import DatasetInfo
+        from seglab.engine.tasks.keypoint_module import build_keypoint_model
+
+        info = DatasetInfo("x", ("background", "a"), ((0, 0, 0), (1, 1, 1)))
+        meta = {"category": "a", "names": ["p", "q", "r"], "skeleton": [[1, 2]]}
+        model = build_keypoint_model(cfg, info, meta, weights=False).eval()
+        with torch.no_grad():
+            out = model([torch.rand(3, 40, 52)]) if m["name"] == "keypoint_rcnn" else model(torch.randn(1, 3, 40, 52))
+        if m["name"] == "keypoint_rcnn":
+            assert out[0].image_size == (40, 52) and out[0].keypoints.shape[1:] == (3, 3)
+        else:
+            assert out.shape == (1, 3, 40, 52)
+        return
+    if cfg["task"] == "promptable":  # a SAM-family model: its image encoder's input size
+        from seglab.models.sam.build import build_sam
+
+        sam = build_sam(m["name"])
+        assert sam.image_encoder is not None and sam.img_size > 0
+        return
     model = create(m["name"], 3, encoder=m.get("encoder"), **(m.get("options") or {}))
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 40, 52)).shape == (1, 3, 40, 52)

@@ -375,15 +375,15 @@ def predict_cmd(
             err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
         writer = SemanticFiles(predictor, out, with_overlay)
     check_outputs(writer.outputs(files), [checkpoint, *files])
-    mp, done = 0.0, 0
+    mp = 0.0
     try:
         with progress_bar() as bar:
             task = bar.add_task(f"{checkpoint.name}", total=len(files))
             for f in files:
                 mp += writer.write(f, protect=files) / 1e6
-                done += 1
                 bar.update(task, advance=1)
     except KeyboardInterrupt:
+        done = writer.written  # counted with the files, so an image finished as the signal came counts
         also = writer.close(protect=files) if done else []
         raise Interrupted(f"interrupted after {done} of {len(files)} images: their outputs in {out} are "
                           "complete" + (f" ({also[0].name} lists them)" if also else "") +

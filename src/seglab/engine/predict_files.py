@@ -30,9 +30,12 @@ from ..io.outputs import held_interrupts
 
 
 class _Timed:
-    """Seconds and CPU-seconds spent in the model (not reading or writing files)."""
+    """Seconds and CPU-seconds spent in the model (not reading or writing files), and ``written``: the
+    images whose files are complete (counted inside the block that writes them, so an interrupt delivered as
+    the block ends still finds them counted)."""
 
     seconds = cpu_seconds = 0.0
+    written = 0
 
     def timed(self, fn, *args):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -74,6 +77,7 @@ class SemanticFiles(_Timed):
             write_labels(self.out / f"{f.stem}.png", labels, protect=protect)
             if shown is not None:
                 save_png(self.out / f"{f.stem}_overlay.png", shown, protect=protect)
+            self.written += 1
         return labels.size
 
     def close(self, protect=()) -> list[Path]:
@@ -132,6 +136,7 @@ class InstanceFiles(_Timed):
             if shown is not None:
                 save_png(self.out / f"{f.stem}_overlay.png", shown, protect=protect)
             self.results += found
+            self.written += 1
         return labels.size
 
     def close(self, protect=()) -> list[Path]:
@@ -183,6 +188,7 @@ class PanopticFiles(_Timed):
                 save_png(self.out / f"{f.stem}_overlay.png", shown, protect=protect)
             self.annotations.append({"image_id": len(self.annotations) + 1, "file_name": f"{f.stem}.png",
                                      "source": f.name, "segments_info": info})
+            self.written += 1
         return ids.size
 
     def close(self, protect=()) -> list[Path]:
@@ -223,6 +229,7 @@ class KeypointFiles(_Timed):
             if shown is not None:
                 save_png(self.out / f"{f.stem}_overlay.png", shown, protect=protect)
             self.results += found
+            self.written += 1
         return image.shape[0] * image.shape[1]
 
     close = InstanceFiles.close
