@@ -80,17 +80,19 @@ def _restore_torch_determinism():
         torch.use_deterministic_algorithms(False)
 
 
-_SIGNAL_HANDLERS = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-
 @pytest.fixture(autouse=True)
-def _restore_signal_handlers():
-    """Libraries started by some tests (Ray's driver, servers) install SIGINT / SIGTERM handlers in the
-    test process; put back those the session started with, so the interrupt tests see Python's own."""
-    yield
+def _python_signal_handlers():
+    """Every test starts and ends with Python's own SIGINT / SIGTERM handling (KeyboardInterrupt, default
+    termination): libraries started by some tests (Ray's driver, servers, worker pools) install handlers
+    or an ignored disposition in the test process, which the interrupt tests and the processes they start
+    (an ignored signal stays ignored in a child) would otherwise inherit."""
     import threading
 
-    if threading.current_thread() is threading.main_thread():
-        for s, h in _SIGNAL_HANDLERS.items():
-            if signal.getsignal(s) is not h:
-                signal.signal(s, h)
+    def reset():
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    reset()
+    yield
+    reset()
