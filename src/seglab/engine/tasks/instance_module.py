@@ -15,9 +15,10 @@ import lightning as L
 import torch
 
 from ...data.base import DatasetInfo
-from ...errors import ParameterError, SeglabError
+from ...errors import ParameterError
 from ..module import SegModule
 from . import instance as steps
+from .checks import check_splits
 from .instance_data import InstanceDataModule
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -130,15 +131,7 @@ class Task:
                 raise ParameterError(f"data set {root} ({cfg['data']['format']}) split {ds.split!r} gives semantic "
                                      "targets; the instance task needs data.options.target: instances")
         if cfg["data"]["check"]:
-            from ...data.check import CheckReport, check_split
-
-            for ds in (train_ds, val_ds):
-                if ds is None:
-                    continue
-                rep = check_split(ds)
-                if rep.problems:
-                    first = CheckReport(str(root), cfg["data"]["format"], [], [rep]).first_problem()
-                    raise SeglabError(f"data set {root} split {ds.split!r} fails its check: {first}")
+            check_splits(cfg, root, train_ds, val_ds)
         self.cfg, self.root, self.train_ds, self.val_ds = cfg, root, train_ds, val_ds
         self.mean, self.std = instance_normalisation(cfg)
 

@@ -16,7 +16,7 @@ from ...data.base import DatasetInfo
 from ...errors import ParameterError
 from ...panoptic.targets import STUFF, semantic_target
 from . import instance as steps
-from .instance_module import InstanceModule, Task as InstanceTask, instance_normalisation, model_args as instance_args
+from .instance_module import InstanceModule, Task as InstanceTask, model_args as instance_args
 
 LOSS_NAMES = steps.LOSS_NAMES + ("loss_semantic",)
 MONITORS = {"val/PQ": ("all", "pq"), "val/PQ_things": ("things", "pq"), "val/PQ_stuff": ("stuff", "pq"),

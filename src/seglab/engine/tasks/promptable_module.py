@@ -17,10 +17,11 @@ import lightning as L
 import torch
 
 from ...data.base import DatasetInfo
-from ...errors import InputFileError, ParameterError, SeglabError
+from ...errors import InputFileError, ParameterError
 from ...models.sam.finetuned import base_reference, build_base, save_finetuned
 from ..module import SegModule
 from . import promptable as steps
+from .checks import check_splits
 from .promptable_data import EmbeddingStore, PromptableDataModule, cache_dir, first_images
 
 MONITORS = {"val/box_mIoU": "box_mIoU", "val/click_mIoU": "click_mIoU"}
@@ -176,15 +177,7 @@ class Task:
                                      "instances)")
         train_ds = first_images(train_ds, cfg["data"].get("max_train_images"))
         if cfg["data"]["check"]:
-            from ...data.check import CheckReport, check_split
-
-            for ds in (train_ds, val_ds):
-                if ds is None:
-                    continue
-                rep = check_split(ds)
-                if rep.problems:
-                    first = CheckReport(str(root), cfg["data"]["format"], [], [rep]).first_problem()
-                    raise SeglabError(f"data set {root} split {ds.split!r} fails its check: {first}")
+            check_splits(cfg, root, train_ds, val_ds)
         self.cfg, self.root, self.train_ds, self.val_ds = cfg, root, train_ds, val_ds
         self.base = base_of(cfg)
         self.model = build_base(self.base)

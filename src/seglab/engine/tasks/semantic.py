@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...data.check import check_split, class_weights
-from ...errors import ParameterError, SeglabError
+from ...data.check import class_weights
+from ...errors import ParameterError
 from ..module import SegDataModule, SegModule, normalisation
+from .checks import check_splits
 
 
 def _class_weights(cfg, root, train_ds, val_ds):
@@ -14,16 +15,7 @@ def _class_weights(cfg, root, train_ds, val_ds):
     reports = {}
     weights_spec = cfg["loss"].get("class_weights")
     if cfg["data"]["check"] or isinstance(weights_spec, str):
-        for ds in (train_ds, val_ds):
-            if ds is None:
-                continue
-            rep = check_split(ds)
-            reports[ds.split] = rep
-            if rep.problems:
-                from ...data.check import CheckReport
-
-                first = CheckReport(str(root), cfg["data"]["format"], [], [rep]).first_problem()
-                raise SeglabError(f"data set {root} split {ds.split!r} fails its check: {first}")
+        reports = check_splits(cfg, root, train_ds, val_ds)
     if isinstance(weights_spec, str):
         return class_weights(reports[train_ds.split], weights_spec)
     if weights_spec is not None:
