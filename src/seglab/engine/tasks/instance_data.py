@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ...errors import ParameterError
 from ...structures import Instances, masks_to_boxes
+from ..module import SegDataModule
 from ..sampling import EpochSampler
 from .instance import collate
 
@@ -110,17 +111,14 @@ class InstanceDataModule(L.LightningDataModule):
         super().__init__()
         self.cfg, self.train_ds, self.val_ds = cfg, train_ds, val_ds
 
-    def _rank_world(self):
-        t = self.trainer
-        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+    # the process's rank / world size and its share of the global batch: the semantic data module's
+    _rank_world = SegDataModule._rank_world
+    per_rank_batch = SegDataModule.per_rank_batch
 
     def train_dataloader(self):
         rank, world = self._rank_world()
         d, seed = self.cfg["data"], int(self.cfg["seed"])
-        b = int(d["batch_size"])
-        if b % world:
-            raise ParameterError(f"data.batch_size ({b}) is the global batch and must be divisible by the "
-                                 f"number of processes ({world})")
+        b = self.per_rank_batch() * world
         sampler = EpochSampler(len(self.train_ds), shuffle=True, seed=seed, rank=rank, world=world)
         return DataLoader(InstanceSamples(self.train_ds, self.augment_class(self.cfg["augment"]), seed),
                           batch_size=b // world, sampler=sampler, num_workers=int(d["workers"]),

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ...errors import ParameterError
 from ...models.sam.transforms import scale_coords
+from ..module import SegDataModule
 from ..sampling import EpochSampler
 from .prompt_sampling import low_res_frame, low_res_target
 from .promptable import objects, sample_prompts
@@ -145,17 +146,14 @@ class PromptableDataModule(L.LightningDataModule):
         self.cfg, self.train_ds, self.val_ds, self.entries = cfg, train_ds, val_ds, entries
         self.img_size, self.low_res = img_size, low_res
 
-    def _rank_world(self):
-        t = self.trainer
-        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+    # the process's rank / world size and its share of the global batch: the semantic data module's
+    _rank_world = SegDataModule._rank_world
+    per_rank_batch = SegDataModule.per_rank_batch
 
     def train_dataloader(self):
         rank, world = self._rank_world()
         d, seed = self.cfg["data"], int(self.cfg["seed"])
-        b = int(d["batch_size"])
-        if b % world:
-            raise ParameterError(f"data.batch_size ({b}) is the global batch and must be divisible by the "
-                                 f"number of processes ({world})")
+        b = self.per_rank_batch() * world
         sampler = EpochSampler(len(self.train_ds), shuffle=True, seed=seed, rank=rank, world=world)
         samples = PromptSamples(self.train_ds, self.entries, self.cfg["prompts"], self.img_size, self.low_res, seed)
         return DataLoader(samples, batch_size=b // world, sampler=sampler, num_workers=int(d["workers"]),
