@@ -144,7 +144,7 @@ def test_interruption_before_training_and_during_the_final_export(tmp_path, monk
 
     semantic_task = importlib.import_module("seglab.engine.tasks.semantic")  # where the data check runs
     with monkeypatch.context() as m:  # Ctrl-C during the data check: nothing was written
-        m.setattr(semantic_task, "check_split", ctrl_c)
+        m.setattr(semantic_task, "check_splits", ctrl_c)
         with pytest.raises(Interrupted, match=r"before its first epoch \(nothing written\)"):
             train(cfg, log=lambda s: None)
     assert not (tmp_path / "tiny").exists()

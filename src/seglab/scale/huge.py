@@ -29,16 +29,24 @@ from ..errors import ParameterError
 DEFAULT_TILE = 1024
 
 
-def receptive_radius(model, in_channels: int = 3, probe: int = 512) -> int | None:
-    """Pixels from an output pixel to the farthest input pixel it depends on (the gradient of the centre
-    output pixel on a random ``probe x probe`` input), or None when it reaches the probe's border."""
+def receptive_radius(model, in_channels: int = 3, probe: int = 512, probes: int = 4) -> int | None:
+    """Pixels from an output pixel to the farthest input pixel it depends on, or None when it reaches the
+    probe's border. Measured from the gradient of the centre output pixel, united over ``probes`` random
+    ``probe x probe`` inputs of different scales (one input can leave ReLUs on some paths inactive and
+    hide part of the field); 0 when no probe's output depends on any input pixel."""
     import torch
 
-    x = torch.randn(1, in_channels, probe, probe, requires_grad=True)
+    gen = torch.Generator().manual_seed(0)
     c = probe // 2
-    with torch.enable_grad():
-        model(x)[0, :, c, c].sum().backward()
-    ys, xs = np.nonzero(x.grad[0].abs().sum(0).numpy())
+    support = np.zeros((probe, probe), dtype=bool)
+    for scale in np.logspace(-1, 1, probes):  # one at a time: memory of a single probe's activations
+        x = (torch.randn(1, in_channels, probe, probe, generator=gen) * float(scale)).requires_grad_(True)
+        with torch.enable_grad():
+            model(x)[0, :, c, c].sum().backward()
+        support |= (x.grad[0].abs().sum(0) > 0).numpy()
+    ys, xs = np.nonzero(support)
+    if ys.size == 0:
+        return 0
     r = int(max(np.abs(ys - c).max(), np.abs(xs - c).max()))
     return None if r >= c - 1 else r
 
