@@ -7,6 +7,8 @@ Methods:
 - ``unet``: a seglab semantic model trained with configs/unet_dsb2018.yaml (3 classes: background /
   interior / boundary) + marker-controlled watershed (seglab.instance.boundary_labels); the watershed's
   thresholds are chosen on ``val`` the same way.
+- ``unet_mobilenetv2``: the same on the ImageNet-pretrained MobileNetV2 encoder
+  (configs/unet_mobilenetv2_dsb2018.yaml).
 
 Metrics (seglab.metrics.InstanceEvaluator): the DSB 2018 challenge score (per image, mean over IoU
 0.5:0.05:0.95 of TP / (TP + FP + FN), then mean over images), its value at IoU 0.5 alone (P50), COCO
@@ -17,6 +19,8 @@ network + watershed), median and mean over the 50 test images.
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/instance_dsb2018.py --methods classical
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/instance_dsb2018.py --methods unet \\
         --checkpoint runs/unet-dsb2018/best.pt
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/instance_dsb2018.py --methods unet_mobilenetv2 \\
+        --checkpoint runs/unet-mobilenetv2-dsb2018/best.pt
 
 Rows of methods not run keep their previous values in docs/results/instance.json.
 """
@@ -115,12 +119,12 @@ def unet_factory(checkpoint: Path):
 def run_method(name: str, args, val, test) -> dict:
     if name == "classical":
         make, spec, extra = classical_factory, CLASSICAL_GRID, {}
-    elif name == "unet":
+    elif name in TRAIN_CONFIGS:
         if args.checkpoint is None:
-            raise SystemExit("--checkpoint is needed for the unet method")
+            raise SystemExit(f"--checkpoint is needed for the {name} method")
         make = unet_factory(args.checkpoint)
         spec = UNET_GRID
-        extra = {"checkpoint": str(args.checkpoint), "train_config": "configs/unet_dsb2018.yaml"}
+        extra = {"checkpoint": str(args.checkpoint), "train_config": TRAIN_CONFIGS[name]}
         summary = args.checkpoint.parent / "summary.json"  # written by seglab train beside last.pt
         if summary.is_file():
             sm = json.loads(summary.read_text())
@@ -136,7 +140,9 @@ def run_method(name: str, args, val, test) -> dict:
 
 
 LABELS = {"classical": "Otsu + distance watershed (classical)",
-          "unet": "U-Net 3-class (boundary) + marker watershed"}
+          "unet": "U-Net 3-class (boundary) + marker watershed",
+          "unet_mobilenetv2": "U-Net, ImageNet MobileNetV2 encoder, 3-class (boundary) + marker watershed"}
+TRAIN_CONFIGS = {"unet": "configs/unet_dsb2018.yaml", "unet_mobilenetv2": "configs/unet_mobilenetv2_dsb2018.yaml"}
 
 
 def markdown(data: dict) -> str:
@@ -176,7 +182,7 @@ def markdown(data: dict) -> str:
         if r.get("training"):
             tr = r["training"]
             lines += ["", f"{LABELS.get(name, name)}: {tr['epochs']} epochs ({tr['steps']} steps) fitted in the "
-                      "training budget, with the loss still falling; the row measures that budget on a shared "
+                      "training budget; the row measures that budget on a shared "
                       "core, not the method's ceiling."]
     train_cmds = sorted({f"OMP_NUM_THREADS=1 nice -n 10 seglab train {r['train_config']}"
                          for r in data["methods"].values() if r.get("train_config")})
@@ -196,7 +202,7 @@ def markdown(data: dict) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("SEGLAB_DATA", ROOT.parent / "shared" / "data")) / "dsb2018")
-    ap.add_argument("--methods", default="classical", help="comma-separated: classical, unet")
+    ap.add_argument("--methods", default="classical", help="comma-separated: classical, unet, unet_mobilenetv2")
     ap.add_argument("--checkpoint", type=Path, default=None, help="U-Net checkpoint (best.pt / last.pt)")
     ap.add_argument("--limit", type=int, default=None, help="first N images of each split (quick check)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "instance")
