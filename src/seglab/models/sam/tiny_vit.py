@@ -23,6 +23,11 @@ from .image_encoder import neck
 _BAND_FLOATS = 2 ** 21
 
 
+# windows of more tokens than this (stage 3: 14 x 14 = 196) use fused attention: on 2026 CPUs (torch 2.13,
+# one thread) 23 ms against 37 ms per block there, while 7 x 7 windows are faster written out (12 vs 18 ms)
+_SDPA_MIN_TOKENS = 64
+
+
 def _band_rows(floats_per_row: int) -> int:
     """Rows per band so that a band of a map with ``floats_per_row`` floats per row stays under the limit."""
     return max(1, _BAND_FLOATS // max(1, floats_per_row))
@@ -188,10 +193,14 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3 * self.head_dim)
         q, k, v = qkv.permute(0, 2, 1, 3).split(self.head_dim, dim=3)  # per head: q | k | v
-        # explicit product + softmax: measured faster here than scaled_dot_product_attention with a float
-        # mask on CPU (which checks the mask for -inf rows on every call)
+        bias = self.attention_biases[:, self.attention_bias_idxs]
+        if n > _SDPA_MIN_TOKENS:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+            return self.proj(out.transpose(1, 2).reshape(b, n, -1))
+        # small windows (7 x 7): explicit product + softmax, measured faster than scaled_dot_product_attention
+        # with a float mask on the CPU (which checks the mask for -inf rows on every call)
         attn = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)
-        attn = attn + self.attention_biases[:, self.attention_bias_idxs].to(attn.dtype)
+        attn = attn + bias.to(attn.dtype)
         out = attn.softmax(dim=-1) @ v
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
