@@ -3,6 +3,7 @@ the decoder's cross-attentions projected on the few-token side, the unshuffled u
 positional encoding, masks resized straight from 256 x 256, TinyViT's banded stages and fused attention."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -145,3 +146,48 @@ def test_tinyvit_fused_attention_for_large_windows_equals_explicit(monkeypatch):
         monkeypatch.setattr(tiny_vit, "_SDPA_MIN_TOKENS", 10 ** 6)
         explicit = attn(x)
     torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dim, heads", [(32, 2), (256, 8)])  # image-to-token output folded into the values or not
+def test_image_state_equals_recomputing_the_first_block(dim, heads):
+    from seglab.models.sam.transformer import TwoWayTransformer
+
+    g = torch.Generator().manual_seed(3)
+    tr = randomize_(TwoWayTransformer(depth=2, embedding_dim=dim, num_heads=heads, mlp_dim=64), seed=7, scale=0.05)
+    image, pe = torch.randn(1, dim, 6, 7, generator=g), torch.randn(1, dim, 6, 7, generator=g)
+    tokens = torch.randn(3, 7, dim, generator=g)
+    with torch.no_grad():
+        state = tr.image_state(image, pe)
+        got = tr(None, pe, tokens, state)
+    want = _both(lambda: tr(image.expand(3, -1, -1, -1), pe, tokens)[0])[0], \
+        _both(lambda: tr(image.expand(3, -1, -1, -1), pe, tokens)[1])[0]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * b.abs().max().item())
+
+
+def test_predictor_keeps_the_decoder_state_per_image_and_weights():
+    model = randomize_(tiny_sam(), seed=8, scale=0.05)
+    image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    other = np.random.default_rng(1).integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    p = SamPredictor(model).set_image(image)
+    pts, lab = np.array([[10.0, 12.0], [15.0, 20.0]]), np.array([1, 0])
+
+    def plain(img):
+        q = SamPredictor(model).set_image(img)
+        q._decoder_state = lambda: None  # no state: the whole decoder per prompt
+        return q.predict(points=pts, labels=lab)
+
+    for img in (image, other, image):
+        p.set_image(img)
+        got, want = p.predict(points=pts, labels=lab), plain(img)
+        np.testing.assert_allclose(got.low_res_logits, want.low_res_logits, rtol=0,
+                                   atol=1e-5 * np.abs(want.low_res_logits).max())
+        np.testing.assert_allclose(got.iou, want.iou, rtol=0, atol=1e-5)
+    state = p._state[1]
+    assert p._decoder_state() is state  # kept
+    with torch.no_grad():  # a fine-tuning step changes the decoder in place: the state is recomputed
+        model.mask_decoder.transformer.layers[0].cross_attn_token_to_image.k_proj.weight.mul_(1.5)
+    assert not model.state_fits(state) and p._decoder_state() is not state
+    got, want = p.predict(points=pts, labels=lab), plain(image)
+    np.testing.assert_allclose(got.low_res_logits, want.low_res_logits, rtol=0,
+                               atol=1e-5 * np.abs(want.low_res_logits).max())

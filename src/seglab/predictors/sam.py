@@ -166,6 +166,7 @@ class SamPredictor:
     # -- image ---------------------------------------------------------------------------------------
     def reset_image(self) -> None:
         self.embedding: torch.Tensor | None = None
+        self._state = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
 
@@ -274,7 +275,8 @@ class SamPredictor:
             want = self.model.prompt_encoder.mask_input_size
             mask = torch.from_numpy(p.mask_input.reshape(1, 1, *want)).to(device)
         with self._autocast():
-            low, iou = self.model.decode(self.embedding.to(device), pts, boxes, mask, bool(multimask))
+            state = self._decoder_state() if mask is None else None
+            low, iou = self.model.decode(self.embedding.to(device), pts, boxes, mask, bool(multimask), state=state)
         return iou[0].float().cpu().numpy(), low[0].float().cpu().numpy()
 
     @torch.no_grad()
@@ -293,8 +295,19 @@ class SamPredictor:
             boxes = scale_coords(boxes.reshape(-1, 2, 2), self.original_size, self.model.img_size).reshape(-1, 4)
             boxes = boxes.to(device)
         with self._autocast():
-            low, iou = self.model.decode(self.embedding.to(device), pts, boxes, None, multimask)
+            low, iou = self.model.decode(self.embedding.to(device), pts, boxes, None, multimask,
+                                         state=self._decoder_state())
         return low.float(), iou.float()
+
+    def _decoder_state(self):
+        """The decoder's image-only part for the current embedding (:meth:`Sam.image_state`), computed on the
+        first prompt without a mask input and kept until the image or the weights change; call under
+        ``no_grad`` and the predictor's autocast."""
+        kept = self.__dict__.get("_state")
+        if kept is None or kept[0] is not self.embedding or not self.model.state_fits(kept[1]):
+            kept = (self.embedding, self.model.image_state(self.embedding.to(self.model.pixel_mean.device)))
+            self._state = kept
+        return kept[1]
 
     def logits_to_image(self, low_res: torch.Tensor) -> torch.Tensor:
         """``B x M x 256 x 256`` logits to ``B x M x H x W`` logits of the current image (float)."""

@@ -53,19 +53,33 @@ class MaskDecoder(nn.Module):
         self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
 
     def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse_prompt_embeddings: torch.Tensor,
-                dense_prompt_embeddings: torch.Tensor, multimask_output: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        masks, iou = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
+                dense_prompt_embeddings: torch.Tensor, multimask_output: bool,
+                state=None) -> tuple[torch.Tensor, torch.Tensor]:
+        masks, iou = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
+                                        state)
         keep = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, keep], iou[:, keep]
 
+    def image_state(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                    dense_prompt_embeddings: torch.Tensor, versions: tuple = ()):
+        """What the decoder computes from one image and its dense prompt alone
+        (:meth:`TwoWayTransformer.image_state`), to reuse for every prompt on that image."""
+        return self.transformer.image_state(image_embeddings[:1] + dense_prompt_embeddings[:1], image_pe[:1],
+                                            versions)
+
     def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                       sparse_prompt_embeddings: torch.Tensor,
-                      dense_prompt_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                      dense_prompt_embeddings: torch.Tensor, state=None) -> tuple[torch.Tensor, torch.Tensor]:
         """All ``num_mask_tokens`` masks and IoU predictions; ``image_embeddings`` (1 or B images) is
-        repeated to the batch of prompts."""
+        repeated to the batch of prompts. ``state``: :meth:`image_state` of the same image and dense prompt
+        (then ``image_embeddings`` and ``dense_prompt_embeddings`` are not read)."""
         n = sparse_prompt_embeddings.shape[0]
         out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([out_tokens[None].expand(n, -1, -1), sparse_prompt_embeddings], dim=1)
+        if state is not None:
+            b, (c, h, w) = n, image_pe.shape[1:]
+            hs, src = self.transformer(None, image_pe[:1], tokens, state)
+            return self._heads(hs, src, b, c, h, w)
         dense = dense_prompt_embeddings
         if image_embeddings.shape[0] == 1 and (dense.shape[0] == 1 or dense.stride(0) == 0):
             src = (image_embeddings + dense[:1]).expand(n, -1, -1, -1)  # one image, one dense prompt: shared
@@ -73,6 +87,11 @@ class MaskDecoder(nn.Module):
             src = image_embeddings + dense
         b, c, h, w = src.shape
         hs, src = self.transformer(src, image_pe[:1], tokens)
+        return self._heads(hs, src, b, c, h, w)
+
+    def _heads(self, hs: torch.Tensor, src: torch.Tensor, b: int, c: int, h: int,
+               w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masks and IoU from the transformer's output tokens ``hs`` and image tokens ``src``."""
         iou_out = hs[:, 0]
         mask_out = hs[:, 1:1 + self.num_mask_tokens]
         hyper = torch.stack([mlp(mask_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
