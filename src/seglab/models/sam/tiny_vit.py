@@ -17,10 +17,12 @@ from torch import nn
 from .image_encoder import neck
 
 # Inference works on bands of rows (or chunks of tokens) whose widest intermediate holds at most this many
-# floats (8 MiB). Whole 256 x 256 x 256 maps (64 MiB) are above glibc's largest mmap threshold (32 MiB), so
-# every one of them was a fresh mmap, page-faulted and zeroed by the kernel, and streamed through memory:
-# measured 25 % of the encoder's time. Each output row / token is computed exactly as without bands.
-_BAND_FLOATS = 2 ** 21
+# floats (16 MiB). Whole 256 x 256 x 256 maps (64 MiB) are above glibc's largest mmap threshold (32 MiB), so
+# every one of them was a fresh mmap, page-faulted and zeroed by the kernel: with malloc's mmap turned off
+# the encoder took 25 % less CPU time. Each output row / token is computed exactly as without bands.
+# 16 MiB rather than smaller bands: each band is a few more parallel regions, and with 2 threads on a
+# loaded machine 8 MiB bands lost what they gained (1 thread: 1.36 s CPU with 8 MiB, 1.42 s with 16 MiB).
+_BAND_FLOATS = 2 ** 22
 
 
 # windows of more tokens than this (stage 3: 14 x 14 = 196) use fused attention: on 2026 CPUs (torch 2.13,
