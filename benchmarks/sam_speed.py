@@ -6,7 +6,7 @@ bfloat16 autocast, and how much bfloat16 changes the masks.
 - decoder, per prompt in a batch of 64 clicks (the automatic mask generator's path, low-res logits).
 
 Runs of the implementations are interleaved (ours fp32, ours bf16, official, ours fp32, ...) so that load
-from other processes hits all alike; the median is reported. Masks: on the first ``--images`` BSDS500
+from other processes hits all alike; the median is reported, and the fastest run (the least disturbed). Masks: on the first ``--images`` BSDS500
 test images, 8 clicks each (a 3 x 3 grid without its centre), the IoU between our
 float32 masks and the official ones, and between our bfloat16 and float32 masks (best mask by predicted
 IoU, multimask).
