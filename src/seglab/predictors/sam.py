@@ -29,7 +29,8 @@ from ..errors import ParameterError, check_choice
 from ..io import atomic_path
 from ..models.sam.build import build_sam
 from ..models.sam.sam import Sam
-from ..models.sam.transforms import resize_image, resized_shape, scale_coords
+from ..models.sam.transforms import (image_resize_matrix, matrix_taps, resize_image, resized_shape,
+                                     scale_coords)
 from ..prompting.convert import sam_prompts
 from ..structures import Prompts
 
@@ -165,6 +166,7 @@ class SamPredictor:
     # -- image ---------------------------------------------------------------------------------------
     def reset_image(self) -> None:
         self.embedding: torch.Tensor | None = None
+        self._state = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
 
@@ -273,7 +275,8 @@ class SamPredictor:
             want = self.model.prompt_encoder.mask_input_size
             mask = torch.from_numpy(p.mask_input.reshape(1, 1, *want)).to(device)
         with self._autocast():
-            low, iou = self.model.decode(self.embedding.to(device), pts, boxes, mask, bool(multimask))
+            state = self._decoder_state() if mask is None else None
+            low, iou = self.model.decode(self.embedding.to(device), pts, boxes, mask, bool(multimask), state=state)
         return iou[0].float().cpu().numpy(), low[0].float().cpu().numpy()
 
     @torch.no_grad()
@@ -292,20 +295,51 @@ class SamPredictor:
             boxes = scale_coords(boxes.reshape(-1, 2, 2), self.original_size, self.model.img_size).reshape(-1, 4)
             boxes = boxes.to(device)
         with self._autocast():
-            low, iou = self.model.decode(self.embedding.to(device), pts, boxes, None, multimask)
+            low, iou = self.model.decode(self.embedding.to(device), pts, boxes, None, multimask,
+                                         state=self._decoder_state())
         return low.float(), iou.float()
+
+    def _decoder_state(self):
+        """The decoder's image-only part for the current embedding (:meth:`Sam.image_state`), computed on the
+        first prompt without a mask input and kept until the image or the weights change; call under
+        ``no_grad`` and the predictor's autocast."""
+        kept = self.__dict__.get("_state")
+        if kept is None or kept[0] is not self.embedding or not self.model.state_fits(kept[1]):
+            kept = (self.embedding, self.model.image_state(self.embedding.to(self.model.pixel_mean.device)))
+            self._state = kept
+        return kept[1]
 
     def logits_to_image(self, low_res: torch.Tensor) -> torch.Tensor:
         """``B x M x 256 x 256`` logits to ``B x M x H x W`` logits of the current image (float)."""
         return self.model.postprocess_masks(low_res.float(), self.input_size, self.original_size)
 
     def masks_from_logits(self, low_res: torch.Tensor) -> torch.Tensor:
-        """``B x M x 256 x 256`` logits to boolean masks ``B x M x H x W`` at the image's size (banded, so
-        a very large image needs memory for its masks only)."""
-        b, m = low_res.shape[:2]
-        size = self.model.img_size
-        up = torch.nn.functional.interpolate(low_res.float().cpu(), (size, size), mode="bilinear",
-                                             align_corners=False)
-        up = up[..., :self.input_size[0], :self.input_size[1]].reshape(b * m, *self.input_size)
-        out = upsample_to_mask(up, self.original_size, self.model.mask_threshold)
-        return out.reshape(b, m, *self.original_size)
+        """``B x M x 256 x 256`` logits to boolean masks ``B x M x H x W`` at the image's size: the
+        thresholded :meth:`logits_to_image`, computed straight from the low resolution (rows by one
+        matrix product, columns by a few taps each; see :func:`~seglab.models.sam.transforms.image_resize_matrix`)
+        and in bands of rows, so a very large image needs memory for its masks only."""
+        b, m, lh, lw = low_res.shape
+        rows, (cols, col_w) = self._resize_plan(lh, lw)
+        low = low_res.float().cpu().reshape(b * m, lh, lw)
+        h, w = self.original_size
+        out = torch.empty(b * m, h, w, dtype=torch.bool)
+        band = max(1, 2 ** 20 // (b * m * max(w, lw)))
+        for r in range(0, h, band):
+            t = rows[r:r + band] @ low  # B*M x band x lw
+            acc = t[..., cols[:, 0]] * col_w[:, 0]
+            for k in range(1, cols.shape[1]):
+                acc += t[..., cols[:, k]] * col_w[:, k]
+            torch.gt(acc, self.model.mask_threshold, out=out[:, r:r + band])
+        return out.reshape(b, m, h, w)
+
+    def _resize_plan(self, lh: int, lw: int):
+        """The row matrix (float32 ``H x lh``) and column taps of the current image's mask resize (kept)."""
+        key = (lh, lw, self.input_size, self.original_size, self.model.img_size)
+        plan = self.__dict__.get("_plan")
+        if plan is None or plan[0] != key:
+            size = self.model.img_size
+            rows = image_resize_matrix(lh, self.input_size[0], self.original_size[0], size).to(torch.float32)
+            cols = matrix_taps(image_resize_matrix(lw, self.input_size[1], self.original_size[1], size))
+            plan = (key, rows, cols)
+            self._plan = plan
+        return plan[1], plan[2]

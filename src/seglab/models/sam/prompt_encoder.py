@@ -65,8 +65,18 @@ class PromptEncoder(nn.Module):
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
     def get_dense_pe(self) -> torch.Tensor:
-        """The positional encoding of the image-embedding grid, ``1 x C x h x w``."""
-        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        """The positional encoding of the image-embedding grid, ``1 x C x h x w``.
+
+        It depends on the (fixed, not trained) Gaussian matrix only, so it is computed once and kept; a
+        new matrix (loaded, moved, changed in place) or another grid size computes it again."""
+        g = self.pe_layer.positional_encoding_gaussian_matrix
+        key = (g._version, tuple(self.image_embedding_size), torch.is_inference_mode_enabled())
+        cached = self.__dict__.get("_dense_pe")  # (matrix, key, encoding); holding the matrix keeps it unique
+        if cached is None or cached[0] is not g or cached[1] != key:
+            with torch.no_grad():
+                cached = (g, key, self.pe_layer(self.image_embedding_size).unsqueeze(0))
+            self.__dict__["_dense_pe"] = cached
+        return cached[2]
 
     def embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         """``B x N x 2`` points with ``B x N`` labels (1 foreground, 0 background, 2 / 3 box

@@ -38,12 +38,31 @@ class Sam(nn.Module):
 
     def decode(self, image_embeddings: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None = None,
                boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
-               multimask_output: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+               multimask_output: bool = True, state=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-resolution mask logits ``B x M x 256 x 256`` and IoU predictions ``B x M`` for a batch of B
-        prompts on one image embedding; coordinates in the resized-input frame."""
+        prompts on one image embedding; coordinates in the resized-input frame. ``state``: from
+        :meth:`image_state` for this embedding; used without autograd and without ``mask_input`` only."""
         sparse, dense = self.prompt_encoder(points, boxes, mask_input)
+        if mask_input is not None or torch.is_grad_enabled() or not self.state_fits(state):
+            state = None
         return self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense,
-                                 multimask_output)
+                                 multimask_output, state)
+
+    def image_state(self, image_embeddings: torch.Tensor):
+        """The part of the mask decoder that depends on the image alone (for prompts without a mask input),
+        computed once per image and passed to :meth:`decode` with each prompt on it."""
+        pe = self.prompt_encoder
+        no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        return self.mask_decoder.image_state(image_embeddings, pe.get_dense_pe(), no_mask, self._state_versions())
+
+    def _state_versions(self) -> tuple:
+        pe = self.prompt_encoder
+        return self.mask_decoder.transformer.state_versions(pe.no_mask_embed.weight,
+                                                            pe.pe_layer.positional_encoding_gaussian_matrix)
+
+    def state_fits(self, state) -> bool:
+        """Whether ``state`` (from :meth:`image_state`) was computed with the current weights."""
+        return state is not None and state.versions == self._state_versions()
 
     def postprocess_masks(self, masks: torch.Tensor, input_size: tuple[int, int],
                           original_size: tuple[int, int]) -> torch.Tensor:

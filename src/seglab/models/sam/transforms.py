@@ -4,7 +4,9 @@ The image is resized with its aspect ratio kept so its longest side is ``target`
 uint8, as the official predictor does), normalised by the ImageNet pixel mean / std, and padded with zeros
 at the bottom and right to ``target x target``. Prompt coordinates are scaled by the same factors. Mask
 logits (256 x 256) are upsampled to the padded input, the padding is cut off, and the rest is resized to
-the original image size (bilinear).
+the original image size (bilinear). Both resizes are linear maps of rows and of columns, so
+:func:`image_resize_matrix` composes them into one ``H x 256`` (rows) and one ``W x 256`` (columns)
+matrix: the masks go from 256 x 256 straight to the image's size, never through the padded 1024 x 1024.
 """
 from __future__ import annotations
 
@@ -54,3 +56,33 @@ def postprocess_masks(masks: torch.Tensor, input_size: tuple[int, int], original
     masks = F.interpolate(masks, (target, target), mode="bilinear", align_corners=False)
     masks = masks[..., :input_size[0], :input_size[1]]
     return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+
+
+def bilinear_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """The ``n_out x n_in`` (float64) matrix of a 1-D bilinear resize as ``F.interpolate(mode="bilinear",
+    align_corners=False)`` does it along one axis (two taps per output, edges clamped)."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    frac = src - i0
+    rows = torch.arange(n_out)
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    m.index_put_((rows, i0), 1 - frac, accumulate=True)
+    m.index_put_((rows, i1), frac, accumulate=True)
+    return m
+
+
+def image_resize_matrix(low: int, valid: int, out: int, target: int = 1024) -> torch.Tensor:
+    """One axis of :func:`postprocess_masks` as an ``out x low`` (float64) matrix: ``low`` logits upsampled
+    to ``target``, the first ``valid`` kept (the rest is padding), resized to ``out``."""
+    return bilinear_matrix(valid, out) @ bilinear_matrix(low, target)[:valid]
+
+
+def matrix_taps(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The non-zero entries of each row of a sparse ``n_out x n_in`` matrix as ``(index, weight)``, both
+    ``n_out x K`` (K: the most non-zeros in a row; shorter rows padded with weight 0)."""
+    nz = matrix != 0
+    k = max(1, int(nz.sum(1).max()))
+    order = torch.argsort((~nz).to(torch.int8), dim=1, stable=True)[:, :k]  # non-zero columns first
+    weight = torch.gather(matrix, 1, order)
+    return order, weight.to(torch.float32)

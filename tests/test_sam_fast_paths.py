@@ -1,0 +1,193 @@
+"""The inference-only fast paths of SAM / MobileSAM give the results of the plain computation they replace:
+the decoder's cross-attentions projected on the few-token side, the unshuffled upscaling, the cached dense
+positional encoding, masks resized straight from 256 x 256, TinyViT's banded stages and fused attention."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seglab.models.sam import tiny_vit
+from seglab.models.sam.prompt_encoder import PromptEncoder
+from seglab.models.sam.transformer import Attention
+from seglab.models.sam.transforms import (bilinear_matrix, image_resize_matrix, matrix_taps, postprocess_masks,
+                                         resized_shape)
+from seglab.predictors.sam import SamPredictor, upsample_to_mask
+
+from _sam_reference import randomize_, tiny_sam
+
+
+def _both(fn):
+    """``fn()`` with autograd on (the plain path) and off (the fast path)."""
+    with torch.enable_grad():
+        plain = fn()
+    with torch.no_grad():
+        fast = fn()
+    return plain.detach(), fast
+
+
+@pytest.mark.parametrize("batch, shared", [(1, False), (3, False), (3, True)])
+def test_cross_attention_on_the_few_tokens_side_equals_sdpa(batch, shared):
+    g = torch.Generator().manual_seed(0)
+    attn = randomize_(Attention(256, 8, downsample_rate=2), seed=3)
+    tokens = torch.randn(batch, 7, 256, generator=g)
+    image = torch.randn(1 if shared else batch, 300, 256, generator=g)
+    image = image.expand(batch, -1, -1) if shared else image
+    for q, k, v in [(tokens, image, image), (image, tokens, tokens)]:  # token-to-image, image-to-token
+        plain, fast = _both(lambda: attn(q, k, v))
+        torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5 * plain.abs().max().item())  # float rounding
+    # self-attention of the tokens, and more tokens than the few-token form pays for: the plain path
+    many = torch.randn(batch, 20, 256, generator=g)
+    for q, k in [(tokens, tokens), (many, image)]:
+        plain, fast = _both(lambda: attn(q, k, k))
+        assert torch.equal(plain, fast)
+
+
+def test_unshuffled_upscaling_equals_upscale_then_masks():
+    model = randomize_(tiny_sam(), seed=5)
+    dec = model.mask_decoder
+    c = dec.transformer_dim
+    g = torch.Generator().manual_seed(1)
+    src = torch.randn(2, 6, 5, c, generator=g)
+    hyper = torch.randn(2, 4, c // 8, generator=g)
+    up = dec.upscale(src)  # B x 4h x 4w x C/8
+    want = torch.einsum("bhwc,bmc->bmhw", up, hyper)
+    torch.testing.assert_close(dec._masks_unshuffled(src, hyper), want, rtol=1e-5, atol=1e-5)
+
+
+def test_decoder_fast_path_equals_plain_path():
+    model = randomize_(tiny_sam(), seed=6)
+    g = torch.Generator().manual_seed(2)
+    emb = torch.randn(1, 32, 16, 16, generator=g)
+    pts = (torch.rand(4, 2, 2, generator=g) * 256, torch.tensor([[1, 0]] * 4))
+    for multimask in (True, False):
+        with torch.enable_grad():
+            low_p, iou_p = (t.detach() for t in model.decode(emb, pts, None, None, multimask))
+        with torch.no_grad():
+            low_f, iou_f = model.decode(emb, pts, None, None, multimask)
+        torch.testing.assert_close(low_f, low_p, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(iou_f, iou_p, rtol=1e-4, atol=1e-4)
+
+
+def test_dense_positional_encoding_is_cached_and_follows_the_matrix():
+    pe = PromptEncoder(embed_dim=32, image_embedding_size=(8, 8), input_image_size=(128, 128))
+    first = pe.get_dense_pe()
+    assert first.shape == (1, 32, 8, 8) and pe.get_dense_pe() is first  # kept
+    assert torch.equal(first, pe.pe_layer((8, 8))[None])  # equals the recomputed encoding
+    new = torch.randn(2, 16, generator=torch.Generator().manual_seed(0))
+    pe.load_state_dict({**pe.state_dict(), "pe_layer.positional_encoding_gaussian_matrix": new})  # in place
+    again = pe.get_dense_pe()
+    assert again is not first and torch.equal(again, pe.pe_layer((8, 8))[None])
+    pe.image_embedding_size = (4, 6)
+    assert pe.get_dense_pe().shape == (1, 32, 4, 6)
+
+
+@pytest.mark.parametrize("n_in, n_out", [(256, 1024), (683, 321), (5, 5), (7, 1), (3, 10)])
+def test_bilinear_matrix_equals_interpolate(n_in, n_out):
+    x = torch.randn(2, n_in, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    want = F.interpolate(x[None, :, :, None].expand(1, 2, n_in, 1), (n_out, 1), mode="bilinear",
+                         align_corners=False)[0, :, :, 0]
+    torch.testing.assert_close(x @ bilinear_matrix(n_in, n_out).T, want)
+    idx, w = matrix_taps(image_resize_matrix(n_in, max(1, n_in // 2), n_out, 2 * n_in))
+    assert idx.shape == w.shape and idx.shape[1] <= 4 and torch.allclose(w.sum(1), torch.ones(n_out))
+
+
+@pytest.mark.parametrize("original", [(321, 481), (481, 321), (40, 50), (1200, 90), (1, 1)])
+def test_masks_from_logits_equal_two_interpolations(original):
+    model = tiny_sam()
+    p = SamPredictor(model)
+    p.original_size = original
+    p.input_size = resized_shape(*original, model.img_size)
+    low = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    want = postprocess_masks(low, p.input_size, original, model.img_size)  # the plain two resizes
+    got = p.masks_from_logits(low)
+    assert got.shape == (2, 3, *original) and got.dtype == torch.bool
+    decided = want.abs() > 1e-4  # pixels not within float rounding of the threshold
+    assert torch.equal(got[decided], want[decided] > 0)
+    # also the banded gather the predictor used before
+    up = F.interpolate(low, (model.img_size,) * 2, mode="bilinear", align_corners=False)
+    up = up[..., :p.input_size[0], :p.input_size[1]].reshape(6, *p.input_size)
+    assert torch.equal(upsample_to_mask(up, original)[decided.reshape(6, *original)], got.reshape(6, *original)[
+        decided.reshape(6, *original)])
+
+
+@pytest.fixture
+def small_bands(monkeypatch):
+    monkeypatch.setattr(tiny_vit, "_BAND_FLOATS", 3000)  # several bands even on small maps
+
+
+def test_tinyvit_banded_stages_equal_whole_maps(small_bands):
+    torch.manual_seed(0)
+    enc = randomize_(tiny_vit.TinyViT(img_size=128, embed_dims=(16, 32, 40, 48), depths=(2, 1, 1, 1),
+                                      num_heads=(1, 2, 2, 3), window_sizes=(3, 3, 10, 3)), seed=4, scale=0.1).eval()
+    x = torch.randn(1, 3, 128, 128)
+    plain, fast = _both(lambda: enc(x))
+    assert fast.shape == (1, 256, 8, 8)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    for h in (7, 9, 16):  # odd sizes: stride-2 merging reads rows 2r - 1 .. 2r + 1
+        merge = randomize_(tiny_vit.PatchMerging((h, h + 2), 8, 12), seed=h).eval()
+        mb = randomize_(tiny_vit.MBConv(8), seed=h + 1).eval()
+        y = torch.randn(2, 8, h, h + 2).contiguous(memory_format=torch.channels_last)
+        for module in (merge, mb):
+            plain, fast = _both(lambda: module(y))
+            torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    mlp = randomize_(tiny_vit.Mlp(8, 32), seed=9)
+    t = torch.randn(2, 301, 8)
+    plain, fast = _both(lambda: mlp(t))
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_tinyvit_fused_attention_for_large_windows_equals_explicit(monkeypatch):
+    attn = randomize_(tiny_vit.Attention(20, 2, 9), seed=2)  # 81 tokens per window: fused
+    x = torch.randn(3, 81, 20)
+    with torch.no_grad():
+        fused = attn(x)
+        monkeypatch.setattr(tiny_vit, "_SDPA_MIN_TOKENS", 10 ** 6)
+        explicit = attn(x)
+    torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dim, heads", [(32, 2), (256, 8)])  # image-to-token output folded into the values or not
+def test_image_state_equals_recomputing_the_first_block(dim, heads):
+    from seglab.models.sam.transformer import TwoWayTransformer
+
+    g = torch.Generator().manual_seed(3)
+    tr = randomize_(TwoWayTransformer(depth=2, embedding_dim=dim, num_heads=heads, mlp_dim=64), seed=7, scale=0.05)
+    image, pe = torch.randn(1, dim, 6, 7, generator=g), torch.randn(1, dim, 6, 7, generator=g)
+    tokens = torch.randn(3, 7, dim, generator=g)
+    with torch.no_grad():
+        state = tr.image_state(image, pe)
+        got = tr(None, pe, tokens, state)
+    want = _both(lambda: tr(image.expand(3, -1, -1, -1), pe, tokens)[0])[0], \
+        _both(lambda: tr(image.expand(3, -1, -1, -1), pe, tokens)[1])[0]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * b.abs().max().item())
+
+
+def test_predictor_keeps_the_decoder_state_per_image_and_weights():
+    model = randomize_(tiny_sam(), seed=8, scale=0.05)
+    image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    other = np.random.default_rng(1).integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    p = SamPredictor(model).set_image(image)
+    pts, lab = np.array([[10.0, 12.0], [15.0, 20.0]]), np.array([1, 0])
+
+    def plain(img):
+        q = SamPredictor(model).set_image(img)
+        q._decoder_state = lambda: None  # no state: the whole decoder per prompt
+        return q.predict(points=pts, labels=lab)
+
+    for img in (image, other, image):
+        p.set_image(img)
+        got, want = p.predict(points=pts, labels=lab), plain(img)
+        np.testing.assert_allclose(got.low_res_logits, want.low_res_logits, rtol=0,
+                                   atol=1e-5 * np.abs(want.low_res_logits).max())
+        np.testing.assert_allclose(got.iou, want.iou, rtol=0, atol=1e-5)
+    state = p._state[1]
+    assert p._decoder_state() is state  # kept
+    with torch.no_grad():  # a fine-tuning step changes the decoder in place: the state is recomputed
+        model.mask_decoder.transformer.layers[0].cross_attn_token_to_image.k_proj.weight.mul_(1.5)
+    assert not model.state_fits(state) and p._decoder_state() is not state
+    got, want = p.predict(points=pts, labels=lab), plain(image)
+    np.testing.assert_allclose(got.low_res_logits, want.low_res_logits, rtol=0,
+                               atol=1e-5 * np.abs(want.low_res_logits).max())
