@@ -36,7 +36,8 @@ from _machine import cpu_model  # noqa: E402
 from seglab.io import read_image, read_labels, to_gray  # noqa: E402
 from seglab.keypoints import decode_points, detect_blobs, instance_centroids, points_heatmap  # noqa: E402
 from seglab.keypoints.losses import heatmap_mse  # noqa: E402
-from seglab.metrics.keypoints import point_detection_scores  # noqa: E402
+from seglab.keypoints.tta import FLIP_SETS, flip_mean  # noqa: E402
+from seglab.metrics.keypoints import match_points, point_detection_scores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_JSON = ROOT / "docs/results/keypoints.json"
@@ -214,6 +215,122 @@ def record_engine_run(run: Path, command: str, load_start: str) -> dict:
             "test": report["points"], "oks": report["oks"]}
 
 
+# -- tuned decoding of a seglab train run -----------------------------------------------------------
+TUNE_GRID = {"flips": list(FLIP_SETS), "threshold": [0.2, 0.3, 0.4, 0.5, 0.6], "min_distance": [2, 3, 4, 6, 8]}
+SOFT_GRID = {"radius": [1, 2, 3], "temperature": [0.02, 0.05, 0.1, 0.2]}
+SIZE_BINS = ((0, 12), (12, 25), (25, 1e9))  # median nucleus size (sqrt of the median area, px) of an image
+
+
+def load_rgb(split: str, limit: int | None = None):
+    """[(id, uint8 image as stored (gray H x W or RGB), centres M x 2, median nucleus size px)] of one split."""
+    root = data_root()
+    ids = json.loads((root / "split.json").read_text())[split][:limit]
+    out = []
+    for i in ids:
+        labels = read_labels(root / "labels" / f"{i}.png")
+        centres, _ = instance_centroids(labels)
+        areas = np.bincount(labels.ravel())[1:]
+        out.append((i, read_image(root / "images" / f"{i}.png"), centres, float(np.sqrt(np.median(areas[areas > 0])))))
+    return out
+
+
+@torch.no_grad()
+def run_heatmaps(trained, samples, flip_sets) -> list[dict]:
+    """Per image, the heatmap of each flip set (``seglab.keypoints.tta.flip_mean`` of the trained model)."""
+    from seglab.engine.tasks.keypoint import pad_batch
+    from seglab.predictors.instance import image_to_tensor
+
+    model = trained.model.eval()
+    out = []
+    for s in samples:
+        im = image_to_tensor(s[1])
+        x = pad_batch([im], trained.mean, trained.std)
+        h, w = im.shape[1:]
+        maps, cache = {}, {}
+        for name in flip_sets:  # each flip of the input is run once, shared by the sets holding it
+            for f in FLIP_SETS[name]:
+                if f not in cache:
+                    cache[f] = flip_mean(model, x, (f,))[0, 0, :h, :w].float()
+            maps[name] = torch.stack([cache[f] for f in FLIP_SETS[name]]).mean(0)
+        out.append(maps)
+    return out
+
+
+def size_breakdown(per_image: list[dict]) -> list[dict]:
+    """F1@6px of the images binned by their median nucleus size (counts pooled within a bin)."""
+    rows = []
+    for lo, hi in SIZE_BINS:
+        sel = [r for r in per_image if lo <= r["nucleus_size"] < hi]
+        tp, fp, fn = (sum(r[k] for r in sel) for k in ("tp", "fp", "fn"))
+        rows.append({"size_px": [lo, hi if hi < 1e9 else None], "images": len(sel), "nuclei": tp + fn,
+                     "f1_6px": 2 * tp / max(2 * tp + fp + fn, 1)})
+    return rows
+
+
+def per_image_scores(preds, samples) -> list[dict]:
+    out = []
+    for p, s in zip(preds, samples):
+        tp = len(match_points(p, s[2], 6.0)[0])
+        out.append({"id": s[0], "nucleus_size": round(s[3], 1), "nuclei": len(s[2]), "found": len(p), "tp": tp,
+                    "fp": len(p) - tp, "fn": len(s[2]) - tp, "f1_6px": 2 * tp / max(len(p) + len(s[2]), 1)})
+    return out
+
+
+def run_tuned(run: Path, val, test, command: str) -> dict:
+    """Decoding of a ``seglab train`` run's ``best.pt`` chosen on val (flips, peak threshold, NMS radius by
+    F1@6px with cell-centre peaks; soft-argmax window and temperature by the mean 6-px error), then the test
+    split scored with argmax / argmax + quadratic / local soft-argmax on the same heatmaps and peaks."""
+    from seglab.engine.checkpoint import load_trained
+
+    trained = load_trained(run / "best.pt")
+    t0 = time.time()
+    val_maps = run_heatmaps(trained, val, TUNE_GRID["flips"])
+    val_seconds = time.time() - t0
+    gts = [s[2] for s in val]
+    grid = []
+    for flips, thr, md in itertools.product(*TUNE_GRID.values()):
+        preds = [decode_points(m[flips], threshold=thr, min_distance=md, refine=None)[0] for m in val_maps]
+        grid.append({"flips": flips, "threshold": thr, "min_distance": md,
+                     "val_f1_6px": point_detection_scores(preds, gts, 6.0)["f1"]})
+    best = max(grid, key=lambda r: r["val_f1_6px"])
+    flips, thr, md = best["flips"], best["threshold"], best["min_distance"]
+    print(f"  val choice: {best}", flush=True)
+    soft = []
+    for radius, temp in itertools.product(*SOFT_GRID.values()):
+        preds = [decode_points(m[flips], threshold=thr, min_distance=md, refine="soft_argmax", radius=radius,
+                               temperature=temp)[0] for m in val_maps]
+        soft.append({"radius": radius, "temperature": temp,
+                     "val_mean_error_6px": point_detection_scores(preds, gts, 6.0)["mean_error"]})
+    sbest = min(soft, key=lambda r: r["val_mean_error_6px"])
+    val_preds = [decode_points(m[flips], threshold=thr, min_distance=md, refine=None)[0] for m in val_maps]
+    val_per_image = per_image_scores(val_preds, val)
+    del val_maps
+    t1 = time.time()
+    test_maps = [m[flips] for m in run_heatmaps(trained, test, [flips])]
+    sec = (time.time() - t1) / len(test)
+    decodings = {"argmax": dict(refine=None), "argmax + quadratic": dict(refine="quadratic"),
+                 "local soft-argmax": dict(refine="soft_argmax", radius=sbest["radius"],
+                                           temperature=sbest["temperature"])}
+    rows, test_per_image = {}, None
+    for name, kw in decodings.items():
+        preds = [decode_points(m, threshold=thr, min_distance=md, **kw)[0] for m in test_maps]
+        rows[name] = scores(preds, test)
+        if test_per_image is None:
+            test_per_image = per_image_scores(preds, test)
+    cfg = trained.config
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    return {"command": command, "run": str(run), "checkpoint": str(trained.path),
+            "model": f"{cfg['model']['name']} encoder {cfg['model'].get('encoder')} "
+                     f"({cfg['model'].get('encoder_weights')}) {cfg['model'].get('options')}",
+            "config": cfg, "training": summary,
+            "val_grid": grid, "val_soft_grid": soft, "flips": flips, "threshold": thr, "min_distance": md,
+            "radius": sbest["radius"], "temperature": sbest["temperature"], "val_f1_6px": best["val_f1_6px"],
+            "val_per_image": val_per_image, "val_by_size": size_breakdown(val_per_image),
+            "test_by_size": size_breakdown(test_per_image), "test": rows,
+            "seconds_val_heatmaps_all_flips": val_seconds, "seconds_per_test_image_forward": sec,
+            "load_average": load_avg()}
+
+
 # -- report ------------------------------------------------------------------------------------------
 def _row(name, s):
     a, b = s["3px"], s["6px"]
@@ -293,8 +410,9 @@ def write_markdown(res: dict) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("classical", "learned", "engine", "markdown"), required=True,
-                    help="markdown: only rewrite the page from the JSON; engine: record a seglab train run (--run)")
+    ap.add_argument("--part", choices=("classical", "learned", "engine", "tuned", "markdown"), required=True,
+                    help="markdown: only rewrite the page from the JSON; engine: record a seglab train run's own "
+                         "test report (--run); tuned: decode the run's best.pt with settings chosen on val")
     ap.add_argument("--run", type=Path, help="engine: the run directory of seglab train configs/keypoints_dsb2018.yaml")
     ap.add_argument("--command", default="", help="engine: the seglab train command that made --run")
     ap.add_argument("--load-start", default="", help="engine: the load average when the run started")
@@ -319,11 +437,17 @@ def main(argv=None):
         return
     val, test = load("val", args.limit), load("test", args.limit)
     command = "OMP_NUM_THREADS=1 nice -n 10 python benchmarks/keypoints_dsb2018.py " + " ".join(sys.argv[1:])
-    if args.part == "classical":
+    if args.part == "tuned":
+        if args.run is None:
+            raise SystemExit("--part tuned needs --run (the run directory of seglab train)")
+        out = run_tuned(args.run, load_rgb("val", args.limit), load_rgb("test", args.limit),
+                        "python benchmarks/keypoints_dsb2018.py " + " ".join(sys.argv[1:]))
+        out["load_average_start"] = args.load_start
+    elif args.part == "classical":
         out = run_classical(val, test)
     else:
         out = run_learned(load("train", args.limit), val, test, args.minutes, args.wall_minutes)
-    out["command"] = command
+    out.setdefault("command", command)
     if args.limit is None:
         res = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {}  # read late: parts may run at once
         res[args.part] = out

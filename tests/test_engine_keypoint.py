@@ -43,9 +43,10 @@ def _cfg(**changes) -> dict:
 def test_configs_validate_with_their_defaults():
     cfg = validate(_cfg())
     assert cfg["task"] == "keypoint" and cfg["model"]["name"] == "keypoint_rcnn"
-    dense = validate(yaml.safe_load((ROOT / "configs" / "keypoints_dsb2018.yaml").read_text()))
-    assert dense["heatmap"]["loss"] == "mse" and dense["decode"]["mode"] == "peaks"
-    assert dense["data"]["options"] == {"target": "keypoints"}
+    for name in ("keypoints_dsb2018.yaml", "keypoints_dsb2018_mobilenetv2.yaml"):
+        dense = validate(yaml.safe_load((ROOT / "configs" / name).read_text()))
+        assert dense["heatmap"]["loss"] == "mse" and dense["decode"]["mode"] == "peaks"
+        assert dense["data"]["options"] == {"target": "keypoints"}
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -334,6 +335,23 @@ def test_keypoint_rcnn_starts_from_imagenet_backbone_weights(weights_dir, tmp_pa
     with pytest.raises(ParameterError, match="'model.pretrained_backbone' is for keypoint_rcnn"):
         load_config(CONFIG, {"model.name": "unet", "model.options": "{}",
                              "model.pretrained_backbone": str(weights_dir / "mobilenet_v2-b0353104.pth")})
+
+
+def test_dense_model_starts_from_imagenet_encoder_weights(weights_dir):
+    """model.encoder_weights: imagenet loads torchvision's MobileNetV2 into a dense keypoint model's encoder
+    (the DSB2018 MobileNetV2 recipe); rebuilding an export (weights=False) does not read the file."""
+    from seglab.engine.config import load_config
+    from seglab.engine.tasks.keypoint_module import build_keypoint_model, keypoint_meta, model_args
+
+    cfg = load_config(ROOT / "configs" / "keypoints_dsb2018_mobilenetv2.yaml", {"model.options": "{base_width: 8}"})
+    assert cfg["model"]["encoder_weights"] == "imagenet" and cfg["model"]["encoder"] == "mobilenet_v2"
+    ds = open_dataset(".", "synthetic_instances", "train", target="keypoints", n=1)
+    state = torch.load(weights_dir / "mobilenet_v2-b0353104.pth", map_location="cpu", weights_only=True)
+    model = build_keypoint_model(cfg, ds.info, keypoint_meta(ds))
+    assert torch.equal(model.encoder.features[3].conv[1][0].weight, state["features.3.conv.1.0.weight"])
+    bare = build_keypoint_model(cfg, ds.info, keypoint_meta(ds), weights=False)
+    assert not torch.equal(bare.encoder.features[3].conv[1][0].weight, state["features.3.conv.1.0.weight"])
+    assert "encoder_weights" not in model_args(cfg, ds.info, keypoint_meta(ds))
 
 
 def test_dense_run_resumes_exactly_after_an_interrupt(tmp_path):
