@@ -217,7 +217,8 @@ def record_engine_run(run: Path, command: str, load_start: str) -> dict:
 
 
 # -- tuned decoding of a seglab train run -----------------------------------------------------------
-TUNE_GRID = {"flips": list(FLIP_SETS), "threshold": [0.2, 0.3, 0.4, 0.5, 0.6], "min_distance": [2, 3, 4, 6, 8]}
+TUNE_GRID = {"flips": list(FLIP_SETS), "threshold": [0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6],
+             "min_distance": [2, 3, 4, 6, 8]}
 SOFT_GRID = {"radius": [1, 2, 3], "temperature": [0.02, 0.05, 0.1, 0.2]}
 SIZE_BINS = ((0, 12), (12, 25), (25, 1e9))  # median nucleus size (sqrt of the median area, px) of an image
 
