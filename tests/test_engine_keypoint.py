@@ -57,6 +57,7 @@ def test_configs_validate_with_their_defaults():
     ({"data.format": "dsb2018", "data.options": {}}, "'data.options.target' must be 'keypoints'"),
     ({"data.format": "camvid", "data.options": {}}, "'data.format' must be a keypoint data format"),
     ({"heatmap.sigma": 0}, "'heatmap.sigma'"),
+    ({"heatmap.size_sigma": -0.1}, "'heatmap.size_sigma'"),
     ({"decode.refine": "mean"}, "'decode.refine'"),
     ({"checkpoint.monitor": "val/mIoU"}, "'checkpoint.monitor'"),
     ({"evaluate.sigmas": [0.1, -1]}, "'evaluate.sigmas"),
@@ -268,6 +269,28 @@ def _dense(loss="mse", mode="single", refine="argmax", k=2):
 
     return DenseKeypoints(HeatmapSection(loss=loss, sigma=1.5).model_dump(),
                           DecodeSection(mode=mode, refine=refine, threshold=0.5).model_dump(), k)
+
+
+def test_size_sigma_widens_the_gaussian_of_large_objects():
+    """heatmap.size_sigma: sigma = max(sigma, size_sigma * sqrt(w h)) per object; 0 keeps one sigma."""
+    from seglab.engine.schema import DecodeSection, HeatmapSection
+    from seglab.engine.tasks.keypoint import DenseKeypoints
+    from seglab.keypoints import gaussian_heatmaps
+
+    t = Instances((64, 64), [[0.0, 0.0, 48.0, 48.0], [50.0, 50.0, 58.0, 58.0]], classes=[1, 1],
+                  keypoints=[[[24.0, 24.0, 2]], [[54.0, 54.0, 2]]])
+    decode = DecodeSection(mode="peaks").model_dump()
+    scaled = DenseKeypoints(HeatmapSection(sigma=2.0, size_sigma=0.125).model_dump(), decode, 1)
+    fixed = DenseKeypoints(HeatmapSection(sigma=2.0).model_dump(), decode, 1)
+    assert scaled.object_sigmas(t.boxes) == [6.0, 2.0] and fixed.object_sigmas(t.boxes) == [2.0, 2.0]
+    maps, _ = scaled.targets([t], (64, 64))
+    want = torch.maximum(gaussian_heatmaps(t.keypoints[0], (64, 64), 6.0)[0],
+                         gaussian_heatmaps(t.keypoints[1], (64, 64), 2.0)[0])
+    assert torch.allclose(maps[0], want)
+    assert maps[0, 0, 23, 29] > 0.6 > fixed.targets([t], (64, 64))[0][0, 0, 23, 29]  # 6 px from the big centre
+    empty = Instances((64, 64), torch.zeros(0, 4), classes=torch.zeros(0, dtype=torch.int64),
+                      keypoints=torch.zeros(0, 1, 3))
+    assert scaled.targets([empty], (8, 8))[0].abs().sum() == 0
 
 
 def test_dense_losses_follow_their_definitions():
