@@ -208,7 +208,8 @@ def record_engine_run(run: Path, command: str, load_start: str) -> dict:
     return {"command": command, "load_average_start": load_start, "load_average": load_avg(),
             "model": f"{m['name']}" + (f" encoder {m['encoder']} ({m.get('encoder_weights')})" if m.get("encoder") else "")
                      + f" {m.get('options')}", "loss": f"heatmap_mse weighted 1 + {h['peak_weight']:g} * "
-            f"target (sigma {h['sigma']:g} px), {cfg['optimizer']['name']} {cfg['optimizer']['lr']:g} {cfg['schedule']['name']}",
+            f"target (sigma {h['sigma']:g} px" + (f", widened to {h['size_sigma']:g} x the nucleus size" if h.get("size_sigma")
+                                         else "") + f"), {cfg['optimizer']['name']} {cfg['optimizer']['lr']:g} {cfg['schedule']['name']}",
             "decoding": f"peaks > {d['threshold']:g}, NMS {d['min_distance']} px, {d['refine']}",
             "training": {"steps": summary["steps"], "epochs": summary["epochs"], "batch": cfg["data"]["batch_size"],
                          "crop": "x".join(map(str, cfg["augment"]["crop"])), "fit_seconds": summary["fit_seconds"],
@@ -423,7 +424,8 @@ def write_markdown(res: dict) -> None:
                   f"{a['crop'][0]}x{a['crop'][1]} crops ({tr.get('epochs')} epochs), flips and 90-degree rotations, "
                   f"Gaussian targets sigma {h['sigma']:g} px, MSE weighted 1 + {h['peak_weight']:g} * target, "
                   f"{cfg['optimizer']['name']} {cfg['optimizer']['lr']:g} {cfg['schedule']['name']} over the budget; "
-                  f"{sess.get('train_cpu_seconds', 0) / 60:.1f} CPU minutes of training, "
+                  f"{sess.get('train_cpu_seconds', 0) / 60:.1f} CPU minutes of training steps "
+                  f"({sess.get('budget_cpu_seconds', 0) / 60:.1f} with validation, the budget's count), "
                   f"{sess.get('fit_seconds', 0) / 60:.1f} min wall (the run stops at the first of "
                   f"trainer.max_cpu_minutes {cfg['trainer'].get('max_cpu_minutes')} and trainer.max_minutes "
                   f"{cfg['trainer'].get('max_minutes')}); best checkpoint by val F1@6px (the config's decoding).",
