@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -395,6 +396,9 @@ def write_markdown(res: dict) -> None:
                   "share the peaks.",
                   f"- By nucleus size (each image binned by the square root of its median nucleus area): val "
                   f"{_size_f1(tu['val_by_size'])}; test {_size_f1(tu['test_by_size'])} (argmax peaks)."]
+        note = tu.get("note")
+        if note:
+            lines.append(f"- {note}")
         worst = sorted(tu["val_per_image"], key=lambda r: r["f1_6px"])[:5]
         lines.append("- The five worst val images (F1@6px, median nucleus size, nuclei, found): " + "; ".join(
             f"{r['f1_6px']:.2f} ({r['nucleus_size']:g} px, {r['nuclei']}, {r['found']})" for r in worst) + ".")
@@ -422,7 +426,9 @@ def write_markdown(res: dict) -> None:
                   f"{tu['train_load_end']} at the end); {tu['model']}, RGB input (gray images repeated) with ImageNet "
                   f"normalisation; {tr.get('steps')} steps of {cfg['data']['batch_size']} random "
                   f"{a['crop'][0]}x{a['crop'][1]} crops ({tr.get('epochs')} epochs), flips and 90-degree rotations, "
-                  f"Gaussian targets sigma {h['sigma']:g} px, MSE weighted 1 + {h['peak_weight']:g} * target, "
+                  f"Gaussian targets sigma {h['sigma']:g} px"
+                  + (f" widened to {h['size_sigma']:g} x the nucleus's box size (sqrt(w h); heatmap.size_sigma)"
+                     if h.get("size_sigma") else "") + f", MSE weighted 1 + {h['peak_weight']:g} * target, "
                   f"{cfg['optimizer']['name']} {cfg['optimizer']['lr']:g} {cfg['schedule']['name']} over the budget; "
                   f"{sess.get('train_cpu_seconds', 0) / 60:.1f} CPU minutes of training steps "
                   f"({sess.get('budget_cpu_seconds', 0) / 60:.1f} with validation, the budget's count), "
@@ -502,7 +508,8 @@ def main(argv=None):
         if args.run is None:
             raise SystemExit("--part tuned needs --run (the run directory of seglab train)")
         out = run_tuned(args.run, load_rgb("val", args.limit), load_rgb("test", args.limit),
-                        "python benchmarks/keypoints_dsb2018.py " + " ".join(sys.argv[1:]), args.checkpoint)
+                        "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/keypoints_dsb2018.py "
+                        + shlex.join(sys.argv[1:]), args.checkpoint)
         out["train_command"], out["train_load_start"], out["train_load_end"] = (
             args.train_command, args.load_start, args.load_end)
     elif args.part == "classical":
