@@ -43,9 +43,10 @@ def _cfg(**changes) -> dict:
 def test_configs_validate_with_their_defaults():
     cfg = validate(_cfg())
     assert cfg["task"] == "keypoint" and cfg["model"]["name"] == "keypoint_rcnn"
-    dense = validate(yaml.safe_load((ROOT / "configs" / "keypoints_dsb2018.yaml").read_text()))
-    assert dense["heatmap"]["loss"] == "mse" and dense["decode"]["mode"] == "peaks"
-    assert dense["data"]["options"] == {"target": "keypoints"}
+    for name in ("keypoints_dsb2018.yaml", "keypoints_dsb2018_mobilenetv2.yaml"):
+        dense = validate(yaml.safe_load((ROOT / "configs" / name).read_text()))
+        assert dense["heatmap"]["loss"] == "mse" and dense["decode"]["mode"] == "peaks"
+        assert dense["data"]["options"] == {"target": "keypoints"}
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -56,6 +57,7 @@ def test_configs_validate_with_their_defaults():
     ({"data.format": "dsb2018", "data.options": {}}, "'data.options.target' must be 'keypoints'"),
     ({"data.format": "camvid", "data.options": {}}, "'data.format' must be a keypoint data format"),
     ({"heatmap.sigma": 0}, "'heatmap.sigma'"),
+    ({"heatmap.size_sigma": -0.1}, "'heatmap.size_sigma'"),
     ({"decode.refine": "mean"}, "'decode.refine'"),
     ({"checkpoint.monitor": "val/mIoU"}, "'checkpoint.monitor'"),
     ({"evaluate.sigmas": [0.1, -1]}, "'evaluate.sigmas"),
@@ -269,6 +271,28 @@ def _dense(loss="mse", mode="single", refine="argmax", k=2):
                           DecodeSection(mode=mode, refine=refine, threshold=0.5).model_dump(), k)
 
 
+def test_size_sigma_widens_the_gaussian_of_large_objects():
+    """heatmap.size_sigma: sigma = max(sigma, size_sigma * sqrt(w h)) per object; 0 keeps one sigma."""
+    from seglab.engine.schema import DecodeSection, HeatmapSection
+    from seglab.engine.tasks.keypoint import DenseKeypoints
+    from seglab.keypoints import gaussian_heatmaps
+
+    t = Instances((64, 64), [[0.0, 0.0, 48.0, 48.0], [50.0, 50.0, 58.0, 58.0]], classes=[1, 1],
+                  keypoints=[[[24.0, 24.0, 2]], [[54.0, 54.0, 2]]])
+    decode = DecodeSection(mode="peaks").model_dump()
+    scaled = DenseKeypoints(HeatmapSection(sigma=2.0, size_sigma=0.125).model_dump(), decode, 1)
+    fixed = DenseKeypoints(HeatmapSection(sigma=2.0).model_dump(), decode, 1)
+    assert scaled.object_sigmas(t.boxes) == [6.0, 2.0] and fixed.object_sigmas(t.boxes) == [2.0, 2.0]
+    maps, _ = scaled.targets([t], (64, 64))
+    want = torch.maximum(gaussian_heatmaps(t.keypoints[0], (64, 64), 6.0)[0],
+                         gaussian_heatmaps(t.keypoints[1], (64, 64), 2.0)[0])
+    assert torch.allclose(maps[0], want)
+    assert maps[0, 0, 23, 29] > 0.6 > fixed.targets([t], (64, 64))[0][0, 0, 23, 29]  # 6 px from the big centre
+    empty = Instances((64, 64), torch.zeros(0, 4), classes=torch.zeros(0, dtype=torch.int64),
+                      keypoints=torch.zeros(0, 1, 3))
+    assert scaled.targets([empty], (8, 8))[0].abs().sum() == 0
+
+
 def test_dense_losses_follow_their_definitions():
     from seglab.keypoints import gaussian_heatmaps, onehot_targets
     from seglab.keypoints.losses import heatmap_cross_entropy, heatmap_mse, soft_argmax_loss
@@ -334,6 +358,23 @@ def test_keypoint_rcnn_starts_from_imagenet_backbone_weights(weights_dir, tmp_pa
     with pytest.raises(ParameterError, match="'model.pretrained_backbone' is for keypoint_rcnn"):
         load_config(CONFIG, {"model.name": "unet", "model.options": "{}",
                              "model.pretrained_backbone": str(weights_dir / "mobilenet_v2-b0353104.pth")})
+
+
+def test_dense_model_starts_from_imagenet_encoder_weights(weights_dir):
+    """model.encoder_weights: imagenet loads torchvision's MobileNetV2 into a dense keypoint model's encoder
+    (the DSB2018 MobileNetV2 recipe); rebuilding an export (weights=False) does not read the file."""
+    from seglab.engine.config import load_config
+    from seglab.engine.tasks.keypoint_module import build_keypoint_model, keypoint_meta, model_args
+
+    cfg = load_config(ROOT / "configs" / "keypoints_dsb2018_mobilenetv2.yaml", {"model.options": "{base_width: 8}"})
+    assert cfg["model"]["encoder_weights"] == "imagenet" and cfg["model"]["encoder"] == "mobilenet_v2"
+    ds = open_dataset(".", "synthetic_instances", "train", target="keypoints", n=1)
+    state = torch.load(weights_dir / "mobilenet_v2-b0353104.pth", map_location="cpu", weights_only=True)
+    model = build_keypoint_model(cfg, ds.info, keypoint_meta(ds))
+    assert torch.equal(model.encoder.features[3].conv[1][0].weight, state["features.3.conv.1.0.weight"])
+    bare = build_keypoint_model(cfg, ds.info, keypoint_meta(ds), weights=False)
+    assert not torch.equal(bare.encoder.features[3].conv[1][0].weight, state["features.3.conv.1.0.weight"])
+    assert "encoder_weights" not in model_args(cfg, ds.info, keypoint_meta(ds))
 
 
 def test_dense_run_resumes_exactly_after_an_interrupt(tmp_path):

@@ -668,6 +668,9 @@ class HeatmapSection(Section):
 
     loss: Literal["mse", "ce", "soft_argmax"] = "mse"  # Gaussian MSE | softmax CE over cells | soft-argmax L1/L2
     sigma: Positive = 2.0                       # Gaussian target width (px), mse
+    # mse: an object's Gaussian widens with its size, max(sigma, size_sigma * sqrt(box w * h)) (0: fixed sigma),
+    # so a large object (a big nucleus) gets one broad peak instead of a narrow one far from its borders
+    size_sigma: Number = Field(0.0, ge=0)
     peak_weight: Number = Field(9.0, ge=0)      # mse weight 1 + peak_weight * target
     temperature: Positive = 1.0                 # soft_argmax: softmax(logits / temperature)
     learn_temperature: bool = False             # soft_argmax: one learnable temperature per keypoint

@@ -9,7 +9,8 @@ instance task. Two forms:
 * a dense model predicting ``K`` maps at the image's resolution (:class:`DenseKeypoints`): images are
   normalised and zero-padded to a multiple of 32; the loss is ``heatmap.loss``: ``mse`` against Gaussian
   targets (Tompson et al., NeurIPS 2014; the maximum of the objects' Gaussians per map, weighted
-  ``1 + peak_weight * target``), ``ce`` (softmax cross-entropy over the cells, one point per map) or
+  ``1 + peak_weight * target``; with ``size_sigma`` each object's Gaussian widens with its box),
+  ``ce`` (softmax cross-entropy over the cells, one point per map) or
   ``soft_argmax`` (L1 / L2 between the soft-argmax of the map and the point, Sun et al., ECCV 2018, with a
   fixed or learnable temperature). Decoding (``decode``): ``peaks`` (every local maximum above
   ``threshold`` is an object with one keypoint, refined by quadratic sub-pixel fitting or a local
@@ -61,6 +62,16 @@ class DenseKeypoints:
             raise ParameterError(f"config key 'decode.mode' 'peaks' finds objects with one keypoint; the data have "
                                  f"{self.k} keypoints per object (use decode.mode: single)")
 
+    def object_sigmas(self, boxes: torch.Tensor) -> list[float]:
+        """The Gaussian width of each object: ``heatmap.sigma``, or with ``heatmap.size_sigma`` > 0
+        ``max(sigma, size_sigma * sqrt(w h))`` of its box (object-size dependent Gaussians, as CenterNet's:
+        Zhou et al., "Objects as Points", 2019)."""
+        sigma, scale = float(self.h["sigma"]), float(self.h.get("size_sigma") or 0.0)
+        if scale <= 0:
+            return [sigma] * len(boxes)
+        wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
+        return [max(sigma, scale * float(v)) for v in (wh[:, 0] * wh[:, 1]).sqrt()]
+
     def targets(self, targets: list[Instances], size) -> tuple[torch.Tensor, torch.Tensor]:
         """Gaussian maps ``B x K x H x W`` (each the maximum over the objects) and keypoints ``B x K x 3``
         of the single object of each image (``single`` mode; zeros and visibility 0 otherwise)."""
@@ -70,8 +81,9 @@ class DenseKeypoints:
         single = torch.zeros(len(targets), self.k, 3)
         for b, t in enumerate(targets):
             kp = t.keypoints if t.keypoints is not None else torch.zeros(0, self.k, 3)
+            sigmas = self.object_sigmas(t.boxes.cpu() if len(kp) else torch.zeros(0, 4))
             for n in range(len(kp)):
-                g, _ = gaussian_heatmaps(kp[n].cpu(), size, float(self.h["sigma"]))
+                g, _ = gaussian_heatmaps(kp[n].cpu(), size, sigmas[n])
                 maps[b] = torch.maximum(maps[b], g)
             if self.d["mode"] == "single" and len(kp):
                 single[b] = kp[0].cpu()

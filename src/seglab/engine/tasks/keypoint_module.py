@@ -54,7 +54,10 @@ def build_keypoint_model(cfg: dict, info: DatasetInfo, meta: dict, *, weights: b
             load_state(model, state.get("state_dict", state) if isinstance(state, dict) else state,
                        source=str(m["pretrained"]))
         return model
-    return create(m["name"], pretrained=m.get("pretrained") if weights else None, **args)
+    # encoder_weights (e.g. "imagenet" for a mobilenet_v2 / resnet encoder) only starts training; an export
+    # rebuilds the network without it (weights=False) and loads its own state
+    return create(m["name"], pretrained=m.get("pretrained") if weights else None,
+                  encoder_weights=m.get("encoder_weights") if weights else None, **args)
 
 
 def keypoint_meta(ds) -> dict:
