@@ -105,7 +105,8 @@ def run_training(args, train_images: int) -> tuple[dict, Path]:
 
 
 def validation_history(run: Path) -> list[dict]:
-    """Each validation of the run: step, box-prompt and 1-click mIoU (``logs/metrics.csv``)."""
+    """Each validation of the run: step (Lightning's 0-based index of the last step before it), box-prompt and
+    1-click mIoU (``logs/metrics.csv``)."""
     path = run / "logs" / "metrics.csv"
     if not path.is_file():
         return []
@@ -235,9 +236,10 @@ def markdown(res: dict) -> str:
            "train embeddings were in the cache already)" if emb["computed"] else "(all in the cache already)"),
         f"- {t['steps']} optimiser steps in {t['fit_minutes']:.1f} minutes (wall clock) and "
         f"{t['train_cpu_minutes']:.1f} CPU minutes of training steps, {t['threads']} threads",
-        "- validation box-prompt mIoU (1-click mIoU) by step: zero-shot "
+        "- validation box-prompt mIoU (1-click mIoU): zero-shot "
         f"{t['zero_shot_val']['box_mIoU']:.4f} ({t['zero_shot_val']['click_mIoU']:.4f}); "
-        + ", ".join(f"step {v['step']}: {v['box_mIoU']:.4f} ({v['click_mIoU']:.4f})" for v in t["val_history"]),
+        + ", ".join(f"after {v['step'] + 1} steps {v['box_mIoU']:.4f} ({v['click_mIoU']:.4f})"
+                    for v in t["val_history"]) + " (the last one at the end of the time budget)",
         (f"- checkpoint: {t['checkpoint']}, the best validation box-prompt mIoU ({t['best_score']:.4f}, zero-shot "
          f"{t['zero_shot_val']['box_mIoU']:.4f} on the same {t['zero_shot_val']['objects']} val nuclei"
          + ("" if t["best_score"] > t["zero_shot_val"]["box_mIoU"] else
