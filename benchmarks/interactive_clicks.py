@@ -294,7 +294,9 @@ def markdown(res: dict) -> str:
         lines.append("")
     lines += ["`s per prediction`: median over objects of a session's wall time per prediction (clicks and the "
               "box); MobileSAM's includes its image encoder once per image (embeddings cached on disk after the "
-              "first run).", ""]
+              "first run)." + (" The rows of an added run were timed in that run, at its load, and its MobileSAM "
+                               "rows found their embeddings in the disk cache: compare times only between rows "
+                               "of one run." if len(runs) > 1 else ""), ""]
     finetuned = res.get("finetuned_label", "MobileSAM fine-tuned")
     if not any(m == finetuned for per in res["table"].values() for m in per):
         lines += ["No fine-tuned MobileSAM row in this run: add one with `--methods mobilesam_finetuned "
@@ -459,7 +461,9 @@ def main(argv=None) -> None:
         records = merge_records(old, records, set(args.sets), set(rows))
         runs = runs_of(old) + [run]
         per_set, eligible = old["per_set"], {**old["eligible"], **eligible}
-        order = list(dict.fromkeys([*(r["method"] for r in old["objects"]), *rows]))  # recorded rows first
+        order = list(dict.fromkeys(r["method"] for r in old["objects"]))  # the recorded rows, new SAM rows
+        at = order.index("MobileSAM") + 1 if "MobileSAM" in order else len(order)  # beside zero-shot MobileSAM
+        order[at:at] = [m for m in rows if m not in order]
         sets = [s for s in SETS if s in old["per_set"] or s in args.sets]
     else:
         runs, order, sets = [run], list(rows), list(args.sets)
