@@ -278,7 +278,10 @@ def markdown(res: dict) -> str:
              f"Command: `{runs[0]['command']}`", "", _run_line(runs[0], res["machine"]), ""]
     for run in runs[1:]:
         lines += [f"Rows added to the same objects by: `{run['command']}` (methods "
-                  + ", ".join(run.get("rows", [])) + f"; sets {', '.join(run.get('sets', []))}).", "",
+                  + ", ".join(run.get("rows", [])) + f"; sets {', '.join(run.get('sets', []))})"
+                  + (f"; of the {run['reproduced'][1]} recorded (object, method) pairs it ran again, "
+                     f"{run['reproduced'][0]} gave the recorded IoUs exactly" if run.get("reproduced", [0, 0])[1]
+                     else "") + ".", "",
                   _run_line(run, res["machine"]), ""]
     lines += ["Subset: " + ", ".join(f"{s} {n} of {res['eligible'][s]}" for s, n in res["per_set"].items())
              + f" eligible objects, the first of a permutation with seed {res['seed']}; at most "
@@ -458,6 +461,10 @@ def main(argv=None) -> None:
     if args.sam_checkpoint:
         run["sam_checkpoint_sha256"] = ck_id
     if old is not None:
+        before = {(r["set"], r["key"], r["value"], r["method"]): r for r in old["objects"]}
+        again = [(before[k], r) for r in records if (k := (r["set"], r["key"], r["value"], r["method"])) in before]
+        run["reproduced"] = [sum(a["ious"] == b["ious"] and a["box_iou"] == b["box_iou"] for a, b in again),
+                             len(again)]  # objects rerun with the recorded IoUs, of those rerun
         records = merge_records(old, records, set(args.sets), set(rows))
         runs = runs_of(old) + [run]
         per_set, eligible = old["per_set"], {**old["eligible"], **eligible}
