@@ -21,6 +21,13 @@ Objects, sampled deterministically (the first ``--per-set`` of a permutation by
 (4-connected) of the cell label (255) of >= 200 px; BSDS500 ``test``, the 3 largest segments of the first
 annotator of every image. Results are appended per (object, method) to a work file, so an interrupted run
 resumes where it stopped.
+
+A fine-tuned MobileSAM is the method ``mobilesam_finetuned`` with ``--sam-checkpoint PATH`` (a file of
+``seglab train`` with the promptable task, or a full MobileSAM state dict), its row named by ``--sam-label``.
+``--merge`` adds this run's rows to the recorded page (``OUT/promptable.json``): the recorded objects of the
+other methods are kept, this run's methods on this run's sets replace theirs, and each run's command, date
+and load are listed. A merged run must draw the same objects (same ``--seed`` and ``--max-clicks``; a set's
+``--per-set`` no larger than recorded, so its objects are the first of the recorded sample).
 """
 from __future__ import annotations
 
@@ -44,6 +51,8 @@ from seglab.structures import Prompts, masks_to_boxes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSICAL = ("graph_cut", "grabcut", "random_walker", "watershed")
+FINETUNED = "mobilesam_finetuned"        # the method name of a fine-tuned MobileSAM (--sam-checkpoint)
+METHODS = ("MobileSAM", FINETUNED, *CLASSICAL)
 SETS = ("dsb2018", "isbi2012", "bsds500")
 MIN_AREA = 200
 THRESHOLDS = (0.85, 0.90)
@@ -239,22 +248,42 @@ def summarise(records: list[dict], max_clicks: int) -> dict:
     return table
 
 
+def runs_of(res: dict) -> list[dict]:
+    """The runs a results record was made by (a record written before ``--merge`` existed: its one run)."""
+    if "runs" in res:
+        return res["runs"]
+    return [{k: res[k] for k in ("command", "date", "threads", "compute_s", "load_1m_during",
+                                 "load_avg_1m_before_after") if k in res}]
+
+
+def _run_line(run: dict, machine: str) -> str:
+    loads = run.get("load_1m_during")
+    return (f"Summarised {run['date']} on {machine}, {run['threads']} torch thread(s) per process, niced, "
+            f"**shared with other jobs**: {run['compute_s'] / 60:.0f} min of interaction sessions in all (sum "
+            "over objects and methods of each session's wall time, clicks and box"
+            + ("; a set's objects run in one process, the sets in parallel" if run.get("parallel_sets", True)
+               else "") + "), at a 1-minute load average of "
+            + (f"{loads[0]:.0f} to {loads[2]:.0f} (median {loads[1]:.0f}) on 2 cores while they ran" if loads
+               else f"{run['load_avg_1m_before_after'][0]}")
+            + ": every time is inflated many times over; compare times only within a run.")
+
+
 def markdown(res: dict) -> str:
     cols = ["objects", "NoC@85", "NoC@90", "mIoU@1", "mIoU@3", "mIoU@5", "box IoU", "s per prediction"]
+    runs = runs_of(res)
     lines = ["# Interactive segmentation: simulated clicks", "",
              "MobileSAM beside the classical interactive methods, every method through one prompt type "
              "(`seglab.structures.Prompts`). Protocol, objects and sampling: `benchmarks/interactive_clicks.py` "
              "(docstring) and [the guide](../promptable.md).", "",
-             f"Command: `{res['command']}`", "",
-             f"Summarised {res['date']} on {res['machine']}, {res['threads']} torch thread(s) per process, niced, "
-             f"**shared with other jobs**: {res['compute_s'] / 60:.0f} min of interaction sessions in all (sum "
-             "over objects and methods of each session's wall time, clicks and box; a set's objects run in "
-             "one process, the sets in parallel), at a 1-minute load average of "
-             + (f"{res['load_1m_during'][0]:.0f} to {res['load_1m_during'][2]:.0f} (median "
-                f"{res['load_1m_during'][1]:.0f}) on 2 cores while they ran" if res["load_1m_during"]
-                else f"{res['load_avg_1m_before_after'][0]}")
-             + ": every time is inflated many times over; compare times only within a table.", "",
-             "Subset: " + ", ".join(f"{s} {n} of {res['eligible'][s]}" for s, n in res["per_set"].items())
+             f"Command: `{runs[0]['command']}`", "", _run_line(runs[0], res["machine"]), ""]
+    for run in runs[1:]:
+        lines += [f"Rows added to the same objects by: `{run['command']}` (methods "
+                  + ", ".join(run.get("rows", [])) + f"; sets {', '.join(run.get('sets', []))})"
+                  + (f"; of the {run['reproduced'][1]} recorded (object, method) pairs it ran again, "
+                     f"{run['reproduced'][0]} gave the recorded IoUs exactly" if run.get("reproduced", [0, 0])[1]
+                     else "") + ".", "",
+                  _run_line(run, res["machine"]), ""]
+    lines += ["Subset: " + ", ".join(f"{s} {n} of {res['eligible'][s]}" for s, n in res["per_set"].items())
              + f" eligible objects, the first of a permutation with seed {res['seed']}; at most "
              f"{res['max_clicks']} clicks; NoC counts {res['max_clicks']} when the IoU is never reached. The "
              "classical methods work on the window around the object (see the script), SAM on the whole image.",
@@ -268,10 +297,19 @@ def markdown(res: dict) -> str:
         lines.append("")
     lines += ["`s per prediction`: median over objects of a session's wall time per prediction (clicks and the "
               "box); MobileSAM's includes its image encoder once per image (embeddings cached on disk after the "
-              "first run).", ""]
-    if not any(m == "MobileSAM fine-tuned" for per in res["table"].values() for m in per):
-        lines += ["No fine-tuned MobileSAM row in this run: add one with `--sam-checkpoint PATH` (a file of "
-                  "`seglab train` with the promptable task, or a full MobileSAM state dict).", ""]
+              "first run)." + (" The rows of an added run were timed in that run, at its load, and its MobileSAM "
+                               "rows found their embeddings in the disk cache: compare times only between rows "
+                               "of one run." if len(runs) > 1 else ""), ""]
+    finetuned = res.get("finetuned_label", "MobileSAM fine-tuned")
+    if not any(m == finetuned for per in res["table"].values() for m in per):
+        lines += ["No fine-tuned MobileSAM row in this run: add one with `--methods mobilesam_finetuned "
+                  "--sam-checkpoint PATH` (a file of `seglab train` with the promptable task, or a full MobileSAM "
+                  "state dict).", ""]
+    else:
+        missing = [s for s, per in res["table"].items() if finetuned not in per]
+        if missing:
+            lines += [f"The row \"{finetuned}\" was run on {', '.join(s for s in res['table'] if s not in missing)} "
+                      f"only (not on {', '.join(missing)}).", ""]
     lines += ["## Target", "", res["target"], ""]
     return "\n".join(lines)
 
@@ -301,6 +339,34 @@ def per_set_counts(values: list[str], sets) -> dict:
     return {s: int(counts[s]) for s in sets}
 
 
+def method_rows(methods: list[str], checkpoint: str | None, label: str) -> dict:
+    """``{row name: method}`` of ``--methods`` (``mobilesam_finetuned`` named ``label``; a checkpoint given
+    without it adds it, as before the method existed)."""
+    methods = list(methods)
+    if checkpoint and FINETUNED not in methods:
+        methods.append(FINETUNED)
+    if FINETUNED in methods and not checkpoint:
+        raise SystemExit(f"--methods {FINETUNED} needs --sam-checkpoint PATH (the fine-tuned MobileSAM file)")
+    if checkpoint and not Path(checkpoint).is_file():
+        raise SystemExit(f"--sam-checkpoint {checkpoint}: no such file")
+    return {(label if m == FINETUNED else m): m for m in methods}
+
+
+def merge_records(old: dict, records: list[dict], sets, rows) -> list[dict]:
+    """The recorded objects of ``old`` that this run does not redo, then this run's ``records``; a run that
+    drew other objects than the record (another seed, a larger subset) is refused."""
+    kept = [r for r in old["objects"] if not (r["set"] in sets and r["method"] in rows)]
+    recorded = {}
+    for r in old["objects"]:
+        recorded.setdefault(r["set"], set()).add((r["key"], r["value"]))
+    for r in records:
+        if r["set"] in recorded and (r["key"], r["value"]) not in recorded[r["set"]]:
+            raise SystemExit(f"--merge: object {r['key']}/{r['value']} of {r['set']} is not in the recorded run "
+                             f"(seed {old['seed']}, {old['per_set'][r['set']]} objects); use the same --seed and a "
+                             "--per-set no larger than recorded")
+    return kept + records
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-set", nargs="+", default=["60"], help="objects per data set (seeded sample): N for "
@@ -308,8 +374,11 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-clicks", type=int, default=20)
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
-    ap.add_argument("--methods", nargs="+", default=["MobileSAM", *CLASSICAL])
-    ap.add_argument("--sam-checkpoint", default=None, help="a fine-tuned MobileSAM file: an extra row")
+    ap.add_argument("--methods", nargs="+", default=["MobileSAM", *CLASSICAL], choices=METHODS)
+    ap.add_argument("--sam-checkpoint", default=None, help=f"the fine-tuned MobileSAM file of {FINETUNED}")
+    ap.add_argument("--sam-label", default="MobileSAM fine-tuned", help=f"the row name of {FINETUNED}")
+    ap.add_argument("--merge", action="store_true", help="add this run's rows to OUT/promptable.json (the "
+                    "same objects) instead of replacing it")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "seglab" / "embeddings")
     ap.add_argument("--work", type=Path, default=None, help="per-object results (resumable); default under "
@@ -319,10 +388,23 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    methods = list(args.methods) + (["MobileSAM fine-tuned"] if args.sam_checkpoint else [])
+    rows = method_rows(args.methods, args.sam_checkpoint, args.sam_label)
     per_set = per_set_counts(args.per_set, args.sets)
+    old = None
+    if args.merge:
+        path = args.out / "promptable.json"
+        if not path.is_file():
+            raise SystemExit(f"--merge: no recorded run at {path}")
+        old = json.loads(path.read_text())
+        if (old["seed"], old["max_clicks"]) != (args.seed, args.max_clicks) or any(
+                per_set[s] > old["per_set"].get(s, 0) for s in args.sets):
+            raise SystemExit(f"--merge: the recorded run used --seed {old['seed']} --max-clicks {old['max_clicks']} "
+                             f"and {old['per_set']} objects; use the same seed and clicks and no more objects")
     root = data_root()
-    key = hashlib.sha256(json.dumps([args.seed, args.max_clicks, args.sam_checkpoint]).encode())
+    ck_id = None
+    if args.sam_checkpoint:
+        ck_id = hashlib.sha256(Path(args.sam_checkpoint).read_bytes()).hexdigest()
+    key = hashlib.sha256(json.dumps([args.seed, args.max_clicks, ck_id]).encode())
     work = args.work or Path.home() / ".cache" / "seglab" / "interactive_clicks" / f"{key.hexdigest()[:16]}.jsonl"
     work.parent.mkdir(parents=True, exist_ok=True)
     done = {}
@@ -342,43 +424,64 @@ def main(argv=None) -> None:
         chosen = sample(objs, per_set[s], args.seed)
         for n, (k, v) in enumerate(chosen):
             image = gt = None
-            for m in methods:
-                if (s, k, v, m) in done:
-                    records.append(done[(s, k, v, m)])
+            for name, m in rows.items():
+                if (s, k, v, name) in done:
+                    records.append(done[(s, k, v, name)])
                     continue
                 if image is None:
                     image, gt = load(s, k, v, root)
                 t0 = time.perf_counter()
-                if m.startswith("MobileSAM"):
+                if m in ("MobileSAM", FINETUNED):
                     if m not in predictors:
-                        ck = args.sam_checkpoint if m == "MobileSAM fine-tuned" else None
-                        predictors[m] = sam_predictor(ck, args.cache_dir)
+                        predictors[m] = sam_predictor(args.sam_checkpoint if m == FINETUNED else None, args.cache_dir)
                     ious, box_iou = run_sam(predictors[m], image, gt, args.max_clicks)
                 else:
                     ious, box_iou = run_classical(m, image, gt, args.max_clicks)
-                r = {"set": s, "key": k, "value": v, "method": m, "ious": [round(x, 5) for x in ious],
+                r = {"set": s, "key": k, "value": v, "method": name, "ious": [round(x, 5) for x in ious],
                      "box_iou": round(box_iou, 5), "seconds": time.perf_counter() - t0, "predictions": len(ious) + 1,
                      "area": int(gt.sum()), "load_1m": round(os.getloadavg()[0], 2)}
                 with open(work, "a") as f:
                     f.write(json.dumps(r) + "\n")
                 records.append(r)
-                print(f"{s} {n + 1}/{len(chosen)} {m}: {len(ious)} clicks, IoU {ious[-1]:.3f}, box {box_iou:.3f}, "
+                print(f"{s} {n + 1}/{len(chosen)} {name}: {len(ious)} clicks, IoU {ious[-1]:.3f}, box {box_iou:.3f}, "
                       f"{r['seconds']:.1f} s", flush=True)
     load_after = os.getloadavg()
     loads = [r["load_1m"] for r in records if "load_1m" in r]
-    table = summarise(records, args.max_clicks)
-    table = {s: {m: table[s][m] for m in methods if m in table.get(s, {})} for s in args.sets if s in table}
     cmd = (f"nice -n 10 python benchmarks/interactive_clicks.py --per-set {' '.join(args.per_set)} --seed {args.seed}"
            + (f" --sets {' '.join(args.sets)}" if list(args.sets) != list(SETS) else "")
            + (f" --methods {' '.join(args.methods)}" if list(args.methods) != ["MobileSAM", *CLASSICAL] else "")
-           + (" --sam-checkpoint PATH" if args.sam_checkpoint else ""))
-    res = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": f"{cpu_model()}, {os.cpu_count()} cores",
-           "threads": args.threads, "wall_s": time.perf_counter() - t_start,
-           "compute_s": float(sum(r["seconds"] for r in records)),
+           + (" --sam-checkpoint PATH" if args.sam_checkpoint else "")
+           + (f" --sam-label '{args.sam_label}'" if args.sam_checkpoint and args.sam_label != "MobileSAM fine-tuned"
+              else "") + (" --merge" if args.merge else ""))
+    run = {"command": cmd, "date": started.strftime("%Y-%m-%d %H:%M UTC"), "threads": args.threads,
+           "wall_s": time.perf_counter() - t_start, "compute_s": float(sum(r["seconds"] for r in records)),
            "load_1m_during": [float(np.min(loads)), float(np.median(loads)), float(np.max(loads))] if loads else None,
            "load_avg_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
+           "sets": list(args.sets), "rows": list(rows), "parallel_sets": len(args.sets) > 1}
+    if args.sam_checkpoint:
+        run["sam_checkpoint_sha256"] = ck_id
+    if old is not None:
+        before = {(r["set"], r["key"], r["value"], r["method"]): r for r in old["objects"]}
+        again = [(before[k], r) for r in records if (k := (r["set"], r["key"], r["value"], r["method"])) in before]
+        run["reproduced"] = [sum(a["ious"] == b["ious"] and a["box_iou"] == b["box_iou"] for a, b in again),
+                             len(again)]  # objects rerun with the recorded IoUs, of those rerun
+        records = merge_records(old, records, set(args.sets), set(rows))
+        runs = runs_of(old) + [run]
+        per_set, eligible = old["per_set"], {**old["eligible"], **eligible}
+        order = list(dict.fromkeys(r["method"] for r in old["objects"]))  # the recorded rows, new SAM rows
+        at = order.index("MobileSAM") + 1 if "MobileSAM" in order else len(order)  # beside zero-shot MobileSAM
+        order[at:at] = [m for m in rows if m not in order]
+        sets = [s for s in SETS if s in old["per_set"] or s in args.sets]
+    else:
+        runs, order, sets = [run], list(rows), list(args.sets)
+    table = summarise(records, args.max_clicks)
+    table = {s: {m: table[s][m] for m in order if m in table.get(s, {})} for s in sets if s in table}
+    res = {"date": runs[0]["date"], "machine": old["machine"] if old else f"{cpu_model()}, {os.cpu_count()} cores",
+           "threads": runs[0]["threads"], "command": runs[0]["command"], "runs": runs,
            "per_set": per_set, "seed": args.seed, "max_clicks": args.max_clicks, "eligible": eligible,
-           "command": cmd, "table": table, "target": target_line(table), "objects": records}
+           "finetuned_label": args.sam_label if args.sam_checkpoint else (old or {}).get("finetuned_label",
+                                                                                         args.sam_label),
+           "table": table, "target": target_line(table), "objects": records}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / "promptable.json", json.dumps(res, indent=1) + "\n")
     atomic_write(args.out / "promptable.md", markdown(res))

@@ -291,3 +291,45 @@ def test_simulated_clicks_follow_the_protocol():
     assert ious == [1.0] * 5 and ic.noc(ious, 0.9, 20) == 1 and ic.noc([0.5, 0.86, 0.95], 0.9, 20) == 3
     assert ic.noc([0.5] * 20, 0.85, 20) == 20
     assert ic.sample(list(range(100)), 10, 0) == ic.sample(list(range(100)), 20, 0)[:10]
+
+
+def _clicks_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "interactive_clicks.py"
+    spec = importlib.util.spec_from_file_location("seglab_bench_clicks", path)
+    ic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ic)
+    return ic
+
+
+def test_click_benchmark_finetuned_method_needs_an_existing_checkpoint(tmp_path):
+    ic = _clicks_module()
+    with pytest.raises(SystemExit, match="needs --sam-checkpoint"):
+        ic.method_rows(["MobileSAM", "mobilesam_finetuned"], None, "tuned")
+    with pytest.raises(SystemExit, match="no such file"):
+        ic.method_rows(["mobilesam_finetuned"], str(tmp_path / "missing.pt"), "tuned")
+    ck = tmp_path / "best.pt"
+    ck.write_bytes(b"x")
+    assert ic.method_rows(["mobilesam_finetuned"], str(ck), "tuned") == {"tuned": "mobilesam_finetuned"}
+    # a checkpoint alone adds the row after the others (the script's behaviour before the method existed)
+    assert list(ic.method_rows(["MobileSAM", "watershed"], str(ck), "tuned")) == ["MobileSAM", "watershed", "tuned"]
+
+
+def test_click_benchmark_merge_keeps_other_rows_and_refuses_other_objects():
+    ic = _clicks_module()
+
+    def rec(s, key, m, iou):
+        return {"set": s, "key": key, "value": 1, "method": m, "ious": [iou], "box_iou": iou}
+
+    old = {"seed": 0, "per_set": {"dsb2018": 2, "bsds500": 1},
+           "objects": [rec("dsb2018", "a", "MobileSAM", 0.5), rec("dsb2018", "b", "MobileSAM", 0.6),
+                       rec("dsb2018", "a", "watershed", 0.1), rec("bsds500", "z", "MobileSAM", 0.7)]}
+    new = [rec("dsb2018", "a", "MobileSAM", 0.5), rec("dsb2018", "a", "tuned", 0.9)]
+    merged = ic.merge_records(old, new, {"dsb2018"}, {"MobileSAM", "tuned"})
+    got = {(r["set"], r["key"], r["method"]): r["ious"][0] for r in merged}
+    assert got == {("dsb2018", "a", "watershed"): 0.1, ("bsds500", "z", "MobileSAM"): 0.7,
+                   ("dsb2018", "a", "MobileSAM"): 0.5, ("dsb2018", "a", "tuned"): 0.9}
+    with pytest.raises(SystemExit, match="not in the recorded run"):
+        ic.merge_records(old, [rec("dsb2018", "c", "tuned", 0.9)], {"dsb2018"}, {"tuned"})
