@@ -94,6 +94,7 @@ def child_model(name: str, args) -> dict:
     torch.set_num_threads(args.threads)
     spec = next(s for s in list_models() if s.name == name)
     rss_start = maxrss_mb()
+    torch.manual_seed(0)  # the weights of benchmarks/inference_vs_ort.py, whose ONNX files are reused
     model = create(name, NUM_CLASSES).eval()
     x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     rss_built = maxrss_mb()
@@ -117,9 +118,13 @@ def child_model(name: str, args) -> dict:
     if not args.no_onnx:
         from seglab.export.onnx import export_onnx, onnx_session
 
+        from inference_vs_ort import cache_dir, fingerprint
+
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{name}.onnx"
-            s = export_onnx(model, path, height=SIZE, width=SIZE, dynamic=True, verify=False)
+            cached = cache_dir() / f"{name}-{fingerprint(model)}.onnx"  # the same export, same weights
+            path = cached if cached.is_file() else Path(tmp) / f"{name}.onnx"
+            s = ({"dynamic": None, "export_s": None, "bytes": path.stat().st_size} if path == cached else
+                 export_onnx(model, path, height=SIZE, width=SIZE, dynamic=True, verify=False))
             sess = onnx_session(path, threads=args.threads, spinning=os.environ.get("OMP_WAIT_POLICY") != "PASSIVE")
             feed = {"image": x.numpy()}
             ort_out = sess.run(None, feed)[0]
@@ -307,7 +312,7 @@ def _peak_text(data: dict) -> str:
     if not g and not rows:
         return "the machine's peak (not measured in this run)"
     text = (f"**the machine's peak measured in the same run**: a {GEMM} x {GEMM} matrix product on "
-            f"{data['threads']} threads (all cores; multiply-add = 2) in float32 and in bfloat16, timed as two "
+            f"{data['threads']} threads (the machine has {data['machine']['cores']} cores; multiply-add = 2) in float32 and in bfloat16, timed as two "
             "more steps of each model's alternated repetitions, so under the same load as that model (columns "
             "'peak'; % peak = GFLOP/s / that float32 peak)")
     if rows:

@@ -242,6 +242,24 @@ def test_float32_ends_per_model():
     assert fast.float32_ends(create("segnet_basic", 3)) == ("head",)
     assert fast.float32_ends(create("patch_classifier", 3)) == ("encoder.classifier",)
     assert fast.float32_ends(nn.Sequential(nn.Conv2d(3, 2, 1))) == ()
+    # MobileNetV2's depthwise blocks stay float32 too (they decided most bfloat16 label changes on CamVid)
+    assert fast.float32_ends(create("unet", 3, encoder="mobilenet_v2", base_width=4)) == ("encoder", "head")
+
+
+def test_bf16_mobilenet_encoder_runs_float32(bf16_cpu):
+    torch.manual_seed(0)
+    model = _randomise_bn(create("unet", 3, encoder="mobilenet_v2", base_width=4))
+    f = prepare(model, precision="bf16")
+    assert f.info["fp32_modules"] == ["encoder", "head"]
+    assert all(p.dtype == torch.float32 for p in f.model.encoder.parameters())
+    assert all(m.weight.dtype == torch.bfloat16 for m in f.model.decoder.modules() if isinstance(m, nn.Conv2d))
+    feats = []
+    f.model.encoder.register_forward_hook(lambda mod, args, out: feats.extend(out))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref, got = model(x), f(x)
+    assert feats and all(t.dtype == torch.float32 for t in feats)
+    assert float((got - ref).abs().max()) <= 5e-2 * max(1.0, float(ref.abs().max()))
 
 
 def test_keep_fp32_names_checked_and_unused_on_float32(bf16_cpu):

@@ -10,12 +10,18 @@ bfloat16 is used only where the CPU has native instructions for it (``avx512_bf1
 is emulated and slower, so ``precision="auto"`` keeps float32 and an explicit ``"bf16"`` request falls back
 to float32 with one note.
 
-The two ends of the network that decide the labels stay in float32 under bfloat16 (:func:`float32_ends`): the
-classifier (the layer that writes the class scores) and what follows it (the upsampling of the scores to the
-input size). Under autocast a convolution *writes* bfloat16, so the class scores themselves would be rounded
-to 8 significant bits (steps of 1/16 at |score| ~ 10) and bilinearly interpolated in bfloat16: near-ties
-between two classes then flip on that rounding alone. The classifier is a small share of the work (a 1 x 1
-convolution to K classes), so keeping it in float32 costs little of bfloat16's speed.
+The precision-sensitive ends of the network stay in float32 under bfloat16 (:func:`float32_ends`):
+
+* the classifier (the layer that writes the class scores) and what follows it (the upsampling of the scores
+  to the input size). Under autocast a convolution *writes* bfloat16, so the class scores themselves would
+  be rounded to 8 significant bits (steps of 1/16 at |score| ~ 10) and bilinearly interpolated in bfloat16;
+  the classifier is a small share of the work (a 1 x 1 convolution to K classes);
+* an encoder that asks for it (``float32_inference``): MobileNetV2, whose first blocks (the stem and the
+  first depthwise block at 1/2 resolution, 9-term sums) caused most label changes on a trained CamVid
+  U-Net, and whose memory-bound depthwise layers gain little from bfloat16.
+
+Pixel agreement with float32 on real CamVid test images and the speed against ONNX Runtime are on
+docs/results/inference.md.
 """
 from __future__ import annotations
 
@@ -98,21 +104,29 @@ class Float32(nn.Module):
 
 
 def float32_ends(model: nn.Module) -> tuple[str, ...]:
-    """Names of the submodules of ``model`` that the bfloat16 path keeps in float32: the model's own
-    ``float32_modules`` (seglab's semantic networks: ``("head",)``, the layer that writes the class scores,
-    which in FCN is also the learned score upsampling; the patch classifier: its 1 x 1 classifier), else
-    ``head`` / ``classifier`` where present. What follows them in the model's ``forward`` (bilinear
-    upsampling of the scores, cropping) then receives float32 scores and stays float32. Names the network
-    lacks, and modules without parameters, are skipped."""
-    names = []
-    for name in getattr(model, "float32_modules", ("head", "classifier")):
+    """Names of the submodules of ``model`` that the bfloat16 path keeps in float32.
+
+    * The model's own ``float32_modules`` (seglab's semantic networks: ``("head",)``, the layer that writes
+      the class scores, which in FCN is also the learned score upsampling; the patch classifier: its 1 x 1
+      classifier), else ``head`` / ``classifier`` where present. What follows them in the model's
+      ``forward`` (bilinear upsampling of the scores, cropping) then receives float32 scores and stays
+      float32.
+    * ``encoder`` when the encoder asks for it (``float32_inference``: MobileNetV2, whose depthwise first
+      blocks decide most bfloat16 label changes and gain little from bfloat16).
+
+    Names the network lacks, and modules without parameters, are skipped."""
+    names = list(getattr(model, "float32_modules", ("head", "classifier")))
+    if getattr(getattr(model, "encoder", None), "float32_inference", False):
+        names.insert(0, "encoder")
+    out = []
+    for name in names:
         try:
             mod = model.get_submodule(name)
         except AttributeError:
             continue
         if any(True for _ in mod.parameters()):
-            names.append(name)
-    return tuple(names)
+            out.append(name)
+    return tuple(out)
 
 
 def _keep_float32(net: nn.Module, names) -> list[str]:

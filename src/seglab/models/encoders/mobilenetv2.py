@@ -50,6 +50,11 @@ class MobileNetV2(nn.Module, EncoderMixin):
 
     first_conv_key = "features.0.0.weight"
     head_prefixes = ("classifier.",)
+    # Fast bfloat16 inference keeps MobileNetV2 in float32: its depthwise 3 x 3 convolutions sum 9 products
+    # per output (no averaging of rounding errors), and on a trained CamVid U-Net its first blocks caused
+    # nearly all the label changes of bfloat16 (docs/results/inference.md); being memory-bound, they gain
+    # little from bfloat16 anyway (the encoder is ~17 % of the U-Net's FLOPs, the decoder the rest).
+    float32_inference = True
 
     def __init__(self, *, in_channels: int = 3, output_stride: int = 32, include_head: bool = False,
                  num_classes: int = 1000, dropout: float = 0.2):
