@@ -547,7 +547,9 @@ def main() -> None:
     names = [n for n in names if n]
     if args.merge and (args.out / "inference.json").is_file():
         prev = json.loads((args.out / "inference.json").read_text())
-        old = {r["name"]: r for r in prev.get("models", [])}
+        # rows of an older version of this script (no "+bf16 all" path: their "+bf16" was the whole network
+        # in bfloat16) are dropped rather than shown under the new headings
+        old = {r["name"]: r for r in prev.get("models", []) if "+bf16 all" in r.get("times_s", {"+bf16 all": 0})}
     data["commands"] = prev.get("commands", [])
     data["dates_utc"] = prev.get("dates_utc", [])
     if prev.get("trained") and isinstance(prev["trained"].get("agreement", {}), dict):
