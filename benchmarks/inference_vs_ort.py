@@ -447,8 +447,8 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
     elif tr:
         lines += ["", f"Trained checkpoint: failed: {tr['error']}"]
     notes = data.get("notes") or []
-    if notes:
-        lines += ["", *notes]
+    for note in notes:
+        lines += ["", note]
     lines.append("")
     path.write_text("\n".join(lines))
 
@@ -519,6 +519,8 @@ def main() -> None:
     ap.add_argument("--trained-images", type=int, default=40, help="CamVid test images for --checkpoint")
     ap.add_argument("--parts-images", type=int, default=12,
                     help="of those, images for 'where the label changes come from'")
+    ap.add_argument("--note", action="append", default=[], help="a paragraph for the page's end (repeatable; "
+                    "'--note -' drops the notes of earlier runs)")
     ap.add_argument("--about", default="", help="what the checkpoint is (how it was trained), for the page")
     ap.add_argument("--skip", default="", type=lambda v: [k for k in v.split(",") if k],
                     help=f"comma-separated paths not to time, of {','.join(VARIANTS[:-1])}")
@@ -551,6 +553,8 @@ def main() -> None:
         # in bfloat16) are dropped rather than shown under the new headings
         old = {r["name"]: r for r in prev.get("models", []) if "+bf16 all" in r.get("times_s", {"+bf16 all": 0})}
     data["commands"] = prev.get("commands", [])
+    data["notes"] = [] if "-" in args.note else list(prev.get("notes", []))
+    data["notes"] += [n for n in args.note if n != "-"]
     data["dates_utc"] = prev.get("dates_utc", [])
     if prev.get("trained") and isinstance(prev["trained"].get("agreement", {}), dict):
         data["trained"] = prev["trained"]  # (an older page's trained entry, of another format, is dropped)

@@ -242,32 +242,24 @@ def test_float32_ends_per_model():
     assert fast.float32_ends(create("segnet_basic", 3)) == ("head",)
     assert fast.float32_ends(create("patch_classifier", 3)) == ("encoder.classifier",)
     assert fast.float32_ends(nn.Sequential(nn.Conv2d(3, 2, 1))) == ()
-    # MobileNetV2's depthwise blocks stay float32 too (they decided most bfloat16 label changes on CamVid)
-    assert fast.float32_ends(create("unet", 3, encoder="mobilenet_v2", base_width=4)) == ("encoder", "head")
+    # MobileNetV2's first blocks stay float32 too (they decided most bfloat16 label changes on CamVid)
+    first = tuple(f"encoder.features.{i}" for i in range(4))
+    assert fast.float32_ends(create("unet", 3, encoder="mobilenet_v2", base_width=4)) == first + ("head",)
 
 
-def test_bf16_mobilenet_encoder_runs_float32(bf16_cpu):
+def test_bf16_mobilenet_first_blocks_run_float32(bf16_cpu):
     torch.manual_seed(0)
     model = _randomise_bn(create("unet", 3, encoder="mobilenet_v2", base_width=4))
     f = prepare(model, precision="bf16")
-    assert f.info["fp32_modules"] == ["encoder", "head"]
-    assert all(p.dtype == torch.float32 for p in f.model.encoder.parameters())
-    assert all(m.weight.dtype == torch.bfloat16 for m in f.model.decoder.modules() if isinstance(m, nn.Conv2d))
-    feats = []
-    f.model.encoder.register_forward_hook(lambda mod, args, out: feats.extend(out))
+    assert f.info["fp32_modules"] == [f"encoder.features.{i}" for i in range(4)] + ["head"]
+    feats = f.model.encoder.features
+    assert all(p.dtype == torch.float32 for i in range(4) for p in feats[i].parameters())
+    assert all(m.weight.dtype == torch.bfloat16 for m in feats[4:].modules() if isinstance(m, nn.Conv2d))
+    seen = []
+    feats[3].register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    feats[4].register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         ref, got = model(x), f(x)
-    assert feats and all(t.dtype == torch.float32 for t in feats)
+    assert seen == [torch.float32, torch.bfloat16]
     assert float((got - ref).abs().max()) <= 5e-2 * max(1.0, float(ref.abs().max()))
-
-
-def test_keep_fp32_names_checked_and_unused_on_float32(bf16_cpu):
-    model = create("unet", 3, base_width=8, depth=2)
-    with pytest.raises(ParameterError, match="keep_fp32.*'nohead'"):
-        prepare(model, precision="bf16", keep_fp32=["nohead"])
-    f = prepare(model, precision="fp32", keep_fp32=["nohead"])  # float32 throughout: nothing to keep
-    assert f.info["fp32_modules"] == []
-    plain = prepare(model, precision="bf16", fuse=False, channels_last=False)
-    assert plain.info["fp32_modules"] == ["head"] and plain.model is not model
-    assert not any(isinstance(m, fast.Float32) for m in model.modules())

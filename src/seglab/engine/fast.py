@@ -16,9 +16,9 @@ The precision-sensitive ends of the network stay in float32 under bfloat16 (:fun
   to the input size). Under autocast a convolution *writes* bfloat16, so the class scores themselves would
   be rounded to 8 significant bits (steps of 1/16 at |score| ~ 10) and bilinearly interpolated in bfloat16;
   the classifier is a small share of the work (a 1 x 1 convolution to K classes);
-* an encoder that asks for it (``float32_inference``): MobileNetV2, whose first blocks (the stem and the
-  first depthwise block at 1/2 resolution, 9-term sums) caused most label changes on a trained CamVid
-  U-Net, and whose memory-bound depthwise layers gain little from bfloat16.
+* the first blocks of an encoder that names them (``float32_modules``): MobileNetV2's stem and depthwise
+  blocks at 1/2 and 1/4 resolution (9-term sums, no averaging of rounding errors) caused most label changes
+  on a trained CamVid U-Net, for ~4 % of its FLOPs.
 
 Pixel agreement with float32 on real CamVid test images and the speed against ONNX Runtime are on
 docs/results/inference.md.
@@ -111,13 +111,14 @@ def float32_ends(model: nn.Module) -> tuple[str, ...]:
       classifier), else ``head`` / ``classifier`` where present. What follows them in the model's
       ``forward`` (bilinear upsampling of the scores, cropping) then receives float32 scores and stays
       float32.
-    * ``encoder`` when the encoder asks for it (``float32_inference``: MobileNetV2, whose depthwise first
-      blocks decide most bfloat16 label changes and gain little from bfloat16).
+    * the encoder's own ``float32_modules`` (MobileNetV2: its blocks at 1/2 and 1/4 resolution, whose
+      depthwise convolutions decided most bfloat16 label changes on a trained CamVid U-Net).
 
     Names the network lacks, and modules without parameters, are skipped."""
     names = list(getattr(model, "float32_modules", ("head", "classifier")))
-    if getattr(getattr(model, "encoder", None), "float32_inference", False):
-        names.insert(0, "encoder")
+    encoder = getattr(model, "encoder", None)
+    if isinstance(encoder, nn.Module):
+        names[:0] = [f"encoder.{n}" for n in getattr(encoder, "float32_modules", ())]
     out = []
     for name in names:
         try:

@@ -50,11 +50,11 @@ class MobileNetV2(nn.Module, EncoderMixin):
 
     first_conv_key = "features.0.0.weight"
     head_prefixes = ("classifier.",)
-    # Fast bfloat16 inference keeps MobileNetV2 in float32: its depthwise 3 x 3 convolutions sum 9 products
-    # per output (no averaging of rounding errors), and on a trained CamVid U-Net its first blocks caused
-    # nearly all the label changes of bfloat16 (docs/results/inference.md); being memory-bound, they gain
-    # little from bfloat16 anyway (the encoder is ~17 % of the U-Net's FLOPs, the decoder the rest).
-    float32_inference = True
+    # Fast bfloat16 inference keeps MobileNetV2's blocks at 1/2 and 1/4 resolution in float32: the stem and
+    # the first depthwise blocks (3 x 3 depthwise convolutions sum 9 products per output, no averaging of
+    # rounding errors) caused most of bfloat16's label changes on a trained CamVid U-Net
+    # (docs/results/inference.md); they are ~4 % of that U-Net's FLOPs.
+    float32_modules = ("features.0", "features.1", "features.2", "features.3")
 
     def __init__(self, *, in_channels: int = 3, output_stride: int = 32, include_head: bool = False,
                  num_classes: int = 1000, dropout: float = 0.2):
