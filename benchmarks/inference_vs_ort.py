@@ -519,6 +519,7 @@ def main() -> None:
     ap.add_argument("--trained-images", type=int, default=40, help="CamVid test images for --checkpoint")
     ap.add_argument("--parts-images", type=int, default=12,
                     help="of those, images for 'where the label changes come from'")
+    ap.add_argument("--render", action="store_true", help="only re-write the page from the JSON (with --note)")
     ap.add_argument("--note", action="append", default=[], help="a paragraph for the page's end (repeatable; "
                     "'--note -' drops the notes of earlier runs)")
     ap.add_argument("--about", default="", help="what the checkpoint is (how it was trained), for the page")
@@ -526,6 +527,7 @@ def main() -> None:
                     help=f"comma-separated paths not to time, of {','.join(VARIANTS[:-1])}")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.merge = args.merge or args.render
 
     if args.child:
         res = ({":peak": child_peak, ":trained": child_trained}.get(args.child)
@@ -556,6 +558,9 @@ def main() -> None:
     data["notes"] = [] if "-" in args.note else list(prev.get("notes", []))
     data["notes"] += [n for n in args.note if n != "-"]
     data["dates_utc"] = prev.get("dates_utc", [])
+    if args.render:
+        _write(args, dict(prev, notes=data["notes"]), {}, record=False)
+        return
     if prev.get("trained") and isinstance(prev["trained"].get("agreement", {}), dict):
         data["trained"] = prev["trained"]  # (an older page's trained entry, of another format, is dropped)
     if args.checkpoint:
@@ -584,14 +589,27 @@ def main() -> None:
         _write(args, data, old)
 
 
-def _write(args, data: dict, old: dict) -> None:
-    """Write the JSON and Markdown after every model, so an interrupted run keeps what it measured."""
+def _command(argv: list[str]) -> str:
+    """This run's command line for the page: shell-quoted, the free texts of --about / --note elided."""
+    import shlex
+
+    out, skip = [], False
+    for a in argv:
+        out.append("..." if skip else a)
+        skip = a in ("--about", "--note")
+    return shlex.join(["python", "benchmarks/inference_vs_ort.py", *out])
+
+
+def _write(args, data: dict, old: dict, record: bool = True) -> None:
+    """Write the JSON and Markdown after every model, so an interrupted run keeps what it measured
+    (``record=False``: re-render only, this command and date not added)."""
     args.out.mkdir(parents=True, exist_ok=True)
-    command = ("python benchmarks/inference_vs_ort.py " + " ".join(sys.argv[1:])).strip()
+    command = _command(sys.argv[1:])
     models = [summarise(r, data.get("peak")) for r in data["models"] + list(old.values())]
     out = dict(data, models=sorted(models, key=lambda r: r["name"]))
-    out["commands"] = list(dict.fromkeys(data.get("commands", []) + [command]))
-    out["dates_utc"] = list(dict.fromkeys(data.get("dates_utc", []) + [data["machine"]["date_utc"]]))
+    out["commands"] = list(dict.fromkeys(data.get("commands", []) + ([command] if record else [])))
+    out["dates_utc"] = list(dict.fromkeys(data.get("dates_utc", []) + ([data["machine"]["date_utc"]] if record
+                                                                        else [])))
     (args.out / "inference.json").write_text(json.dumps(out, indent=1))
     write_markdown(args.out / "inference.md", out, "`, then `".join(out["commands"]))
     print(f"wrote {args.out / 'inference.md'}", file=sys.stderr)
