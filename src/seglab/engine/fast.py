@@ -5,7 +5,8 @@ Each step keeps the network's function: BatchNorm folding (:mod:`seglab.models.f
 (NHWC, the layout oneDNN's convolutions use natively, so no reordering around each convolution) change only
 rounding; bfloat16 autocast runs convolutions and matrix products in bfloat16 with float32 accumulation
 (Kalamkar et al., "A Study of BFLOAT16 for Deep Learning Training", 2019) and everything else in float32, so
-logits move by ~1e-2 relative and arg-max labels almost never (the results page reports the agreement).
+logits move by ~1e-2 relative and arg-max labels change only at near-ties (the results page reports the
+agreement).
 bfloat16 is used only where the CPU has native instructions for it (``avx512_bf16`` or AMX); elsewhere it
 is emulated and slower, so ``precision="auto"`` keeps float32 and an explicit ``"bf16"`` request falls back
 to float32 with one note.
