@@ -361,6 +361,10 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
         f"{_runtime_mb(data)} MB); 'inference' = its growth during the forward pass. ONNX Runtime runs the "
         "file `seglab export` writes (dynamic sizes), with the same thread count; |ORT - torch| is the max abs "
         "difference of the logits.", "",
+    ]
+    for note in data.get("notes") or []:
+        lines += [note, ""]
+    lines += [
         "## SegFormer-B0: seglab vs Hugging Face transformers", "",
     ]
     pairs = [v for k, v in sorted(data.items()) if k.startswith("segformer_vs_hf")]
@@ -465,8 +469,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other models' (and, with --no-hf, the HF pair's) results of the existing JSON")
+    ap.add_argument("--render", action="store_true", help="only re-write the page from the JSON (with --note)")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a paragraph after the peak's description (repeatable; '--note -' drops earlier ones)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.render:
+        path = args.out / "models.json"
+        data = json.loads(path.read_text())
+        data["notes"] = ([] if "-" in args.note else data.get("notes", [])) + [n for n in args.note if n != "-"]
+        path.write_text(json.dumps(data, indent=1))
+        write_markdown(args.out / "models.md", data, "`, then `".join(data.get("commands", [])))
+        print(f"wrote {args.out / 'models.md'}", file=sys.stderr)
+        return
 
     if args.child:
         res = {":hf": child_hf, ":threads": child_threads, ":linear": child_linear, ":peak": child_peak}.get(args.child, lambda a: child_model(args.child, a))(args)
@@ -491,6 +506,7 @@ def main() -> None:
         if args.no_linear and "token_linear" in prev:
             data["token_linear"] = prev["token_linear"]
         data["commands"] = prev.get("commands", [prev["command"]] if "command" in prev else [])
+        data["notes"] = prev.get("notes", [])
         data["dates_utc"] = prev.get("dates_utc", [prev["machine"]["date_utc"]])
     if not args.no_hf:
         for i, threads in enumerate(int(t) for t in args.hf_threads.split(",")):
