@@ -1,6 +1,8 @@
 """Fast CPU inference: BatchNorm folding against the unfolded network, the prepared network against the
 plain eager one (float32: <= 1e-4 relative; bfloat16: <= 5e-2 relative and >= 95 % equal labels on a random
-network), the bfloat16 fallback on CPUs without it, the torch.compile fallback and the predictor."""
+network), the bfloat16 fallback on CPUs without it, the torch.compile fallback and the predictor; the float32
+ends of the bfloat16 path (the classifier writes float32 scores, MobileNetV2's first blocks run float32,
+``keep_fp32`` checked, the caller's model never wrapped)."""
 import warnings
 from pathlib import Path
 
@@ -263,3 +265,14 @@ def test_bf16_mobilenet_first_blocks_run_float32(bf16_cpu):
         ref, got = model(x), f(x)
     assert seen == [torch.float32, torch.bfloat16]
     assert float((got - ref).abs().max()) <= 5e-2 * max(1.0, float(ref.abs().max()))
+
+
+def test_keep_fp32_names_checked_and_unused_on_float32(bf16_cpu):
+    model = create("unet", 3, base_width=8, depth=2)
+    with pytest.raises(ParameterError, match="keep_fp32.*'nohead'"):
+        prepare(model, precision="bf16", keep_fp32=["nohead"])
+    f = prepare(model, precision="fp32", keep_fp32=["nohead"])  # float32 throughout: nothing to keep
+    assert f.info["fp32_modules"] == []
+    plain = prepare(model, precision="bf16", fuse=False, channels_last=False)
+    assert plain.info["fp32_modules"] == ["head"] and plain.model is not model
+    assert not any(isinstance(m, fast.Float32) for m in model.modules())
