@@ -4,7 +4,10 @@ For each model (21 classes, default encoder) a fresh subprocess builds it, recor
 (``ru_maxrss``: after building, and after one forward pass), counts the FLOPs the forward pass executes
 (``torch.utils.flop_counter``, multiply-add = 2), exports it to ONNX (``seglab.export.onnx.export_onnx``,
 dynamic sizes, checked against PyTorch) and then times PyTorch (``torch.inference_mode``) and ONNX Runtime
-alternately, repetition by repetition, so that load from other users of the machine hits both alike.
+alternately, repetition by repetition, so that load from other users of the machine hits both alike. The
+machine's peak is measured in the same run and under the same load: a 3072 x 3072 matrix product in float32
+and in bfloat16 on all threads is timed as two more steps of each model's repetitions (``gemm_peak`` also
+once at the start of the run), and every model's GFLOP/s is given as a share of the float32 peak.
 A last subprocess compares seglab's SegFormer-B0 with ``transformers.SegformerForSemanticSegmentation``
 (same random weights, 150 classes): outputs must agree to 1e-4 and the two are timed alternately, both
 end-to-end (logits at the input resolution; Hugging Face's 1/4-resolution logits upsampled by the same
@@ -32,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 512
 NUM_CLASSES = 21
+GEMM = 3072  # the peak's matrix product: GEMM x GEMM times GEMM x GEMM, 2 * GEMM**3 FLOP
 
 
 def maxrss_mb() -> float:
@@ -90,6 +94,7 @@ def child_model(name: str, args) -> dict:
     torch.set_num_threads(args.threads)
     spec = next(s for s in list_models() if s.name == name)
     rss_start = maxrss_mb()
+    torch.manual_seed(0)  # the weights of benchmarks/inference_vs_ort.py, whose ONNX files are reused
     model = create(name, NUM_CLASSES).eval()
     x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     rss_built = maxrss_mb()
@@ -106,12 +111,20 @@ def child_model(name: str, args) -> dict:
            "first_run_s": first, "rss_start_mb": rss_start, "rss_model_mb": rss_built, "rss_peak_mb": rss_peak,
            "inference_mb": rss_peak - rss_built}
     fns = {"torch": lambda: model(x)}
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(GEMM, GEMM, generator=g), torch.randn(GEMM, GEMM, generator=g)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    gemms = {"gemm_fp32": lambda: torch.mm(a, b), "gemm_bf16": lambda: torch.mm(a16, b16)}
     if not args.no_onnx:
         from seglab.export.onnx import export_onnx, onnx_session
 
+        from inference_vs_ort import cache_dir, fingerprint
+
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{name}.onnx"
-            s = export_onnx(model, path, height=SIZE, width=SIZE, dynamic=True, verify=False)
+            cached = cache_dir() / f"{name}-{fingerprint(model)}.onnx"  # the same export, same weights
+            path = cached if cached.is_file() else Path(tmp) / f"{name}.onnx"
+            s = ({"dynamic": None, "export_s": None, "bytes": path.stat().st_size} if path == cached else
+                 export_onnx(model, path, height=SIZE, width=SIZE, dynamic=True, verify=False))
             sess = onnx_session(path, threads=args.threads, spinning=os.environ.get("OMP_WAIT_POLICY") != "PASSIVE")
             feed = {"image": x.numpy()}
             ort_out = sess.run(None, feed)[0]
@@ -120,13 +133,17 @@ def child_model(name: str, args) -> dict:
             res.update(onnx_dynamic=s["dynamic"], onnx_export_s=s["export_s"], onnx_mb=s["bytes"] / 1e6,
                        onnx_max_abs_diff=float(abs(ort_out - ref).max()))
             fns["onnxruntime"] = lambda: sess.run(None, feed)
+            fns.update(gemms)
             with torch.inference_mode():
                 times = _timed_loop(fns, min_reps=args.min_reps, max_reps=args.max_reps,
                                     max_seconds=args.max_seconds)
     else:
+        fns.update(gemms)
         with torch.inference_mode():
             times = _timed_loop(fns, min_reps=args.min_reps, max_reps=args.max_reps, max_seconds=args.max_seconds)
+    res["gemm_times_s"] = {k[5:]: times.pop(k) for k in gemms}
     res["times_s"] = times
+    res["load"] = os.getloadavg()
     return res
 
 
@@ -224,7 +241,7 @@ def child_linear(args) -> dict:
 def child_peak(args) -> dict:
     from _machine import gemm_peak
 
-    return gemm_peak(args.threads)
+    return gemm_peak(args.threads, GEMM)
 
 
 # ----------------------------------------------------------------------------------------------- parent
@@ -257,15 +274,32 @@ def run_child(argv: list[str], timeout: float, wait_policy: str | None = "PASSIV
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def summarise(res: dict, peak: float | None = None) -> dict:
+def summarise(res: dict, peak: dict | None = None) -> dict:
+    """Medians and quartiles of ``res["times_s"]``; for a model also its GFLOP/s and their share of the peak
+    measured in its own repetitions (``gemm_times_s``; else ``peak``, the run start's ``{"fp32", "bf16"}``
+    GFLOP/s)."""
     t = res.get("times_s", {})
     out = {k: {"median_ms": 1e3 * _median(v), "quartiles_ms": [1e3 * q for q in _quartiles(v)], "reps": len(v)}
            for k, v in t.items() if v}
     res["latency"] = out
+    for k in ("peak_gflops", "peak_source", "fraction_of_peak", "onnxruntime_fraction_of_peak"):
+        res.pop(k, None)  # recomputed here (a merged row of an older run keeps no share of a quoted peak)
+    gemm = res.get("gemm_times_s")
+    if gemm and all(gemm.values()):
+        res["peak_gflops"] = {k: 2 * GEMM ** 3 / _median(v) / 1e9 for k, v in gemm.items()}
+        res["peak_source"] = "interleaved"
+    elif peak:
+        res["peak_gflops"] = dict(peak)
+        res["peak_source"] = "run start"
+    fp32_peak = (res.get("peak_gflops") or {}).get("fp32")
     if "torch" in out and res.get("gflop"):
         res["gflops_per_s"] = res["gflop"] / (out["torch"]["median_ms"] / 1e3)
-        if peak:
-            res["fraction_of_peak"] = res["gflops_per_s"] / peak
+        if fp32_peak:
+            res["fraction_of_peak"] = res["gflops_per_s"] / fp32_peak
+    if "onnxruntime" in out and res.get("gflop"):
+        res["onnxruntime_gflops_per_s"] = res["gflop"] / (out["onnxruntime"]["median_ms"] / 1e3)
+        if fp32_peak:
+            res["onnxruntime_fraction_of_peak"] = res["onnxruntime_gflops_per_s"] / fp32_peak
     if "torch" in out and "onnxruntime" in out:
         res["onnxruntime_speedup"] = out["torch"]["median_ms"] / out["onnxruntime"]["median_ms"]
     return res
@@ -274,12 +308,22 @@ def summarise(res: dict, peak: float | None = None) -> dict:
 def _peak_text(data: dict) -> str:
     peak = data.get("peak") or {}
     g = peak.get("gflops")
-    if not g:
+    rows = [r["peak_gflops"] for r in data["models"] if r.get("peak_source") == "interleaved"]
+    if not g and not rows:
         return "the machine's peak (not measured in this run)"
-    return (f"the machine's float32 peak measured in the same run ({peak['size']} x {peak['size']} matrix product "
-            f"on {peak['threads']} threads, median: **{g['fp32']:.0f} GFLOP/s** float32, {g['bf16']:.0f} GFLOP/s "
-            f"bfloat16, load {peak['load'][0]:.1f}; seglab's default path and its bfloat16 share are in "
-            "[inference.md](inference.md))")
+    text = (f"**the machine's peak measured in the same run**: a {GEMM} x {GEMM} matrix product on "
+            f"{data['threads']} threads (the machine has {data['machine']['cores']} cores; multiply-add = 2) in float32 and in bfloat16, timed as two "
+            "more steps of each model's alternated repetitions, so under the same load as that model (columns "
+            "'peak'; % peak = GFLOP/s / that float32 peak)")
+    if rows:
+        f32, b16 = [r["fp32"] for r in rows], [r["bf16"] for r in rows]
+        text += (f", {min(f32):.0f}-{max(f32):.0f} GFLOP/s float32 and {min(b16):.0f}-{max(b16):.0f} GFLOP/s "
+                 "bfloat16 over the models' runs")
+    if g:
+        text += (f"; measured once more at the start of the run (median of {len(peak['times_s']['fp32'])}): "
+                 f"{g['fp32']:.0f} GFLOP/s float32, {g['bf16']:.0f} bfloat16 at load {peak['load'][0]:.1f}")
+    return text + ("; the models run float32 here, seglab's bfloat16 default path and its share of the "
+                   "bfloat16 peak are in [inference.md](inference.md)")
 
 
 def _runtime_mb(data: dict) -> str:
@@ -317,6 +361,10 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
         f"{_runtime_mb(data)} MB); 'inference' = its growth during the forward pass. ONNX Runtime runs the "
         "file `seglab export` writes (dynamic sizes), with the same thread count; |ORT - torch| is the max abs "
         "difference of the logits.", "",
+    ]
+    for note in data.get("notes") or []:
+        lines += [note, ""]
+    lines += [
         "## SegFormer-B0: seglab vs Hugging Face transformers", "",
     ]
     pairs = [v for k, v in sorted(data.items()) if k.startswith("segformer_vs_hf")]
@@ -376,23 +424,30 @@ def write_markdown(path: Path, data: dict, command: str) -> None:
     elif lin:
         lines += [f"token_linear comparison failed: {lin.get('error')}", ""]
     lines += ["## Every model", "",
-              "| model | encoder | params (M) | GFLOP | torch (ms) | GFLOP/s | % peak | peak mem (MB) | "
-              "inference (MB) | ONNX Runtime (ms) | ORT speed-up | abs(ORT - torch) | reps |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| model | encoder | params (M) | GFLOP | torch (ms) | GFLOP/s | peak fp32 / bf16 (GFLOP/s) | "
+              "% peak | peak mem (MB) | inference (MB) | ONNX Runtime (ms) | ORT % peak | ORT speed-up | "
+              "abs(ORT - torch) | load | reps |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in data["models"]:
         if "error" in r:
-            lines.append(f"| {r['name']} | | | | failed: {r['error']} | | | | | | | | |")
+            lines.append(f"| {r['name']} | | | | failed: {r['error']} | | | | | | | | | | | |")
             continue
         lat = r["latency"]
         t = lat.get("torch", {})
         o = lat.get("onnxruntime", {})
+        pk = r.get("peak_gflops")
+        pk_txt = (f"{pk['fp32']:.0f} / {pk['bf16']:.0f}" + ("" if r.get("peak_source") == "interleaved"
+                                                              else " (run start)") if pk else "-")
+        share = r.get("fraction_of_peak")
+        ort_share = r.get("onnxruntime_fraction_of_peak")
         lines.append(
             f"| {r['name']} | {r['encoder'] or '-'} | {r['parameters'] / 1e6:.1f} | {r['gflop']:.1f} | "
-            f"{fmt(t.get('median_ms'))} | {fmt(r.get('gflops_per_s'), '.1f')} | "
-            f"{fmt(100 * r['fraction_of_peak'] if r.get('fraction_of_peak') else None, '.0f')} | "
+            f"{fmt(t.get('median_ms'))} | {fmt(r.get('gflops_per_s'), '.1f')} | {pk_txt} | "
+            f"{fmt(100 * share if share else None, '.0f')} | "
             f"{r['rss_peak_mb']:.0f} | {r['inference_mb']:.0f} | {fmt(o.get('median_ms'))} | "
+            f"{fmt(100 * ort_share if ort_share else None, '.0f')} | "
             f"{fmt(r.get('onnxruntime_speedup'), '.2f')} | {fmt(r.get('onnx_max_abs_diff'), '.1e')} | "
-            f"{t.get('reps', 0)} |")
+            f"{fmt((r.get('load') or [None])[0], '.1f')} | {t.get('reps', 0)} |")
     lines.append("")
     path.write_text("\n".join(lines))
 
@@ -414,8 +469,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other models' (and, with --no-hf, the HF pair's) results of the existing JSON")
+    ap.add_argument("--render", action="store_true", help="only re-write the page from the JSON (with --note)")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a paragraph after the peak's description (repeatable; '--note -' drops earlier ones)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.render:
+        path = args.out / "models.json"
+        data = json.loads(path.read_text())
+        data["notes"] = ([] if "-" in args.note else data.get("notes", [])) + [n for n in args.note if n != "-"]
+        path.write_text(json.dumps(data, indent=1))
+        write_markdown(args.out / "models.md", data, "`, then `".join(data.get("commands", [])))
+        print(f"wrote {args.out / 'models.md'}", file=sys.stderr)
+        return
 
     if args.child:
         res = {":hf": child_hf, ":threads": child_threads, ":linear": child_linear, ":peak": child_peak}.get(args.child, lambda a: child_model(args.child, a))(args)
@@ -440,6 +506,7 @@ def main() -> None:
         if args.no_linear and "token_linear" in prev:
             data["token_linear"] = prev["token_linear"]
         data["commands"] = prev.get("commands", [prev["command"]] if "command" in prev else [])
+        data["notes"] = prev.get("notes", [])
         data["dates_utc"] = prev.get("dates_utc", [prev["machine"]["date_utc"]])
     if not args.no_hf:
         for i, threads in enumerate(int(t) for t in args.hf_threads.split(",")):
@@ -466,11 +533,12 @@ def main() -> None:
         _write(args, data, old)
     print("peak GEMM ...", file=sys.stderr, flush=True)
     data["peak"] = run_child(["--child", ":peak", *passthrough], args.timeout)
-    fp32_peak = (data["peak"].get("gflops") or {}).get("fp32")
+    print(f"  {data['peak'].get('gflops', data['peak'].get('error'))}", file=sys.stderr, flush=True)
+    start_peak = data["peak"].get("gflops")
     for name in names:
         print(f"{name} ...", file=sys.stderr, flush=True)
         data["models"].append(summarise({"name": name, **run_child(["--child", name, *passthrough], args.timeout)},
-                                        fp32_peak))
+                                        start_peak))
         r = data["models"][-1]
         print(f"  {r.get('latency', r.get('error'))}", file=sys.stderr, flush=True)
         old.pop(name, None)
@@ -481,7 +549,9 @@ def _write(args, data: dict, old: dict) -> None:
     """Write the JSON and Markdown (after every model, so an interrupted run keeps what it measured)."""
     args.out.mkdir(parents=True, exist_ok=True)
     command = ("python benchmarks/models.py " + " ".join(sys.argv[1:])).strip()
-    out = dict(data, models=sorted(data["models"] + list(old.values()), key=lambda r: r["name"]))
+    old_rows = [summarise(r) if "error" not in r else r for r in old.values()]
+    out = dict(data, models=sorted(data["models"] + old_rows, key=lambda r: r["name"]))
+    out.pop("peak_gflops", None)  # the quoted (not measured) peak of older versions of this script
     out["commands"] = list(dict.fromkeys(data.get("commands", []) + [command]))
     out["dates_utc"] = list(dict.fromkeys(data.get("dates_utc", []) + [data["machine"]["date_utc"]]))
     (args.out / "models.json").write_text(json.dumps(out, indent=1))

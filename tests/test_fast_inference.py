@@ -1,6 +1,8 @@
 """Fast CPU inference: BatchNorm folding against the unfolded network, the prepared network against the
 plain eager one (float32: <= 1e-4 relative; bfloat16: <= 5e-2 relative and >= 95 % equal labels on a random
-network), the bfloat16 fallback on CPUs without it, the torch.compile fallback and the predictor."""
+network), the bfloat16 fallback on CPUs without it, the torch.compile fallback and the predictor; the float32
+ends of the bfloat16 path (the classifier writes float32 scores, MobileNetV2's first blocks run float32,
+``keep_fp32`` checked, the caller's model never wrapped)."""
 import warnings
 from pathlib import Path
 
@@ -192,3 +194,85 @@ def test_predictor_fast_path_equals_the_plain_network():
     assert plain.fast.info["fused"] == 0 and quick.fast.info["fused"] == count > 0
     np.testing.assert_allclose(quick.predict_proba(image), plain.predict_proba(image), atol=1e-5)
     assert quick.predict(image).shape == (37, 45)
+
+
+# ------------------------------------------------------------------ bfloat16 with float32 ends
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """Serve bfloat16 whatever the CPU (autocast emulates it where it is not native: slower, same numbers)."""
+    monkeypatch.setattr(fast, "bf16_supported", lambda: True)
+
+
+def test_bf16_keeps_the_head_in_float32(bf16_cpu):
+    torch.manual_seed(0)
+    model = _randomise_bn(create("unet", 4, base_width=8, depth=2))
+    f = prepare(model, precision="bf16")
+    assert f.info["precision"] == "bf16" and f.info["fp32_modules"] == ["head"]
+    head = f.model.head
+    assert isinstance(head, fast.Float32) and head.module.weight.dtype == torch.float32
+    convs = [m for m in f.model.modules() if isinstance(m, nn.Conv2d) and m is not head.module]
+    assert convs and all(m.weight.dtype == torch.bfloat16 for m in convs)
+    assert f.info["bf16_weights"] == len([m for m in f.model.modules()
+                                          if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]) - 1
+    seen = []
+    head.register_forward_hook(lambda mod, args, out: seen.append((args[0].dtype, out.dtype)))
+    x = torch.randn(1, 3, 40, 36, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref, got, all16 = model(x), f(x), prepare(model, precision="bf16", keep_fp32=())(x)
+    assert seen == [(torch.bfloat16, torch.float32)]  # bfloat16 features in, float32 scores out
+    # the scores are not rounded to bfloat16 (they are with the whole network under autocast)
+    assert not torch.equal(got, got.bfloat16().float())
+    assert torch.equal(all16, all16.bfloat16().float())
+    assert got.dtype == torch.float32 and got.shape == ref.shape
+    assert float((got - ref).abs().max()) <= 5e-2 * max(1.0, float(ref.abs().max()))
+    assert not any(isinstance(m, fast.Float32) for m in model.modules())  # the caller's model is untouched
+
+
+def test_float32_wrapper_inside_autocast():
+    conv = nn.Conv2d(3, 2, 1)
+    wrapped = fast.Float32(conv)
+    x = torch.randn(1, 3, 5, 5).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(x.float()).dtype == torch.bfloat16
+        y = wrapped(x)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, conv(x.float()))
+
+
+def test_float32_ends_per_model():
+    assert fast.float32_ends(create("unet", 3, base_width=8, depth=2)) == ("head",)
+    assert fast.float32_ends(create("segnet_basic", 3)) == ("head",)
+    assert fast.float32_ends(create("patch_classifier", 3)) == ("encoder.classifier",)
+    assert fast.float32_ends(nn.Sequential(nn.Conv2d(3, 2, 1))) == ()
+    # MobileNetV2's first blocks stay float32 too (they decided most bfloat16 label changes on CamVid)
+    first = tuple(f"encoder.features.{i}" for i in range(4))
+    assert fast.float32_ends(create("unet", 3, encoder="mobilenet_v2", base_width=4)) == first + ("head",)
+
+
+def test_bf16_mobilenet_first_blocks_run_float32(bf16_cpu):
+    torch.manual_seed(0)
+    model = _randomise_bn(create("unet", 3, encoder="mobilenet_v2", base_width=4))
+    f = prepare(model, precision="bf16")
+    assert f.info["fp32_modules"] == [f"encoder.features.{i}" for i in range(4)] + ["head"]
+    feats = f.model.encoder.features
+    assert all(p.dtype == torch.float32 for i in range(4) for p in feats[i].parameters())
+    assert all(m.weight.dtype == torch.bfloat16 for m in feats[4:].modules() if isinstance(m, nn.Conv2d))
+    seen = []
+    feats[3].register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    feats[4].register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref, got = model(x), f(x)
+    assert seen == [torch.float32, torch.bfloat16]
+    assert float((got - ref).abs().max()) <= 5e-2 * max(1.0, float(ref.abs().max()))
+
+
+def test_keep_fp32_names_checked_and_unused_on_float32(bf16_cpu):
+    model = create("unet", 3, base_width=8, depth=2)
+    with pytest.raises(ParameterError, match="keep_fp32.*'nohead'"):
+        prepare(model, precision="bf16", keep_fp32=["nohead"])
+    f = prepare(model, precision="fp32", keep_fp32=["nohead"])  # float32 throughout: nothing to keep
+    assert f.info["fp32_modules"] == []
+    plain = prepare(model, precision="bf16", fuse=False, channels_last=False)
+    assert plain.info["fp32_modules"] == ["head"] and plain.model is not model
+    assert not any(isinstance(m, fast.Float32) for m in model.modules())

@@ -284,7 +284,8 @@ def predict_cmd(
     halo: Optional[int] = typer.Option(None, "--halo", help="With --huge: context pixels around each tile "
                                        "(default: the network's receptive field, exact)."),
     precision: str = typer.Option("auto", "--precision", help="Semantic checkpoints: auto (bfloat16 where the "
-                                  "CPU has it natively, else float32), fp32 or bf16."),
+                                  "CPU has it natively, the classifier and a MobileNetV2 encoder kept in float32; "
+                                  "else float32), fp32 or bf16."),
     fuse: bool = typer.Option(True, "--fuse/--no-fuse", help="Semantic checkpoints: fold BatchNorm into the "
                               "convolutions and run channels-last (--no-fuse: the plain network)."),
 ):

@@ -45,6 +45,10 @@ class SegmentationModel(nn.Module):
     pad_mode : ``"constant"`` (zeros) or ``"reflect"`` (mirror, U-Net's overlap-tile).
     """
 
+    #: submodules that fast bfloat16 inference keeps in float32 (:func:`seglab.engine.fast.float32_ends`):
+    #: the layer that writes the class scores, so the scores and their upsampling are not rounded to bfloat16
+    float32_modules: tuple[str, ...] = ("head",)
+
     def __init__(self, encoder: nn.Module, decoder: nn.Module, head: nn.Module, *, stride: int,
                  margin: int = 0, pad_mode: str = "constant"):
         super().__init__()

@@ -70,6 +70,8 @@ class PatchClassifier(SegmentationModel):
     """Segmentation by centre-pixel classification; ``forward`` runs the dense evaluation, and
     :meth:`sliding_window` the per-patch one (same numbers, many times slower)."""
 
+    float32_modules = ("encoder.classifier",)  # the 1 x 1 classifier (head and decoder are identities)
+
     def __init__(self, num_classes: int, *, in_channels: int = 3, width: int = 16, hidden: int = 64):
         super().__init__(PatchNet(in_channels, num_classes, width, hidden), nn.Identity(), nn.Identity(),
                          stride=1, margin=WINDOW // 2, pad_mode="reflect")

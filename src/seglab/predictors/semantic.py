@@ -21,7 +21,7 @@ class SemanticPredictor:
     it (:func:`seglab.engine.evaluate.default_tile`); ``resize="auto"`` the training's ``augment.resize``.
 
     Fast CPU inference (:func:`seglab.engine.fast.prepare`): ``precision`` ``"auto"`` (bfloat16 where the CPU
-    has it natively, else float32), ``"fp32"`` or ``"bf16"``; ``fuse`` folds BatchNorm into the convolutions;
+    has it natively, its precision-sensitive ends kept in float32, else float32), ``"fp32"`` or ``"bf16"``; ``fuse`` folds BatchNorm into the convolutions;
     ``channels_last`` runs NHWC; ``compile`` adds ``torch.compile`` (slow first call, eager fallback)."""
 
     def __init__(self, trained, *, tile=None, overlap: float = 0.5, window: str = "gaussian", flip: bool = False,

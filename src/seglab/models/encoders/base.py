@@ -18,6 +18,9 @@ class EncoderMixin:
     output_stride: int = 32
     first_conv_key: str = ""
     head_prefixes: tuple[str, ...] = ()
+    #: submodules (names inside the encoder) that fast bfloat16 inference keeps in float32
+    #: (:func:`seglab.engine.fast.float32_ends`)
+    float32_modules: tuple[str, ...] = ()
 
 
 def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:

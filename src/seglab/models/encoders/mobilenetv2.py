@@ -50,6 +50,11 @@ class MobileNetV2(nn.Module, EncoderMixin):
 
     first_conv_key = "features.0.0.weight"
     head_prefixes = ("classifier.",)
+    # Fast bfloat16 inference keeps MobileNetV2's blocks at 1/2 and 1/4 resolution in float32: the stem and
+    # the first depthwise blocks (3 x 3 depthwise convolutions sum 9 products per output, no averaging of
+    # rounding errors) caused most of bfloat16's label changes on a trained CamVid U-Net
+    # (docs/results/inference.md); they are ~4 % of that U-Net's FLOPs.
+    float32_modules = ("features.0", "features.1", "features.2", "features.3")
 
     def __init__(self, *, in_channels: int = 3, output_stride: int = 32, include_head: bool = False,
                  num_classes: int = 1000, dropout: float = 0.2):
