@@ -128,8 +128,11 @@ def run_method(name: str, args, val, test) -> dict:
         summary = args.checkpoint.parent / "summary.json"  # written by seglab train beside last.pt
         if summary.is_file():
             sm = json.loads(summary.read_text())
-            extra["training"] = {k: sm.get(k) for k in ("epochs", "steps", "fit_seconds", "process_cpu_seconds",
-                                                        "torch_threads")}
+            sessions = sm.get("sessions") or [{}]  # newer summaries keep the CPU time per session
+            extra["training"] = {k: sm.get(k) for k in ("epochs", "steps", "fit_seconds")}
+            extra["training"]["process_cpu_seconds"] = sm.get("process_cpu_seconds") or sum(
+                s.get("process_cpu_seconds") or 0 for s in sessions)
+            extra["training"]["torch_threads"] = sm.get("torch_threads") or sessions[-1].get("torch_threads")
     else:
         raise SystemExit(f"unknown method {name!r}")
     best, rows = tune(make, spec, val, name)
