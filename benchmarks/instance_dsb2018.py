@@ -22,7 +22,8 @@ network + watershed), median and mean over the 50 test images.
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/instance_dsb2018.py --methods unet_mobilenetv2 \\
         --checkpoint runs/unet-mobilenetv2-dsb2018/best.pt
 
-Rows of methods not run keep their previous values in docs/results/instance.json.
+Rows of methods not run keep their previous values in docs/results/instance.json; rows measured by other
+commands (Mask R-CNN: its ``seglab train`` report) are kept in its ``other_rows`` with their note.
 """
 from __future__ import annotations
 
@@ -181,12 +182,14 @@ def markdown(data: dict) -> str:
         lines.append(f"| {LABELS.get(name, name)} | {t['challenge']:.3f} | {t['challenge_p50']:.3f} | "
                      f"{t['coco_ap']:.3f} | {t['coco_ap50']:.3f} | {t['coco_ap75']:.3f} | {t['pq']:.3f} | "
                      f"{t['sq']:.3f} | {t['rq']:.3f} | {c['median']:.2f} ({c['mean']:.2f}) | {train} |")
+    lines += [extra["row"] for extra in data.get("other_rows", [])]  # rows measured by other commands
     for name, r in data["methods"].items():
         if r.get("training"):
             tr = r["training"]
             lines += ["", f"{LABELS.get(name, name)}: {tr['epochs']} epochs ({tr['steps']} steps) fitted in the "
                       "training budget; the row measures that budget on a shared "
                       "core, not the method's ceiling."]
+    lines += [line for extra in data.get("other_rows", []) for line in ("", extra["note"])]
     train_cmds = sorted({f"OMP_NUM_THREADS=1 nice -n 10 seglab train {r['train_config']}"
                          for r in data["methods"].values() if r.get("train_config")})
     lines += ["", "Commands (training first, where a row has one):", "", "```text", *train_cmds, *data["commands"],
