@@ -189,7 +189,7 @@ def markdown(data: dict) -> str:
             lines += ["", f"{LABELS.get(name, name)}: {tr['epochs']} epochs ({tr['steps']} steps) fitted in the "
                       "training budget; the row measures that budget on a shared "
                       "core, not the method's ceiling."]
-    lines += [line for extra in data.get("other_rows", []) for line in ("", extra["note"])]
+    lines += [line for extra in data.get("other_rows", []) if extra.get("note") for line in ("", extra["note"])]
     train_cmds = sorted({f"OMP_NUM_THREADS=1 nice -n 10 seglab train {r['train_config']}"
                          for r in data["methods"].values() if r.get("train_config")})
     lines += ["", "Commands (training first, where a row has one):", "", "```text", *train_cmds, *data["commands"],
