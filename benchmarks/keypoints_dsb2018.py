@@ -220,7 +220,7 @@ def record_engine_run(run: Path, command: str, load_start: str) -> dict:
 
 # -- tuned decoding of a seglab train run -----------------------------------------------------------
 TUNE_GRID = {"flips": list(FLIP_SETS), "threshold": [0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6],
-             "min_distance": [2, 3, 4, 6, 8]}
+             "min_distance": [2, 3, 4, 6, 8, 10, 12]}
 SOFT_GRID = {"radius": [1, 2, 3], "temperature": [0.02, 0.05, 0.1, 0.2]}
 SIZE_BINS = ((0, 12), (12, 25), (25, 1e9))  # median nucleus size (sqrt of the median area, px) of an image
 
@@ -327,12 +327,24 @@ def run_tuned(run: Path, val, test, command: str, checkpoint: str = "best.pt") -
             "model": f"{cfg['model']['name']} encoder {cfg['model'].get('encoder')} "
                      f"({cfg['model'].get('encoder_weights')}) {cfg['model'].get('options')}",
             "config": cfg, "training": summary,
-            "val_grid": grid, "val_soft_grid": soft, "flips": flips, "threshold": thr, "min_distance": md,
+            "tune_grid": TUNE_GRID, "soft_grid": SOFT_GRID, "val_grid": grid, "val_soft_grid": soft, "flips": flips, "threshold": thr, "min_distance": md,
             "radius": sbest["radius"], "temperature": sbest["temperature"], "val_f1_6px": best["val_f1_6px"],
             "val_per_image": val_per_image, "val_by_size": size_breakdown(val_per_image),
             "test_by_size": size_breakdown(test_per_image), "test": rows,
             "seconds_val_heatmaps_all_flips": val_seconds, "seconds_per_test_image_forward": sec,
             "load_average": load_avg()}
+
+
+def choose_tuned(res: dict, out: dict) -> dict:
+    """Record ``out`` among the tuned runs (``res["tuned_runs"]``, one per run directory, the older record
+    kept as a candidate) and return the one with the best val F1@6px: the run is chosen on val, like its
+    decoding; every candidate's test figures stay on the page."""
+    runs = res.get("tuned_runs")
+    if runs is None:
+        runs = [res["tuned"]] if res.get("tuned") else []
+    runs = [r for r in runs if r["run"] != out["run"]] + [out]
+    res["tuned_runs"] = runs
+    return max(runs, key=lambda r: r["val_f1_6px"])
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -379,6 +391,14 @@ def write_markdown(res: dict) -> None:
         for name, s in tu["test"].items():
             lines.append(_row(f"**U-Net MobileNetV2 (`seglab train`), decoding tuned on val ({flips}), {name}**", s))
     lines += ["", "## Reading", ""]
+    cands = res.get("tuned_runs") or []
+    if len(cands) > 1:
+        lines.append("- Runs compared (each decoding tuned on val; the run with the best val F1@6px is the bold "
+                     "row): " + "; ".join(
+                         f"`{r['train_command'] or r['run']}`: val F1@6px {r['val_f1_6px']:.3f}, test F1@6px "
+                         f"{r['test']['local soft-argmax']['6px']['f1']:.3f} (soft-argmax), "
+                         f"{(r['training'].get('sessions') or [{}])[-1].get('train_cpu_seconds', 0) / 60:.1f} CPU min "
+                         f"of training steps" for r in cands) + ".")
     if tu and c:
         arg, soft, quad = (tu["test"][k]["6px"] for k in ("argmax", "local soft-argmax", "argmax + quadratic"))
         met = soft["f1"] >= 0.90
@@ -420,6 +440,8 @@ def write_markdown(res: dict) -> None:
                   f"{c['load_average']} during the run."]
     if tu:
         cfg, tr = tu["config"], tu["training"]
+        tune_grid = tu.get("tune_grid") or TUNE_GRID | {"min_distance": [2, 3, 4, 6, 8]}  # records before the field
+        soft_grid = tu.get("soft_grid") or SOFT_GRID
         sess = (tr.get("sessions") or [{}])[-1]
         h, a = cfg["heatmap"], cfg["augment"]
         lines += [f"- MobileNetV2 U-Net: `{tu['train_command']}` (load average {tu['train_load_start']} at the start, "
@@ -436,11 +458,11 @@ def write_markdown(res: dict) -> None:
                   f"trainer.max_cpu_minutes {cfg['trainer'].get('max_cpu_minutes')} and trainer.max_minutes "
                   f"{cfg['trainer'].get('max_minutes')}); best checkpoint by val F1@6px (the config's decoding).",
                   f"- Decoding of that run's `best.pt`: `{tu['command']}`. Chosen on val by F1@6px over test-time "
-                  f"flips {TUNE_GRID['flips']}, peak threshold {TUNE_GRID['threshold']}, NMS radius "
-                  f"{TUNE_GRID['min_distance']} px (cell-centre peaks): {tu['flips']}, threshold {tu['threshold']}, "
+                  f"flips {tune_grid['flips']}, peak threshold {tune_grid['threshold']}, NMS radius "
+                  f"{tune_grid['min_distance']} px (cell-centre peaks): {tu['flips']}, threshold {tu['threshold']}, "
                   f"NMS {tu['min_distance']} px (val F1@6px {tu['val_f1_6px']:.3f}); soft-argmax window radius and "
-                  f"temperature chosen on val by the mean 6-px error over {SOFT_GRID['radius']} x "
-                  f"{SOFT_GRID['temperature']}: radius {tu['radius']}, temperature {tu['temperature']}. "
+                  f"temperature chosen on val by the mean 6-px error over {soft_grid['radius']} x "
+                  f"{soft_grid['temperature']}: radius {tu['radius']}, temperature {tu['temperature']}. "
                   f"{tu['seconds_per_test_image_forward']:.2f} s per test image for the heatmaps; load average "
                   f"{tu['load_average']} at the end."]
     if ml:
@@ -519,6 +541,8 @@ def main(argv=None):
     out.setdefault("command", command)
     if args.limit is None:
         res = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {}  # read late: parts may run at once
+        if args.part == "tuned":
+            out = choose_tuned(res, out)
         res[args.part] = out
         res["test_nuclei"] = int(sum(len(s[2]) for s in test))
         res["machine"] = f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
