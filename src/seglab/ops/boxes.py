@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ParameterError
+from .precision import float32_region, widen
 
 # bool IoU rows computed at a time in nms (bounds the float temporary to _CHUNK x N)
 _CHUNK = 1024
@@ -29,9 +30,10 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """``N x M`` intersection over union of two sets of xyxy boxes."""
+    """``N x M`` intersection over union of two sets of xyxy boxes (float32 for half-precision boxes)."""
     _check_boxes("boxes1", boxes1)
     _check_boxes("boxes2", boxes2)
+    boxes1, boxes2 = widen(boxes1), widen(boxes2)
     area1, area2 = box_area(boxes1), box_area(boxes2)
     lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
     rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
@@ -44,7 +46,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     """Indices (int64) of the boxes greedy NMS keeps, sorted by decreasing score.
 
     A box is suppressed when its IoU with a higher-scored kept box is strictly greater than
-    ``iou_threshold``.
+    ``iou_threshold``. Scores are ranked and IoUs computed in float32 (autocast off) for half-precision input.
     """
     _check_boxes("boxes", boxes)
     if scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
@@ -52,13 +54,14 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
                              f"got shape {tuple(scores.shape)}")
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    b = boxes[order].detach()
-    n = b.shape[0]
-    # over[i, j]: box j (in score order) would be suppressed by box i
-    over = np.empty((n, n), dtype=bool)
-    for s in range(0, n, _CHUNK):
-        over[s:s + _CHUNK] = (box_iou(b[s:s + _CHUNK], b) > iou_threshold).cpu().numpy()
+    with float32_region(boxes.device):
+        order = torch.sort(widen(scores.detach()), descending=True, stable=True).indices
+        b = widen(boxes[order].detach())
+        n = b.shape[0]
+        # over[i, j]: box j (in score order) would be suppressed by box i
+        over = np.empty((n, n), dtype=bool)
+        for s in range(0, n, _CHUNK):
+            over[s:s + _CHUNK] = (box_iou(b[s:s + _CHUNK], b) > iou_threshold).cpu().numpy()
     keep = []
     remaining = np.arange(n)
     while remaining.size:
@@ -88,7 +91,7 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor,
     keep = torch.cat(kept)
     # by decreasing score; equal scores in input order, as one global stable sort would give
     keep = keep.sort().values
-    return keep[torch.sort(scores[keep], descending=True, stable=True).indices]
+    return keep[torch.sort(widen(scores[keep].detach()), descending=True, stable=True).indices]
 
 
 def clip_boxes_to_image(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -10,6 +10,11 @@ others read the nearest border value, as torchvision's kernels do.
 
 ``boxes`` is a ``K x 5`` tensor ``(batch index, x1, y1, x2, y2)`` or a list of ``L_i x 4`` tensors, one
 per image; coordinates are in input-image pixels and ``spatial_scale`` maps them to the feature map.
+
+Mixed precision: box coordinates are never rounded to the feature map's dtype. For a bfloat16 / float16
+``input`` (e.g. features under autocast) RoIAlign computes its sampling points and the bilinear samples in
+float32 with autocast off and returns the input's dtype (as torchvision's autocast rule for its kernel);
+RoIPool takes exact maxima in the input's dtype from float64 bin borders.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ParameterError
+from .precision import compute_dtype, float32_region
 
 def rois_from_boxes(boxes) -> torch.Tensor:
     """A ``K x 5`` tensor (batch index first) from a ``K x 5`` tensor or a list of ``L_i x 4`` tensors."""
@@ -57,14 +63,22 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
     Differentiable with respect to ``input``. Implemented with :func:`torch.nn.functional.grid_sample`
     (border padding reproduces the clamping at the map's edges), one call per image and grid size.
     """
-    rois = rois_from_boxes(boxes).to(input.dtype)
+    rois = rois_from_boxes(boxes)
     _check_input(input, rois)
     ph, pw = _pair(output_size)
     n, c, h, w = input.shape
     out = input.new_zeros((rois.shape[0], c, ph, pw))
     if rois.shape[0] == 0:
         return out
-    rois = rois.detach()
+    dtype = compute_dtype(input.dtype)
+    with float32_region(input.device):
+        _roi_align_into(out, input, rois.detach().to(dtype), ph, pw, spatial_scale, sampling_ratio, aligned)
+    return out
+
+
+def _roi_align_into(out, input, rois, ph, pw, spatial_scale, sampling_ratio, aligned) -> None:
+    """Fills ``out`` (``K x C x ph x pw``) with the RoIAlign features of ``rois`` (in the compute dtype)."""
+    n, c, h, w = input.shape
     offset = 0.5 if aligned else 0.0
     x1 = rois[:, 1] * spatial_scale - offset
     y1 = rois[:, 2] * spatial_scale - offset
@@ -94,7 +108,8 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
         gx = xs[:, None, :].expand(m, ph * gh, pw * gw)
         # align_corners=True maps -1 / +1 to the centres of the first / last pixel: pixel i at 2i/(size-1) - 1
         grid = torch.stack((_normalise(gx, w), _normalise(gy, h)), dim=-1).reshape(1, m * ph * gh, pw * gw, 2)
-        v = F.grid_sample(input[b:b + 1], grid, mode="bilinear", padding_mode="border", align_corners=True)
+        v = F.grid_sample(input[b:b + 1].to(rois.dtype), grid, mode="bilinear", padding_mode="border",
+                          align_corners=True)
         inside_y = (ys >= -1.0) & (ys <= h)
         inside_x = (xs >= -1.0) & (xs <= w)
         if not (bool(inside_y.all()) and bool(inside_x.all())):  # samples beyond the map read 0
@@ -102,8 +117,7 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
             v = v * inside.reshape(1, 1, m * ph * gh, pw * gw).to(v.dtype)
         # average the gh x gw samples of each bin
         v = F.avg_pool2d(v, (gh, gw)) if gh * gw > 1 else v
-        out.index_copy_(0, sel, v.reshape(c, m, ph, pw).transpose(0, 1))
-    return out
+        out.index_copy_(0, sel, v.reshape(c, m, ph, pw).transpose(0, 1).to(out.dtype))
 
 
 def _sample_points(start: torch.Tensor, size: torch.Tensor, bins: int, grid: int) -> torch.Tensor:
@@ -128,7 +142,7 @@ def roi_pool(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0
     clipped to the map; an empty bin gives 0. Gradients go to the maximum of each bin (split between
     equal maxima, where torchvision gives all to the first).
     """
-    rois = rois_from_boxes(boxes).to(input.dtype)
+    rois = rois_from_boxes(boxes)
     _check_input(input, rois)
     ph, pw = _pair(output_size)
     n, c, h, w = input.shape

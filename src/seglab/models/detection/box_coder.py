@@ -3,13 +3,17 @@
 For a reference box with centre ``(x_a, y_a)`` and size ``(w_a, h_a)`` and a target box ``(x, y, w, h)``:
 ``dx = w_x (x - x_a) / w_a``, ``dy = w_y (y - y_a) / h_a``, ``dw = w_w log(w / w_a)``,
 ``dh = w_h log(h / h_a)`` with the weights ``(w_x, w_y, w_w, w_h)``; decoding inverts it and clamps
-``dw, dh`` to ``log(1000 / 16)`` so that ``exp`` cannot overflow.
+``dw, dh`` to ``log(1000 / 16)`` so that ``exp`` cannot overflow. Both compute in float32 (or float64) with
+autocast off, whatever the dtype of the inputs (:mod:`seglab.ops.precision`): under bfloat16 mixed precision
+``log`` / ``exp`` of size ratios and box corners in 8-bit mantissas would move boxes by pixels.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+
+from ...ops.precision import float32_region, widen
 
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 
@@ -21,6 +25,10 @@ class BoxCoder:
 
     def encode(self, boxes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """``N x 4`` deltas that turn the ``reference`` boxes into ``boxes`` (both ``N x 4`` xyxy)."""
+        with float32_region(boxes.device):
+            return self._encode(widen(boxes), widen(reference))
+
+    def _encode(self, boxes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         wx, wy, ww, wh = self.weights
         rw, rh = reference[:, 2] - reference[:, 0], reference[:, 3] - reference[:, 1]
         rx, ry = reference[:, 0] + 0.5 * rw, reference[:, 1] + 0.5 * rh
@@ -31,6 +39,10 @@ class BoxCoder:
 
     def decode(self, deltas: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """Boxes from ``N x 4k`` deltas (k boxes per reference, e.g. one per class): ``N x k x 4``."""
+        with float32_region(deltas.device):
+            return self._decode(widen(deltas), widen(reference))
+
+    def _decode(self, deltas: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         deltas = deltas.reshape(deltas.shape[0], deltas.shape[-1] // 4, 4)
         wx, wy, ww, wh = self.weights
         rw = (reference[:, 2] - reference[:, 0])[:, None]

@@ -6,6 +6,11 @@ with 4 deltas per class). Mask branch (He et al., "Mask R-CNN", ICCV 2017, Fig. 
 :class:`MaskHead` (four 3x3 convolutions of 256 channels, keys ``i.0``) and :class:`MaskPredictor`
 (``conv5_mask``, a stride-2 2x2 deconvolution to 28 x 28, and ``mask_fcn_logits``, a 1x1 convolution
 with one mask logit per class).
+
+Under mixed precision (autocast) the layers that write what is ranked, decoded or scored (``cls_score``,
+``bbox_pred``, ``mask_fcn_logits``) compute in float32 (:func:`seglab.ops.precision.float32_call`): they
+are a small share of the work and their bfloat16 outputs would carry 8-bit mantissas into box decoding,
+score sorting, NMS and the losses.
 """
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+
+from ...ops.precision import float32_call
 
 
 class TwoMLPHead(nn.Module):
@@ -32,7 +39,7 @@ class FastRCNNPredictor(nn.Module):
         self.bbox_pred = nn.Linear(in_features, num_classes * 4)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cls_score(x), self.bbox_pred(x)
+        return float32_call(self.cls_score, x), float32_call(self.bbox_pred, x)
 
 
 class MaskHead(nn.Sequential):
@@ -60,3 +67,6 @@ class MaskPredictor(nn.Sequential):
                 nn.init.kaiming_normal_(p, mode="fan_out", nonlinearity="relu")
             else:
                 nn.init.zeros_(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return float32_call(self.mask_fcn_logits, self.relu(self.conv5_mask(x)))

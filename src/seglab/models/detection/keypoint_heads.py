@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...keypoints.losses import heatmap_cross_entropy
+from ...ops.precision import float32_region, widen
 
 
 class KeypointHead(nn.Sequential):
@@ -46,8 +47,9 @@ class KeypointPredictor(nn.Module):
         self.up_scale = 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.kps_score_lowres(x)
-        return F.interpolate(x, scale_factor=float(self.up_scale), mode="bilinear", align_corners=False)
+        with float32_region(x.device):  # the logit maps are arg-maxed and scored: float32 under autocast
+            x = self.kps_score_lowres(widen(x))
+            return F.interpolate(x, scale_factor=float(self.up_scale), mode="bilinear", align_corners=False)
 
 
 def keypoints_to_heatmap(keypoints: torch.Tensor, rois: torch.Tensor, size: int) -> torch.Tensor:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ...ops.precision import float32_region, widen
+
 # masks pasted at once (bounds the float N x H x W temporary)
 _CHUNK = 32
 
@@ -28,7 +30,13 @@ def _interp_matrix(lo: torch.Tensor, hi: torch.Tensor, m: int, size: int) -> tor
 def paste_masks_in_image(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],
                          threshold: float | None = 0.5) -> torch.Tensor:
     """``N x H x W`` image masks from ``N x M x M`` (or ``N x 1 x M x M``) mask probabilities in their
-    ``N x 4`` xyxy ``boxes``; boolean (``>= threshold``) unless ``threshold`` is None."""
+    ``N x 4`` xyxy ``boxes``; boolean (``>= threshold``) unless ``threshold`` is None. Computed in float32
+    (autocast off) for half-precision masks."""
+    with float32_region(masks.device):
+        return _paste(widen(masks), widen(boxes), image_size, threshold)
+
+
+def _paste(masks, boxes, image_size, threshold):
     if masks.dim() == 4:
         masks = masks[:, 0]
     h, w = image_size

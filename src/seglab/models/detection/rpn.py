@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from ...ops.precision import float32_call
 from .box_coder import BoxCoder
 from .sampling import BalancedSampler, Matcher
 
@@ -37,8 +38,9 @@ class RPNHead(nn.Module):
         logits, deltas = [], []
         for f in features:
             t = self.conv(f)
-            logits.append(self.cls_logits(t))
-            deltas.append(self.bbox_pred(t))
+            # float32 under autocast: these objectness logits are ranked (top-k, NMS), the deltas decoded
+            logits.append(float32_call(self.cls_logits, t))
+            deltas.append(float32_call(self.bbox_pred, t))
         return logits, deltas
 
 
