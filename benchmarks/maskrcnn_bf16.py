@@ -110,7 +110,14 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-noise-run", action="store_true", help="skip the float32 run of another seed")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
+    ap.add_argument("--markdown-only", action="store_true",
+                    help="rewrite the Markdown page from the JSON of an earlier run (no training)")
     args = ap.parse_args(argv)
+    if args.markdown_only:
+        doc = json.loads((args.out / "maskrcnn_bf16.json").read_text())
+        write_markdown(args.out / "maskrcnn_bf16.md", doc["meta"], doc["rows"], doc["mean_abs_loss_difference"],
+                       doc["speedup"])
+        return
     from seglab.engine.config import load_config
     from seglab.engine.precision import cpu_bf16_supported
     from seglab.engine.tasks.instance_module import build_instance_model
@@ -186,6 +193,18 @@ def write_markdown(path: Path, meta: dict, rows: list[dict], dist: dict, speedup
               "| run | loss | " + " | ".join(LOSSES) + " |", "|---|---|" + "---|" * len(LOSSES)]
     for name, d in dist.items():
         lines.append(f"| {name} | {d['loss']:.4f} | " + " | ".join(f"{d[k]:.4f}" for k in LOSSES) + " |")
+    n = meta["steps"]
+    windows = [(a, min(a + 20, n)) for a in range(0, n, 20)]
+    lines += ["", "Mean signed difference of the total loss from the float32 run (same batches) and the steps where it "
+              "is positive, per window of 20 steps: a systematic offset shows as a constant sign.", "",
+              "| run | " + " | ".join(f"steps {a + 1}-{b}" for a, b in windows) + " |", "|---|" + "---|" * len(windows)]
+    ref = rows[0]["losses"]
+    for r in rows[1:]:
+        cells = []
+        for a, b in windows:
+            d = [y["loss"] - x["loss"] for x, y in zip(ref[a:b], r["losses"][a:b])]
+            cells.append(f"{np.mean(d):+.3f} ({sum(v > 0 for v in d)}/{len(d)} > 0)")
+        lines.append(f"| {r['run']} | " + " | ".join(cells) + " |")
     lines += ["", "Total loss every 10 steps:", "", "| step | " + " | ".join(r["run"] for r in rows) + " |",
               "|---|" + "---|" * len(rows)]
     for i in list(range(0, meta["steps"], 10)) + ([meta["steps"] - 1] if (meta["steps"] - 1) % 10 else []):
