@@ -281,7 +281,9 @@ def markdown(res: dict) -> str:
                   + ", ".join(run.get("rows", [])) + f"; sets {', '.join(run.get('sets', []))})"
                   + (f"; of the {run['reproduced'][1]} recorded (object, method) pairs it ran again, "
                      f"{run['reproduced'][0]} gave the recorded IoUs exactly" if run.get("reproduced", [0, 0])[1]
-                     else "") + ".", "",
+                     else "")
+                  + (f" (largest IoU change {run['max_iou_change']:.5f}, {run['click_count_changes']} with another "
+                     "number of clicks)" if run.get("max_iou_change") else "") + ".", "",
                   _run_line(run, res["machine"]), ""]
     lines += ["Subset: " + ", ".join(f"{s} {n} of {res['eligible'][s]}" for s, n in res["per_set"].items())
              + f" eligible objects, the first of a permutation with seed {res['seed']}; at most "
@@ -350,6 +352,13 @@ def method_rows(methods: list[str], checkpoint: str | None, label: str) -> dict:
     if checkpoint and not Path(checkpoint).is_file():
         raise SystemExit(f"--sam-checkpoint {checkpoint}: no such file")
     return {(label if m == FINETUNED else m): m for m in methods}
+
+
+def _plain(o):
+    """JSON for numpy scalars (object keys and values come from label maps)."""
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
 def merge_records(old: dict, records: list[dict], sets, rows) -> list[dict]:
@@ -457,7 +466,7 @@ def main(argv=None) -> None:
            "wall_s": time.perf_counter() - t_start, "compute_s": float(sum(r["seconds"] for r in records)),
            "load_1m_during": [float(np.min(loads)), float(np.median(loads)), float(np.max(loads))] if loads else None,
            "load_avg_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
-           "sets": list(args.sets), "rows": list(rows), "parallel_sets": len(args.sets) > 1}
+           "sets": list(args.sets), "rows": list(rows), "parallel_sets": False}  # this script runs the sets one after another
     if args.sam_checkpoint:
         run["sam_checkpoint_sha256"] = ck_id
     if old is not None:
@@ -465,10 +474,14 @@ def main(argv=None) -> None:
         again = [(before[k], r) for r in records if (k := (r["set"], r["key"], r["value"], r["method"])) in before]
         run["reproduced"] = [sum(a["ious"] == b["ious"] and a["box_iou"] == b["box_iou"] for a, b in again),
                              len(again)]  # objects rerun with the recorded IoUs, of those rerun
+        run["max_iou_change"] = max((abs(x - y) for a, b in again if len(a["ious"]) == len(b["ious"])
+                                     for x, y in zip(a["ious"] + [a["box_iou"]], b["ious"] + [b["box_iou"]])),
+                                    default=0.0)
+        run["click_count_changes"] = sum(len(a["ious"]) != len(b["ious"]) for a, b in again)
         records = merge_records(old, records, set(args.sets), set(rows))
         runs = runs_of(old) + [run]
         per_set, eligible = old["per_set"], {**old["eligible"], **eligible}
-        order = list(dict.fromkeys(r["method"] for r in old["objects"]))  # the recorded rows, new SAM rows
+        order = list(dict.fromkeys(m for t in old["table"].values() for m in t))  # the recorded rows, new SAM rows
         at = order.index("MobileSAM") + 1 if "MobileSAM" in order else len(order)  # beside zero-shot MobileSAM
         order[at:at] = [m for m in rows if m not in order]
         sets = [s for s in SETS if s in old["per_set"] or s in args.sets]
@@ -483,7 +496,7 @@ def main(argv=None) -> None:
                                                                                          args.sam_label),
            "table": table, "target": target_line(table), "objects": records}
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "promptable.json", json.dumps(res, indent=1) + "\n")
+    atomic_write(args.out / "promptable.json", json.dumps(res, indent=1, default=_plain) + "\n")
     atomic_write(args.out / "promptable.md", markdown(res))
     print(markdown(res))
 
