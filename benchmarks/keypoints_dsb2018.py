@@ -18,6 +18,7 @@ test report of a ``seglab train`` run of the same task (``task: keypoint``, the 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import itertools
 import json
 import math
@@ -540,15 +541,17 @@ def main(argv=None):
         out = run_learned(load("train", args.limit), val, test, args.minutes, args.wall_minutes)
     out.setdefault("command", command)
     if args.limit is None:
-        res = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {}  # read late: parts may run at once
-        if args.part == "tuned":
-            out = choose_tuned(res, out)
-        res[args.part] = out
-        res["test_nuclei"] = int(sum(len(s[2]) for s in test))
-        res["machine"] = f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
         OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
-        OUT_JSON.write_text(json.dumps(res, indent=1) + "\n")
-        write_markdown(res)
+        with open(OUT_JSON.with_suffix(".lock"), "w") as lock:  # parts may run at once: one writer at a time
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            res = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {}
+            if args.part == "tuned":
+                out = choose_tuned(res, out)
+            res[args.part] = out
+            res["test_nuclei"] = int(sum(len(s[2]) for s in test))
+            res["machine"] = f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, torch {torch.__version__}"
+            OUT_JSON.write_text(json.dumps(res, indent=1) + "\n")
+            write_markdown(res)
     print(json.dumps(out["test"], indent=1))
 
 
