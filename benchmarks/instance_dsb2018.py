@@ -9,6 +9,16 @@ Methods:
   thresholds are chosen on ``val`` the same way.
 - ``unet_mobilenetv2``: the same on the ImageNet-pretrained MobileNetV2 encoder
   (configs/unet_mobilenetv2_dsb2018.yaml).
+- ``unet_mobilenetv2_tta``: the same checkpoint with test-time augmentation: the probabilities are the
+  mean over the image and its mirror, each at its own size and upscaled 2x (``predict_image(flip=True,
+  scales=(1, 2))``: 4 passes; the 2x pass finds small nuclei the 1x pass misses); the watershed thresholds
+  again chosen on ``val``. This TTA was chosen on ``val`` among other combinations (8 flips / rotations,
+  1.5x, 1.5x + 2x), see docs/results/instance.md.
+- ``unet_mobilenetv2_tta_candidates``: the same partition (thresholds chosen on ``val`` by challenge score,
+  which with PQ is scored on it alone), and COCO AP also sees the objects of further interior thresholds
+  that overlap none of it (seglab.instance.boundary_candidates: ranked after the partition's objects;
+  the thresholds and overlap chosen on ``val`` by AP). COCO AP is a ranking metric over detections that
+  may overlap; the extra candidates recover nuclei the partition merged or split.
 
 Metrics (seglab.metrics.InstanceEvaluator): the DSB 2018 challenge score (per image, mean over IoU
 0.5:0.05:0.95 of TP / (TP + FP + FN), then mean over images), its value at IoU 0.5 alone (P50), COCO
@@ -21,9 +31,12 @@ network + watershed), median and mean over the 50 test images.
         --checkpoint runs/unet-dsb2018/best.pt
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/instance_dsb2018.py --methods unet_mobilenetv2 \\
         --checkpoint runs/unet-mobilenetv2-dsb2018/best.pt
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/instance_dsb2018.py \\
+        --methods unet_mobilenetv2,unet_mobilenetv2_tta --checkpoint runs/unet-mobilenetv2-dsb2018/best.pt
 
 Rows of methods not run keep their previous values in docs/results/instance.json; rows measured by other
-commands (Mask R-CNN: its ``seglab train`` report) are kept in its ``other_rows`` with their note.
+commands (Mask R-CNN: its ``seglab train`` report) are kept in its ``other_rows`` with their note, and
+Markdown paragraphs in its ``notes`` are printed under the table.
 """
 from __future__ import annotations
 
@@ -46,8 +59,8 @@ from seglab.metrics import InstanceEvaluator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSICAL_GRID = {"sigma": [1.0, 2.0], "h": [0.5, 1.0, 2.0, 3.0], "min_size": [16]}
-UNET_GRID = {"interior_threshold": [0.4, 0.5, 0.6, 0.7], "foreground_threshold": [0.5, 0.65], "min_marker_size": [4],
-             "min_size": [16]}
+UNET_GRID = {"interior_threshold": [0.2, 0.3, 0.4, 0.5, 0.6], "foreground_threshold": [0.6, 0.65, 0.7],
+             "min_marker_size": [4], "min_size": [16]}
 METRICS = ("challenge", "challenge_p50", "coco_ap", "coco_ap50", "coco_ap75", "pq", "sq", "rq")
 
 
@@ -58,13 +71,15 @@ def load_split(root: Path, split: str, limit: int | None):
 
 
 def evaluate(segment, samples, progress: str):
-    """Run ``segment(key, image) -> (labels, scores)`` on every sample; metrics and CPU seconds per image."""
+    """Run ``segment(key, image) -> (labels, scores[, extra layers])`` on every sample; metrics and CPU
+    seconds per image. Extra layers (label map, scores) are detections only COCO AP sees."""
     ev, cpu = InstanceEvaluator(), []
     for k, (key, image, truth) in enumerate(samples):
         t0 = time.process_time()
-        labels, scores = segment(key, image)
+        labels, scores, *extra = segment(key, image)
         cpu.append(time.process_time() - t0)
-        ev.update(truth, labels, scores={i + 1: float(s) for i, s in enumerate(scores)}, name=key)
+        ev.update(truth, labels, scores={i + 1: float(s) for i, s in enumerate(scores)}, name=key,
+                  extra=extra[0] if extra else ())
         print(f"\r{progress} {k + 1}/{len(samples)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return ev.compute(), cpu
@@ -94,10 +109,10 @@ def classical_factory(params):
     return segment
 
 
-def unet_factory(checkpoint: Path):
+def unet_factory(checkpoint: Path, tta: dict | None = None):
     from seglab.engine.checkpoint import load_trained
     from seglab.engine.evaluate import predict_image
-    from seglab.instance import boundary_labels
+    from seglab.instance import boundary_candidates, boundary_labels
 
     trained = load_trained(checkpoint)
     cache: dict = {}
@@ -106,7 +121,7 @@ def unet_factory(checkpoint: Path):
         """Network probabilities, computed once per image (the val grid reuses them; on test each image
         is seen once, so its CPU time includes the network)."""
         if key not in cache:
-            cache[key] = predict_image(trained, image, resize=None)
+            cache[key] = predict_image(trained, image, resize=None, **(tta or {}))
         return cache[key]
 
     def make(params):
@@ -114,6 +129,18 @@ def unet_factory(checkpoint: Path):
             return boundary_labels(probs(key, image), **params)
         return segment
 
+    def make_candidates(params, options):
+        """Layer 0 as ``make(params)``; later layers: boundary_candidates at further interior thresholds."""
+        def segment(key, image):
+            opts = dict(options)
+            thresholds = [params["interior_threshold"], *opts.pop("extra_interior_thresholds")]
+            rest = {k: v for k, v in params.items() if k != "interior_threshold"}
+            (labels, scores), *extra = boundary_candidates(probs(key, image), interior_thresholds=thresholds,
+                                                           **opts, **rest)
+            return labels, scores, extra
+        return segment
+
+    make.candidates = make_candidates
     return make
 
 
@@ -123,9 +150,11 @@ def run_method(name: str, args, val, test) -> dict:
     elif name in TRAIN_CONFIGS:
         if args.checkpoint is None:
             raise SystemExit(f"--checkpoint is needed for the {name} method")
-        make = unet_factory(args.checkpoint)
+        make = unet_factory(args.checkpoint, TTA.get(name))
         spec = UNET_GRID
         extra = {"checkpoint": str(args.checkpoint), "train_config": TRAIN_CONFIGS[name]}
+        if name in TTA:
+            extra["tta"] = TTA[name]
         summary = args.checkpoint.parent / "summary.json"  # written by seglab train beside last.pt
         if summary.is_file():
             sm = json.loads(summary.read_text())
@@ -137,7 +166,16 @@ def run_method(name: str, args, val, test) -> dict:
     else:
         raise SystemExit(f"unknown method {name!r}")
     best, rows = tune(make, spec, val, name)
-    res, cpu = evaluate(make(best), test, progress=f"{name} test {best}")
+    if name in CANDIDATES:  # the partition's thresholds chosen by challenge, then the AP candidates by AP
+        cand_rows = []
+        for options in grid(CANDIDATE_GRID):
+            res, _ = evaluate(make.candidates(best, options), val, progress=f"{name} val {options}")
+            cand_rows.append({"params": options, **{m: res[m] for m in METRICS}})
+        extra["candidates"] = max(cand_rows, key=lambda r: (r["coco_ap"], r["coco_ap50"]))["params"]
+        extra["candidate_grid"] = cand_rows
+        res, cpu = evaluate(make.candidates(best, extra["candidates"]), test, progress=f"{name} test {best}")
+    else:
+        res, cpu = evaluate(make(best), test, progress=f"{name} test {best}")
     return {"params": best, "val_grid": rows, "test": {m: res[m] for m in METRICS},
             "per_threshold": res["per_threshold"], "cpu_seconds_per_image": {
                 "median": float(np.median(cpu)), "mean": float(np.mean(cpu))}, "images": res["images"], **extra}
@@ -145,8 +183,20 @@ def run_method(name: str, args, val, test) -> dict:
 
 LABELS = {"classical": "Otsu + distance watershed (classical)",
           "unet": "U-Net 3-class (boundary) + marker watershed",
-          "unet_mobilenetv2": "U-Net, ImageNet MobileNetV2 encoder, 3-class (boundary) + marker watershed"}
-TRAIN_CONFIGS = {"unet": "configs/unet_dsb2018.yaml", "unet_mobilenetv2": "configs/unet_mobilenetv2_dsb2018.yaml"}
+          "unet_mobilenetv2": "U-Net, ImageNet MobileNetV2 encoder, 3-class (boundary) + marker watershed",
+          "unet_mobilenetv2_tta": "U-Net, ImageNet MobileNetV2 encoder, 3-class (boundary) + marker watershed, "
+                                  "TTA: mirror x scales 1 and 2",
+          "unet_mobilenetv2_tta_candidates": "U-Net, ImageNet MobileNetV2 encoder, 3-class (boundary) + marker "
+                                             "watershed, TTA: mirror x scales 1 and 2, + AP candidates at "
+                                             "further interior thresholds"}
+TRAIN_CONFIGS = {"unet": "configs/unet_dsb2018.yaml", "unet_mobilenetv2": "configs/unet_mobilenetv2_dsb2018.yaml",
+                 "unet_mobilenetv2_tta": "configs/unet_mobilenetv2_dsb2018.yaml",
+                 "unet_mobilenetv2_tta_candidates": "configs/unet_mobilenetv2_dsb2018.yaml"}
+TTA = {"unet_mobilenetv2_tta": {"flip": True, "scales": [1.0, 2.0]},  # predict_image options of a method
+       "unet_mobilenetv2_tta_candidates": {"flip": True, "scales": [1.0, 2.0]}}
+CANDIDATES = {"unet_mobilenetv2_tta_candidates"}  # methods whose COCO AP also sees boundary_candidates' layers
+CANDIDATE_GRID = {"extra_interior_thresholds": [[0.7], [0.6, 0.8], [0.2, 0.6, 0.8, 0.9]], "overlap": [0.5, 0.8],
+                  "demote": [0.5]}
 
 
 def markdown(data: dict) -> str:
@@ -190,6 +240,7 @@ def markdown(data: dict) -> str:
                       "training budget; the row measures that budget on a shared "
                       "core, not the method's ceiling."]
     lines += [line for extra in data.get("other_rows", []) if extra.get("note") for line in ("", extra["note"])]
+    lines += [line for note in data.get("notes", []) for line in ("", note)]  # Markdown kept in the JSON
     train_cmds = sorted({f"OMP_NUM_THREADS=1 nice -n 10 seglab train {r['train_config']}"
                          for r in data["methods"].values() if r.get("train_config")})
     lines += ["", "Commands (training first, where a row has one):", "", "```text", *train_cmds, *data["commands"],
@@ -202,13 +253,21 @@ def markdown(data: dict) -> str:
             lines.append(f"| `{json.dumps(row['params'])}` | {row['challenge']:.3f} | {row['challenge_p50']:.3f} | "
                          f"{row['coco_ap50']:.3f} | {row['pq']:.3f} |")
         lines.append("")
+        if r.get("candidate_grid"):
+            lines += [f"AP candidates (`boundary_candidates`, thresholds above fixed), chosen by AP: "
+                      f"`{json.dumps(r['candidates'])}`.", "",
+                      "| candidates | challenge | AP | AP50 | AP75 |", "|---|---|---|---|---|"]
+            lines += [f"| `{json.dumps(row['params'])}` | {row['challenge']:.3f} | {row['coco_ap']:.3f} | "
+                      f"{row['coco_ap50']:.3f} | {row['coco_ap75']:.3f} |" for row in r["candidate_grid"]]
+            lines.append("")
     return "\n".join(lines)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("SEGLAB_DATA", ROOT.parent / "shared" / "data")) / "dsb2018")
-    ap.add_argument("--methods", default="classical", help="comma-separated: classical, unet, unet_mobilenetv2")
+    ap.add_argument("--methods", default="classical", help="comma-separated: classical, unet, unet_mobilenetv2, unet_mobilenetv2_tta, "
+                    "unet_mobilenetv2_tta_candidates")
     ap.add_argument("--checkpoint", type=Path, default=None, help="U-Net checkpoint (best.pt / last.pt)")
     ap.add_argument("--limit", type=int, default=None, help="first N images of each split (quick check)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "instance")

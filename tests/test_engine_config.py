@@ -115,6 +115,25 @@ def test_flip_and_scale_tta():
         predict_proba(model, x, scales=(0,))
 
 
+def test_rotation_tta_makes_the_output_equivariant():
+    """With ``flip`` and ``rotate`` the mean over the 8 symmetries of the square is exactly equivariant:
+    a flipped or rotated input gives the flipped or rotated output, even for a model that is not."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, (1, 5), padding=(0, 2))).eval()
+    x = torch.randn(1, 3, 12, 20)  # not square: rotated inputs are 20 x 12
+    plain, d8 = predict_proba(model, x), predict_proba(model, x, flip=True, rotate=True)
+    assert d8.shape == plain.shape and torch.allclose(d8.sum(1), torch.ones(1, 12, 20))
+    assert not torch.allclose(predict_proba(model, torch.flip(x, dims=[-1])), torch.flip(plain, dims=[-1]), atol=1e-3)
+    for t in (lambda a: torch.flip(a, dims=[-1]), lambda a: torch.flip(a, dims=[-2]),
+              lambda a: torch.rot90(a, 1, dims=(-2, -1)), lambda a: torch.rot90(a, 3, dims=(-2, -1))):
+        torch.testing.assert_close(predict_proba(model, t(x), flip=True, rotate=True), t(d8))
+    rot4 = predict_proba(model, x, rotate=True)  # the 4 rotations alone: equivariant to rotations only
+    torch.testing.assert_close(predict_proba(model, torch.rot90(x, 1, dims=(-2, -1)), rotate=True),
+                               torch.rot90(rot4, 1, dims=(-2, -1)))
+    pointwise = nn.Conv2d(3, 2, 1).eval()  # commutes with every symmetry: TTA changes nothing
+    torch.testing.assert_close(predict_proba(pointwise, x, flip=True, rotate=True), predict_proba(pointwise, x))
+
+
 def test_isbi_connectomics_of_a_stack():
     from seglab.engine.evaluate import connectomics
 

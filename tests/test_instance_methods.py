@@ -7,9 +7,9 @@ import pytest
 from scipy import ndimage
 
 from seglab.errors import ParameterError
-from seglab.instance import (boundary_instances, boundary_labels, boundary_targets, classical_instances,
-                             classical_labels, distance_instances, relabel_sequential)
-from seglab.metrics import challenge_score
+from seglab.instance import (boundary_candidates, boundary_instances, boundary_labels, boundary_targets,
+                             classical_instances, classical_labels, distance_instances, relabel_sequential)
+from seglab.metrics import InstanceEvaluator, challenge_score
 
 
 def _touching_disks(shape=(48, 64), centres=((24, 20, 11), (24, 40, 11), (10, 55, 5))):
@@ -92,6 +92,45 @@ def test_boundary_watershed_recovers_touching_objects():
         boundary_labels(probs[:2])
     with pytest.raises(ParameterError, match="interior_threshold"):
         boundary_labels(probs, interior_threshold=1.5)
+
+
+def _weak_boundary_probs(truth):
+    """3-class probabilities whose boundary rims are only half confident: at interior threshold 0.4 the two
+    touching disks are one marker, at 0.6 two."""
+    probs = _probs_from_truth(truth)
+    rim = boundary_targets(truth, 1) == 2
+    probs[:, rim] = np.array([0.05, 0.5, 0.45])[:, None]
+    return probs
+
+
+def test_boundary_candidates_add_the_objects_of_a_higher_threshold():
+    truth = _touching_disks()
+    probs = _weak_boundary_probs(truth)
+    layers = boundary_candidates(probs, interior_thresholds=(0.4, 0.6), overlap=0.8, demote=0.5, min_size=10)
+    first, scores = layers[0]
+    np.testing.assert_array_equal(first, boundary_labels(probs, interior_threshold=0.4, min_size=10)[0])
+    assert first.max() == 2 and len(scores) == 2  # the touching pair merged, the small disk apart
+    assert len(layers) == 2
+    extra, extra_scores = layers[1]
+    assert extra.max() == 2 and len(extra_scores) == 2  # the two halves; the small disk again is a duplicate
+    assert extra_scores.max() <= 0.5 * 1.0 and extra_scores.max() < scores.min()
+    assert challenge_score(truth, extra)[0] < 1  # a layer holds only the new objects
+    # every later object overlapping a kept one (IoU >= overlap) is left out: here all are
+    assert len(boundary_candidates(probs, interior_thresholds=(0.4, 0.6), overlap=0.01, min_size=10)) == 1
+    for bad, match in (({"interior_thresholds": ()}, "interior_thresholds"), ({"overlap": 0}, "overlap"),
+                       ({"demote": 1.5}, "demote")):
+        with pytest.raises(ParameterError, match=match):
+            boundary_candidates(probs, **bad)
+
+    # COCO AP sees the extra layer, the challenge score and PQ the partition alone
+    plain, more = InstanceEvaluator(), InstanceEvaluator()
+    plain.update(truth, first, scores=dict(enumerate(scores, 1)))
+    more.update(truth, first, scores=dict(enumerate(scores, 1)), extra=[(extra, extra_scores)])
+    a, b = plain.compute(), more.compute()
+    assert a["challenge"] == b["challenge"] and a["pq"] == b["pq"]
+    assert b["coco_ap50"] > a["coco_ap50"] + 0.3
+    with pytest.raises(ParameterError, match="extra detections"):
+        more.update(truth, first, extra=[(extra[:-1], extra_scores)])
 
 
 def test_distance_watershed_from_predicted_distance():

@@ -67,14 +67,15 @@ def input_size(trained, resize) -> tuple[int, int] | None:
 
 
 def predict_image(trained, image: np.ndarray, *, tile=None, overlap=0.5, window="gaussian", flip=False,
-                  scales=(1.0,), device="cpu", resize="auto", model=None) -> np.ndarray:
+                  scales=(1.0,), device="cpu", resize="auto", model=None, rotate: bool = False) -> np.ndarray:
     """Class probabilities C x H x W (numpy float32) of one uint8 H x W x C image.
 
     ``resize="auto"`` resizes the image to the training's ``augment.resize`` (as its training and
     validation images were, with area interpolation) and upsamples the probabilities bilinearly back to
     the image's size: a network trained at reduced resolution sees objects at the scale it learned.
     ``resize=None`` runs at the image's own size; an (H, W) pair resizes to that size. ``model`` replaces
-    ``trained.model`` (e.g. its :func:`seglab.engine.fast.prepare` form)."""
+    ``trained.model`` (e.g. its :func:`seglab.engine.fast.prepare` form). ``flip`` / ``rotate`` / ``scales``:
+    test-time augmentation (:func:`seglab.engine.inference.predict_proba`)."""
     import cv2
 
     h, w = image.shape[:2]
@@ -87,7 +88,7 @@ def predict_image(trained, image: np.ndarray, *, tile=None, overlap=0.5, window=
     x = normalise(image, trained.mean, trained.std).to(device)
     with torch.inference_mode():
         p = predict_proba(trained.model if model is None else model, x, tile=tile, overlap=overlap, window_kind=window, flip=flip,
-                          scales=scales)
+                          scales=scales, rotate=rotate)
         if p.shape[-2:] != (h, w):
             p = torch.nn.functional.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)
     return p[0].float().cpu().numpy()

@@ -3,7 +3,7 @@
 Tiles of the training size overlap by ``overlap``; each tile's class probabilities are weighted by a
 window that is largest in the centre and small at the edges (Gaussian with sigma = tile / 8, as in
 nnU-Net, Isensee et al. 2021, or a raised cosine / Hann window), so tile seams do not show. TTA averages
-the probabilities over horizontal flips and over input scales.
+the probabilities over horizontal flips, 90-degree rotations and input scales.
 """
 from __future__ import annotations
 
@@ -72,8 +72,12 @@ def sliding_window(model, x: torch.Tensor, tile, overlap: float = 0.5, kind: str
 
 @torch.no_grad()
 def predict_proba(model, x: torch.Tensor, *, tile=None, overlap: float = 0.5, window_kind: str = "gaussian",
-                  flip: bool = False, scales=(1.0,)) -> torch.Tensor:
-    """Class probabilities ``N x C x H x W`` with optional tiling and flip / multi-scale TTA."""
+                  flip: bool = False, scales=(1.0,), rotate: bool = False) -> torch.Tensor:
+    """Class probabilities ``N x C x H x W`` with optional tiling and flip / rotation / multi-scale TTA.
+
+    ``flip`` adds the horizontal mirror; ``rotate`` the three other 90-degree rotations (with ``flip``:
+    the 8 symmetries of the square, for models trained with flips and 90-degree rotations). The mean is
+    taken over every (scale, rotation, flip); each output is mapped back before averaging."""
     h, w = x.shape[-2:]
     total, count = None, 0
     for s in scales or (1.0,):
@@ -81,10 +85,12 @@ def predict_proba(model, x: torch.Tensor, *, tile=None, overlap: float = 0.5, wi
         if s <= 0:
             raise ParameterError(f"TTA scales must be > 0, got {s}")
         xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
-        variants = [False, True] if flip else [False]
-        for fl in variants:
+        variants = [(k, fl) for fl in ([False, True] if flip else [False]) for k in (range(4) if rotate else [0])]
+        for k, fl in variants:
             inp = torch.flip(xs, dims=[-1]) if fl else xs
+            inp = torch.rot90(inp, k, dims=(-2, -1)) if k else inp
             p = sliding_window(model, inp, tile, overlap, window_kind) if tile else torch.softmax(model(inp).float(), 1)
+            p = torch.rot90(p, -k, dims=(-2, -1)) if k else p
             if fl:
                 p = torch.flip(p, dims=[-1])
             if p.shape[-2:] != (h, w):

@@ -60,6 +60,48 @@ def boundary_labels(probs, *, interior_threshold: float = 0.5, foreground_thresh
     return labels, _scores(labels, fg_prob)
 
 
+def _iou_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each object 1..N of label map ``a``, its largest IoU with an object of label map ``b``."""
+    na, nb = int(a.max()), int(b.max())
+    if na == 0 or nb == 0:
+        return np.zeros(na)
+    joint = np.bincount(a.ravel().astype(np.int64) * (nb + 1) + b.ravel(), minlength=(na + 1) * (nb + 1))
+    joint = joint.reshape(na + 1, nb + 1)
+    inter = joint[1:, 1:].astype(np.float64)
+    return (inter / (joint.sum(1)[1:, None] + joint.sum(0)[None, 1:] - inter)).max(1)
+
+
+def boundary_candidates(probs, *, interior_thresholds=(0.4, 0.7), overlap: float = 0.8, demote: float = 0.5,
+                        **params) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Ranked, possibly overlapping object candidates for COCO-style AP, as layers of label maps.
+
+    Layer 0 is :func:`boundary_labels` at ``interior_thresholds[0]`` (a partition, with its scores: use it
+    for the challenge score and PQ). Each later threshold's objects that overlap no object kept so far at
+    IoU >= ``overlap`` form the next layer, their scores multiplied by ``demote`` so that they rank after
+    the first layer's: a higher threshold splits nuclei the first one merged, a lower one joins
+    fragments. AP counts an object found by any layer; the extra layers only cost precision at the tail
+    of the ranking. ``params``: the other :func:`boundary_labels` options. Returns ``[(labels, scores),
+    ...]``, each label map with ids 1..N and one score per id."""
+    if not interior_thresholds:
+        raise ParameterError("parameter 'interior_thresholds' needs at least one value")
+    if not 0 < overlap <= 1:
+        raise ParameterError(f"parameter 'overlap' must be in (0, 1], got {overlap}")
+    if not 0 <= demote <= 1:
+        raise ParameterError(f"parameter 'demote' must be in [0, 1], got {demote}")
+    layers = [boundary_labels(probs, interior_threshold=interior_thresholds[0], **params)]
+    for t in interior_thresholds[1:]:
+        labels, scores = boundary_labels(probs, interior_threshold=t, **params)
+        best = np.zeros(int(labels.max()))
+        for kept, _ in layers:
+            best = np.maximum(best, _iou_rows(labels, kept))
+        new = np.flatnonzero(best < overlap) + 1
+        if len(new):
+            lut = np.zeros(int(labels.max()) + 1, np.int32)
+            lut[new] = np.arange(1, len(new) + 1)
+            layers.append((lut[labels], scores[new - 1] * demote))
+    return layers
+
+
 def distance_labels(foreground_prob, distance, *, foreground_threshold: float = 0.5, h: float = 1.0,
                     min_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Label map and scores from a foreground probability and a distance-to-background map."""

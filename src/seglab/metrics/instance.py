@@ -295,8 +295,13 @@ class InstanceEvaluator:
 
         self._pq = PanopticQuality({0: False, 1: True})
 
-    def update(self, true_labels, pred, scores=None, name: str = "") -> np.ndarray:
-        """Add one image; returns its challenge scores per threshold."""
+    def update(self, true_labels, pred, scores=None, name: str = "", extra=()) -> np.ndarray:
+        """Add one image; returns its challenge scores per threshold.
+
+        ``extra``: further detections that only COCO AP sees, as ``(label map, scores)`` layers (scores a
+        sequence, one per id 1..N, or ``{label: score}``), which may overlap ``pred`` (e.g.
+        :func:`seglab.instance.boundary_candidates`' later layers); the challenge score and PQ use ``pred``
+        alone."""
         true = np.asarray(true_labels)
         lab, sc = _label_map_and_scores(pred, scores)
         if lab.shape != true.shape:
@@ -312,6 +317,14 @@ class InstanceEvaluator:
             self._res += _results_from_masks(pred, img_id)
         else:
             self._res += instances_from_label_map(lab, _all_one(lab), img_id, scores=sc)
+        for layer, layer_scores in extra:
+            layer = np.asarray(layer)
+            if layer.shape != true.shape:
+                raise ParameterError(f"{name or 'image'}: extra detections of shape {layer.shape} do not match "
+                                     f"ground truth {true.shape}")
+            ids = [int(v) for v in np.unique(layer) if v]
+            ls = layer_scores if isinstance(layer_scores, dict) else {v: layer_scores[v - 1] for v in ids}
+            self._res += instances_from_label_map(layer, _all_one(layer), img_id, scores=ls)
         self._pq.update(*_panoptic(lab), *_panoptic(true))
         return per
 

@@ -19,20 +19,22 @@ class SemanticPredictor:
     """Class probabilities and label maps of uint8 ``H x W x C`` images from a trained model (``trained``:
     :class:`seglab.engine.checkpoint.Trained`). ``tile=None`` uses the training crop for images larger than
     it (:func:`seglab.engine.evaluate.default_tile`); ``resize="auto"`` the training's ``augment.resize``.
+    Test-time augmentation: ``flip`` (horizontal mirror), ``rotate`` (the 90-degree rotations; with ``flip``
+    the 8 symmetries of the square) and ``scales``, probabilities averaged.
 
     Fast CPU inference (:func:`seglab.engine.fast.prepare`): ``precision`` ``"auto"`` (bfloat16 where the CPU
     has it natively, its precision-sensitive ends kept in float32, else float32), ``"fp32"`` or ``"bf16"``; ``fuse`` folds BatchNorm into the convolutions;
     ``channels_last`` runs NHWC; ``compile`` adds ``torch.compile`` (slow first call, eager fallback)."""
 
     def __init__(self, trained, *, tile=None, overlap: float = 0.5, window: str = "gaussian", flip: bool = False,
-                 scales=(1.0,), resize="auto", device: str = "cpu", precision: str = "auto", fuse: bool = True,
+                 scales=(1.0,), rotate: bool = False, resize="auto", device: str = "cpu", precision: str = "auto", fuse: bool = True,
                  channels_last: bool = True, compile: bool = False):
         from ..engine.evaluate import default_tile
         from ..engine.fast import prepare
 
         self.trained = trained
         self.options = dict(tile=tile or default_tile(trained), overlap=overlap, window=window, flip=flip,
-                            scales=list(scales), resize=resize, device=device)
+                            scales=list(scales), rotate=bool(rotate), resize=resize, device=device)
         trained.model.to(device)
         #: the network actually run: BatchNorm folded, channels-last, bfloat16 where native (see
         #: :func:`seglab.engine.fast.prepare`; ``fast.info`` says what was applied and any fallback note)
