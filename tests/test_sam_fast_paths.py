@@ -1,6 +1,7 @@
 """The inference-only fast paths of SAM / MobileSAM give the results of the plain computation they replace:
 the decoder's cross-attentions projected on the few-token side, the unshuffled upscaling, the cached dense
-positional encoding, masks resized straight from 256 x 256, TinyViT's banded stages and fused attention."""
+positional encoding, masks resized straight from 256 x 256, TinyViT's banded stages, fused attention and
+linear / convolution kernels with their GELU, bias and residual inside."""
 from __future__ import annotations
 
 import numpy as np
@@ -138,14 +139,46 @@ def test_tinyvit_banded_stages_equal_whole_maps(small_bands):
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
 
 
-def test_tinyvit_fused_attention_for_large_windows_equals_explicit(monkeypatch):
-    attn = randomize_(tiny_vit.Attention(20, 2, 9), seed=2)  # 81 tokens per window: fused
-    x = torch.randn(3, 81, 20)
+@pytest.mark.parametrize("window", [3, 7, 9])  # 9, 49, 81 tokens per tile
+def test_tinyvit_fused_attention_equals_explicit(window):
+    attn = randomize_(tiny_vit.Attention(20, 2, window), seed=2)
+    x = torch.randn(3, window * window, 20)
+    res = torch.randn(3, window * window, 20)
+    plain, fast = _both(lambda: attn(x))  # explicit product + softmax with autograd, fused kernels without
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
-        fused = attn(x)
-        monkeypatch.setattr(tiny_vit, "_SDPA_MIN_TOKENS", 10 ** 6)
-        explicit = attn(x)
-    torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(attn(x, add=res), fast + res, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_linear_and_convolution_equal_the_separate_steps(dtype):
+    from seglab.models.sam import fused
+
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(2, 37, 24, generator=g), torch.randn(40, 24, generator=g) / 5, torch.randn(40, generator=g)
+    add = torch.randn(2, 37, 40, generator=g)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=5e-2)
+    for gelu in (False, True):
+        for extra in (None, add):
+            want = F.linear(x, w, b) + (0 if extra is None else extra)
+            want = F.gelu(want) if gelu else want
+            with torch.no_grad():
+                got = fused.linear(x.to(dtype), w, b, gelu=gelu, add=None if extra is None else extra.to(dtype))
+            assert got.dtype == dtype and got.shape == want.shape
+            torch.testing.assert_close(got.float(), want, **tol)
+    img = torch.randn(1, 6, 11, 13, generator=g).contiguous(memory_format=torch.channels_last)
+    for wshape, stride, groups in [((6, 1, 3, 3), 1, 6), ((6, 1, 3, 3), 2, 6), ((8, 6, 3, 3), 2, 1)]:
+        cw, cb = torch.randn(*wshape, generator=g) / 3, torch.randn(wshape[0], generator=g)
+        for gelu in (False, True):
+            want = F.conv2d(img, cw, cb, stride, 1, 1, groups)
+            want = F.gelu(want) if gelu else want
+            with torch.no_grad():
+                got = fused.conv2d(img.to(dtype), cw, cb, (stride, stride), (1, 1), groups, gelu=gelu)
+            torch.testing.assert_close(got.float(), want, **tol)
+    # with autograd: the plain operations, gradients flow
+    wg = w.clone().requires_grad_()
+    fused.linear(x, wg, b, gelu=True, add=add).sum().backward()
+    assert wg.grad is not None and wg.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("dim, heads", [(32, 2), (256, 8)])  # image-to-token output folded into the values or not
