@@ -224,3 +224,78 @@ def test_predictor_keeps_the_decoder_state_per_image_and_weights():
     got, want = p.predict(points=pts, labels=lab), plain(image)
     np.testing.assert_allclose(got.low_res_logits, want.low_res_logits, rtol=0,
                                atol=1e-5 * np.abs(want.low_res_logits).max())
+
+
+def _tiny_mobile_sam():
+    from seglab.models.sam.mask_decoder import MaskDecoder
+    from seglab.models.sam.prompt_encoder import PromptEncoder
+    from seglab.models.sam.sam import Sam
+    from seglab.models.sam.transformer import TwoWayTransformer
+
+    enc = tiny_vit.TinyViT(img_size=128, embed_dims=(16, 32, 40, 48), depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 3),
+                           window_sizes=(3, 3, 5, 3), out_chans=32)
+    return randomize_(Sam(enc, PromptEncoder(embed_dim=32, image_embedding_size=(8, 8), input_image_size=(128, 128),
+                                             mask_in_chans=16),
+                          MaskDecoder(transformer=TwoWayTransformer(depth=2, embedding_dim=32, num_heads=4, mlp_dim=64),
+                                      transformer_dim=32, iou_head_hidden_dim=32)), seed=11, scale=0.1).eval()
+
+
+def test_tinyvit_mixed_path_runs_its_float32_layers_in_float32():
+    enc = _tiny_mobile_sam().image_encoder
+    seen = {}
+    hooks = [layer.register_forward_pre_hook(lambda m, a, i=i: seen.__setitem__(i, a[0].dtype))
+             for i, layer in enumerate(enc.layers)]
+    hooks.append(enc.neck.register_forward_pre_hook(lambda m, a: seen.__setitem__("neck", a[0].dtype)))
+    x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        exact = enc(x)
+        assert all(v == torch.float32 for v in seen.values())
+        mixed = enc(x, mixed=True)
+    for h in hooks:
+        h.remove()
+    assert seen == {0: torch.bfloat16, 1: torch.bfloat16, 2: torch.float32, 3: torch.bfloat16, "neck": torch.float32}
+    assert mixed.dtype == torch.float32 and mixed.shape == exact.shape
+    # bfloat16 keeps 8 significant bits: close, not equal
+    assert (mixed - exact).abs().mean() < 0.05 * exact.abs().mean() and not torch.equal(mixed, exact)
+
+
+def test_predictor_precision_choices(monkeypatch):
+    from seglab.errors import ParameterError
+    from seglab.predictors import sam as sam_predictor
+
+    small = _tiny_mobile_sam()
+    for supported, want in [(True, "mixed"), (False, "float32")]:
+        monkeypatch.setattr(sam_predictor, "bf16_supported", lambda: supported)
+        assert SamPredictor(small, precision="auto").precision == want
+        assert SamPredictor(tiny_sam(), precision="auto").precision == "float32"  # ViT encoder: no mixed path
+    with pytest.raises(ParameterError, match="precision 'mixed' is for MobileSAM"):
+        SamPredictor(tiny_sam(), precision="mixed")
+    with pytest.raises(ParameterError, match="precision"):
+        SamPredictor(small, precision="float16")
+    image = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    p = SamPredictor(small, precision="mixed").set_image(image)
+    masks, iou, low = p.predict(points=[[30, 20]], labels=[1])
+    assert p.embedding.dtype == torch.float32 and masks.shape == (3, 60, 90) and low.dtype == np.float32
+
+
+def test_mixed_precision_masks_equal_float32_on_real_weights(data_dir):
+    """MobileSAM's real weights on a BSDS500 image, the benchmark's 8 clicks: the best mask of each click
+    with precision="mixed" against float32 (docs/results/sam_speed.md measures 3 images)."""
+    import sys
+    from pathlib import Path
+
+    from seglab.models.sam import build_sam
+    from _sam_reference import bsds_image, real_weights
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from sam_speed import _clicks, _iou
+
+    model = build_sam("mobile_sam", real_weights())
+    image = bsds_image(data_dir)
+    exact, mixed = SamPredictor(model).set_image(image), SamPredictor(model, precision="mixed").set_image(image)
+    ious = []
+    for pt in _clicks(*image.shape[:2]):
+        a, sa, _ = exact.predict(points=pt[None], labels=[1])
+        b, sb, _ = mixed.predict(points=pt[None], labels=[1])
+        ious.append(_iou(a[int(np.argmax(sa))], b[int(np.argmax(sb))]))
+    assert np.mean(ious) >= 0.99 and min(ious) >= 0.95, ious

@@ -297,10 +297,19 @@ class TinyViT(nn.Module):
         self.head = nn.Linear(embed_dims[-1], num_classes)
         self.neck = neck(embed_dims[-1], out_chans)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    # ``mixed=True``: the layers computed in float32 (the others in bfloat16). Measured on MobileSAM's weights
+    # (docs/results/sam_speed.md): the third stage (six blocks of 14 x 14 windows) in bfloat16 is what flips
+    # some multimask choices away from float32's; with it in float32 the masks stay equal.
+    mixed_float32_layers = (2,)
+
+    def forward(self, x: torch.Tensor, *, mixed: bool = False) -> torch.Tensor:
+        """The ``B x 256 x S x S`` embedding; ``mixed``: the stem and the stages other than
+        :attr:`mixed_float32_layers` in bfloat16 (activations and weights), the rest and the neck in float32."""
+        high = x.dtype
+        low = torch.bfloat16 if mixed else high
         # channels-last: oneDNN's depthwise convolutions are several times faster in that layout on CPUs
-        x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
-        for layer in self.layers:
-            x = layer(x)
+        x = self.patch_embed(x.to(low).contiguous(memory_format=torch.channels_last))
+        for i, layer in enumerate(self.layers):
+            x = layer(x.to(high) if i in self.mixed_float32_layers else x.to(low))
         b, _, c = x.shape
-        return self.neck(x.view(b, self.grid, self.grid, c).permute(0, 3, 1, 2))
+        return self.neck(x.to(high).view(b, self.grid, self.grid, c).permute(0, 3, 1, 2))
