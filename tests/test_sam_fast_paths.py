@@ -299,3 +299,17 @@ def test_mixed_precision_masks_equal_float32_on_real_weights(data_dir):
         b, sb, _ = mixed.predict(points=pt[None], labels=[1])
         ious.append(_iou(a[int(np.argmax(sa))], b[int(np.argmax(sb))]))
     assert np.mean(ious) >= 0.99 and min(ious) >= 0.95, ious
+
+
+def test_fused_kernels_follow_cpu_autocast():
+    from seglab.models.sam import fused
+
+    g = torch.Generator().manual_seed(1)
+    x, w, b = torch.randn(5, 16, generator=g), torch.randn(8, 16, generator=g), torch.randn(8, generator=g)
+    img, cw = torch.randn(1, 4, 6, 6, generator=g), torch.randn(4, 1, 3, 3, generator=g)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want_lin, want_conv = F.linear(x, w, b), F.conv2d(img, cw, None, 1, 1, 1, 4)
+        got_lin, got_conv = fused.linear(x, w, b), fused.conv2d(img, cw, None, (1, 1), (1, 1), 4)
+    assert got_lin.dtype == want_lin.dtype == torch.bfloat16 and got_conv.dtype == want_conv.dtype == torch.bfloat16
+    torch.testing.assert_close(got_lin, want_lin, rtol=2e-2, atol=5e-2)
+    torch.testing.assert_close(got_conv, want_conv, rtol=2e-2, atol=5e-2)

@@ -5,7 +5,7 @@ convolution ("post-ops"), and adds the bias inside the product: no separate pass
 TinyViT's 1/4-resolution maps costs as much as the product itself. Used without autograd on CPU tensors
 only; anywhere else (training, other devices, a build without oneDNN) the same computation is done with
 ``F.linear`` / ``F.conv2d`` and separate element-wise steps. Weights are cast to the input's dtype (float32
-or bfloat16).
+or bfloat16); under CPU autocast, to the autocast dtype, as ``F.linear`` / ``F.conv2d`` would be.
 """
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ def _fused(x: torch.Tensor) -> bool:
             and not torch.is_grad_enabled())
 
 
+def _autocast(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in CPU autocast's dtype when autocast is on (these kernels are not on its lists)."""
+    if torch.is_autocast_enabled("cpu"):
+        return x.to(torch.get_autocast_dtype("cpu"))
+    return x
+
+
 def gelu_(x: torch.Tensor) -> torch.Tensor:
     """GELU (exact, erf) in place without autograd (no new buffer); out of place with it."""
     return torch.ops.aten.gelu_(x) if not torch.is_grad_enabled() else F.gelu(x)
@@ -29,13 +36,13 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
            add: torch.Tensor | None = None) -> torch.Tensor:
     """``gelu(F.linear(x, weight, bias) + add)`` (each step optional) over the last dimension of ``x``;
     ``add`` has the output's shape."""
-    w = weight.to(x.dtype)
-    b = bias.to(x.dtype) if bias is not None else None
     if not _fused(x):
-        y = F.linear(x, w, b)
+        y = F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
         if add is not None:
             y = y + add
         return gelu_(y) if gelu else y
+    x = _autocast(x)
+    w, b = weight.to(x.dtype), bias.to(x.dtype) if bias is not None else None
     lead, k = x.shape[:-1], x.shape[-1]
     x2 = x.reshape(-1, k)
     if add is not None:
@@ -51,10 +58,10 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, str
            padding: tuple[int, int], groups: int, *, gelu: bool = False) -> torch.Tensor:
     """``gelu(F.conv2d(x, weight, bias, stride, padding, groups=groups))``, GELU optional (channels-last
     input stays channels-last)."""
-    w = weight.to(x.dtype)
-    b = bias.to(x.dtype) if bias is not None else None
     if not _fused(x):
-        y = F.conv2d(x, w, b, stride, padding, 1, groups)
+        y = F.conv2d(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), stride, padding, 1, groups)
         return gelu_(y) if gelu else y
+    x = _autocast(x)
+    w, b = weight.to(x.dtype), bias.to(x.dtype) if bias is not None else None
     return torch.ops.mkldnn._convolution_pointwise(x, w, b, list(padding), list(stride), [1, 1], groups,
                                                    "gelu" if gelu else "none", [], "none" if gelu else "")
