@@ -313,3 +313,15 @@ def test_fused_kernels_follow_cpu_autocast():
     assert got_lin.dtype == want_lin.dtype == torch.bfloat16 and got_conv.dtype == want_conv.dtype == torch.bfloat16
     torch.testing.assert_close(got_lin, want_lin, rtol=2e-2, atol=5e-2)
     torch.testing.assert_close(got_conv, want_conv, rtol=2e-2, atol=5e-2)
+
+
+def test_tinyvit_without_onednn_kernels_gives_the_same_embedding(monkeypatch):
+    from seglab.models.sam import fused
+
+    enc = _tiny_mobile_sam().image_encoder
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        with_kernels = enc(x)
+        monkeypatch.setattr(fused, "_MKLDNN", False)  # a build without oneDNN: F.linear / F.conv2d + GELU
+        without = enc(x)
+    torch.testing.assert_close(without, with_kernels, rtol=1e-5, atol=1e-5)
