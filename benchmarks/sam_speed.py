@@ -1,15 +1,15 @@
-"""MobileSAM speed on the CPU beside the official MobileSAM code (same weights, same run), float32 and
-bfloat16 autocast, and how much bfloat16 changes the masks.
+"""MobileSAM speed on the CPU beside the official MobileSAM code (same weights, same run), float32, mixed
+(most of the encoder in bfloat16) and bfloat16 autocast, and how much the bfloat16 paths change the masks.
 
 - image encoder: one 1024 x 1024 input (a BSDS500 image resized and padded as the predictor does);
 - decoder, one prompt: ``predict`` with one click, masks at the image's size (the interactive path);
 - decoder, per prompt in a batch of 64 clicks (the automatic mask generator's path, low-res logits).
 
-Runs of the implementations are interleaved (ours fp32, ours bf16, official, ours fp32, ...) so that load
+Runs of the implementations are interleaved (ours fp32, ours mixed, ours bf16, official, ours fp32, ...) so that load
 from other processes hits all alike; the median is reported, and the fastest run (the least disturbed). Masks: on the first ``--images`` BSDS500
 test images, 8 clicks each (a 3 x 3 grid without its centre), the IoU between our
-float32 masks and the official ones, and between our bfloat16 and float32 masks (best mask by predicted
-IoU, multimask).
+float32 masks and the official ones, and between our mixed / bfloat16 and float32 masks (best mask by
+predicted IoU, multimask).
 
     OMP_NUM_THREADS=2 python benchmarks/sam_speed.py [--threads 2] [--reps 5] [--images 4]
 
@@ -80,7 +80,7 @@ def run(threads: int, reps: int, n_images: int) -> dict:
 
     torch.set_num_threads(threads)
     model = build_sam("mobile_sam", "default")
-    ours = {"float32": SamPredictor(model), "bfloat16": SamPredictor(model, precision="bfloat16")}
+    ours = {name: SamPredictor(model, precision=name) for name in ("float32", "mixed", "bfloat16")}
     ms = _official()
     ref = None
     if ms is not None:
@@ -97,7 +97,7 @@ def run(threads: int, reps: int, n_images: int) -> dict:
 
     def ours_encoder(p):
         with torch.no_grad(), p._autocast():
-            model.image_encoder(x)
+            model.image_encoder(x, mixed=p.precision == "mixed")
 
     with torch.no_grad():
         for p in ours.values():  # warm-up, and the embedding for the decoder timings
@@ -126,7 +126,8 @@ def run(threads: int, reps: int, n_images: int) -> dict:
                for k, d in times.items()}
 
     # masks: ours fp32 vs official, ours bf16 vs ours fp32
-    agree = {"seglab float32 vs official": [], "seglab bfloat16 vs seglab float32": []}
+    agree = {"seglab float32 vs official": [], "seglab mixed vs seglab float32": [],
+             "seglab bfloat16 vs seglab float32": []}
     for img in images:
         for p in ours.values():
             p.set_image(img)
@@ -134,9 +135,10 @@ def run(threads: int, reps: int, n_images: int) -> dict:
             ref.set_image(img)
         for pt in _clicks(*img.shape[:2]):
             m32, s32, _ = ours["float32"].predict(points=pt[None], labels=[1])
-            m16, s16, _ = ours["bfloat16"].predict(points=pt[None], labels=[1])
             best32 = m32[int(np.argmax(s32))]
-            agree["seglab bfloat16 vs seglab float32"].append(_iou(m16[int(np.argmax(s16))], best32))
+            for name in ("mixed", "bfloat16"):
+                m, s, _ = ours[name].predict(points=pt[None], labels=[1])
+                agree[f"seglab {name} vs seglab float32"].append(_iou(m[int(np.argmax(s))], best32))
             if ref is not None:
                 mr, sr, _ = ref.predict(point_coords=pt[None], point_labels=np.array([1]))
                 agree["seglab float32 vs official"].append(_iou(best32, mr[int(np.argmax(sr))]))
@@ -231,17 +233,24 @@ def markdown(res: dict) -> str:
 
 
 def bf16_note(res: dict) -> str:
-    """What the measured bfloat16 masks say about using it."""
-    bf = res["masks"].get("seglab bfloat16 vs seglab float32")
-    head = "bfloat16 is CPU autocast (`SamPredictor(model, precision=\"bfloat16\")`). "
-    if bf is None:
-        return head
-    if bf["mean_iou"] >= 0.99:
-        return head + (f"Its masks stay equal to float32 on average (mean IoU {bf['mean_iou']:.4f} >= 0.99; "
-                       f"worst click {bf['min_iou']:.4f}), so it can be used where speed matters; float32 stays "
-                       "the default because it reproduces the official masks exactly.")
-    return head + (f"Its masks differ from float32 (mean IoU {bf['mean_iou']:.4f} < 0.99), so float32 stays the "
-                   "default.")
+    """What the measured masks of the bfloat16 paths say about using them."""
+    lines = []
+    for name, what in [("mixed", "`SamPredictor(model, precision=\"mixed\")` runs the TinyViT encoder's stem and "
+                        "stages 1, 2 and 4 in bfloat16, its third stage (14 x 14 windows), its neck and the whole "
+                        "decoder in float32"),
+                       ("bfloat16", "`SamPredictor(model, precision=\"bfloat16\")` runs encoder and decoder under "
+                        "CPU bfloat16 autocast")]:
+        m = res["masks"].get(f"seglab {name} vs seglab float32")
+        if m is None:
+            continue
+        verdict = (f"its masks stay equal to float32's (mean IoU {m['mean_iou']:.4f} >= 0.99; worst click "
+                   f"{m['min_iou']:.4f})" if m["mean_iou"] >= 0.99 else
+                   f"its masks differ from float32's (mean IoU {m['mean_iou']:.4f} < 0.99; worst click "
+                   f"{m['min_iou']:.4f})")
+        lines.append(f"- {name}: {what}; {verdict}.")
+    lines.append("- float32 stays the default (it reproduces the official masks exactly); `precision=\"auto\"` "
+                 "picks mixed for MobileSAM on a CPU with native bfloat16 (AVX512-BF16 / AMX), float32 elsewhere.")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

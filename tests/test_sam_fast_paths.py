@@ -1,6 +1,7 @@
 """The inference-only fast paths of SAM / MobileSAM give the results of the plain computation they replace:
 the decoder's cross-attentions projected on the few-token side, the unshuffled upscaling, the cached dense
-positional encoding, masks resized straight from 256 x 256, TinyViT's banded stages and fused attention."""
+positional encoding, masks resized straight from 256 x 256, TinyViT's banded stages, fused attention and
+linear / convolution kernels with their GELU, bias and residual inside."""
 from __future__ import annotations
 
 import numpy as np
@@ -138,14 +139,46 @@ def test_tinyvit_banded_stages_equal_whole_maps(small_bands):
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
 
 
-def test_tinyvit_fused_attention_for_large_windows_equals_explicit(monkeypatch):
-    attn = randomize_(tiny_vit.Attention(20, 2, 9), seed=2)  # 81 tokens per window: fused
-    x = torch.randn(3, 81, 20)
+@pytest.mark.parametrize("window", [3, 7, 9])  # 9, 49, 81 tokens per tile
+def test_tinyvit_fused_attention_equals_explicit(window):
+    attn = randomize_(tiny_vit.Attention(20, 2, window), seed=2)
+    x = torch.randn(3, window * window, 20)
+    res = torch.randn(3, window * window, 20)
+    plain, fast = _both(lambda: attn(x))  # explicit product + softmax with autograd, fused kernels without
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
-        fused = attn(x)
-        monkeypatch.setattr(tiny_vit, "_SDPA_MIN_TOKENS", 10 ** 6)
-        explicit = attn(x)
-    torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(attn(x, add=res), fast + res, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_linear_and_convolution_equal_the_separate_steps(dtype):
+    from seglab.models.sam import fused
+
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(2, 37, 24, generator=g), torch.randn(40, 24, generator=g) / 5, torch.randn(40, generator=g)
+    add = torch.randn(2, 37, 40, generator=g)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=5e-2)
+    for gelu in (False, True):
+        for extra in (None, add):
+            want = F.linear(x, w, b) + (0 if extra is None else extra)
+            want = F.gelu(want) if gelu else want
+            with torch.no_grad():
+                got = fused.linear(x.to(dtype), w, b, gelu=gelu, add=None if extra is None else extra.to(dtype))
+            assert got.dtype == dtype and got.shape == want.shape
+            torch.testing.assert_close(got.float(), want, **tol)
+    img = torch.randn(1, 6, 11, 13, generator=g).contiguous(memory_format=torch.channels_last)
+    for wshape, stride, groups in [((6, 1, 3, 3), 1, 6), ((6, 1, 3, 3), 2, 6), ((8, 6, 3, 3), 2, 1)]:
+        cw, cb = torch.randn(*wshape, generator=g) / 3, torch.randn(wshape[0], generator=g)
+        for gelu in (False, True):
+            want = F.conv2d(img, cw, cb, stride, 1, 1, groups)
+            want = F.gelu(want) if gelu else want
+            with torch.no_grad():
+                got = fused.conv2d(img.to(dtype), cw, cb, (stride, stride), (1, 1), groups, gelu=gelu)
+            torch.testing.assert_close(got.float(), want, **tol)
+    # with autograd: the plain operations, gradients flow
+    wg = w.clone().requires_grad_()
+    fused.linear(x, wg, b, gelu=True, add=add).sum().backward()
+    assert wg.grad is not None and wg.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("dim, heads", [(32, 2), (256, 8)])  # image-to-token output folded into the values or not
@@ -191,3 +224,104 @@ def test_predictor_keeps_the_decoder_state_per_image_and_weights():
     got, want = p.predict(points=pts, labels=lab), plain(image)
     np.testing.assert_allclose(got.low_res_logits, want.low_res_logits, rtol=0,
                                atol=1e-5 * np.abs(want.low_res_logits).max())
+
+
+def _tiny_mobile_sam():
+    from seglab.models.sam.mask_decoder import MaskDecoder
+    from seglab.models.sam.prompt_encoder import PromptEncoder
+    from seglab.models.sam.sam import Sam
+    from seglab.models.sam.transformer import TwoWayTransformer
+
+    enc = tiny_vit.TinyViT(img_size=128, embed_dims=(16, 32, 40, 48), depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 3),
+                           window_sizes=(3, 3, 5, 3), out_chans=32)
+    return randomize_(Sam(enc, PromptEncoder(embed_dim=32, image_embedding_size=(8, 8), input_image_size=(128, 128),
+                                             mask_in_chans=16),
+                          MaskDecoder(transformer=TwoWayTransformer(depth=2, embedding_dim=32, num_heads=4, mlp_dim=64),
+                                      transformer_dim=32, iou_head_hidden_dim=32)), seed=11, scale=0.1).eval()
+
+
+def test_tinyvit_mixed_path_runs_its_float32_layers_in_float32():
+    enc = _tiny_mobile_sam().image_encoder
+    seen = {}
+    hooks = [layer.register_forward_pre_hook(lambda m, a, i=i: seen.__setitem__(i, a[0].dtype))
+             for i, layer in enumerate(enc.layers)]
+    hooks.append(enc.neck.register_forward_pre_hook(lambda m, a: seen.__setitem__("neck", a[0].dtype)))
+    x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        exact = enc(x)
+        assert all(v == torch.float32 for v in seen.values())
+        mixed = enc(x, mixed=True)
+    for h in hooks:
+        h.remove()
+    assert seen == {0: torch.bfloat16, 1: torch.bfloat16, 2: torch.float32, 3: torch.bfloat16, "neck": torch.float32}
+    assert mixed.dtype == torch.float32 and mixed.shape == exact.shape
+    # bfloat16 keeps 8 significant bits: close, not equal
+    assert (mixed - exact).abs().mean() < 0.05 * exact.abs().mean() and not torch.equal(mixed, exact)
+
+
+def test_predictor_precision_choices(monkeypatch):
+    from seglab.errors import ParameterError
+    from seglab.predictors import sam as sam_predictor
+
+    small = _tiny_mobile_sam()
+    for supported, want in [(True, "mixed"), (False, "float32")]:
+        monkeypatch.setattr(sam_predictor, "bf16_supported", lambda: supported)
+        assert SamPredictor(small, precision="auto").precision == want
+        assert SamPredictor(tiny_sam(), precision="auto").precision == "float32"  # ViT encoder: no mixed path
+    with pytest.raises(ParameterError, match="precision 'mixed' is for MobileSAM"):
+        SamPredictor(tiny_sam(), precision="mixed")
+    with pytest.raises(ParameterError, match="precision"):
+        SamPredictor(small, precision="float16")
+    image = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    p = SamPredictor(small, precision="mixed").set_image(image)
+    masks, iou, low = p.predict(points=[[30, 20]], labels=[1])
+    assert p.embedding.dtype == torch.float32 and masks.shape == (3, 60, 90) and low.dtype == np.float32
+
+
+def test_mixed_precision_masks_equal_float32_on_real_weights(data_dir):
+    """MobileSAM's real weights on a BSDS500 image, the benchmark's 8 clicks: the best mask of each click
+    with precision="mixed" against float32 (docs/results/sam_speed.md measures 3 images)."""
+    import sys
+    from pathlib import Path
+
+    from seglab.models.sam import build_sam
+    from _sam_reference import bsds_image, real_weights
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from sam_speed import _clicks, _iou
+
+    model = build_sam("mobile_sam", real_weights())
+    image = bsds_image(data_dir)
+    exact, mixed = SamPredictor(model).set_image(image), SamPredictor(model, precision="mixed").set_image(image)
+    ious = []
+    for pt in _clicks(*image.shape[:2]):
+        a, sa, _ = exact.predict(points=pt[None], labels=[1])
+        b, sb, _ = mixed.predict(points=pt[None], labels=[1])
+        ious.append(_iou(a[int(np.argmax(sa))], b[int(np.argmax(sb))]))
+    assert np.mean(ious) >= 0.99 and min(ious) >= 0.95, ious
+
+
+def test_fused_kernels_follow_cpu_autocast():
+    from seglab.models.sam import fused
+
+    g = torch.Generator().manual_seed(1)
+    x, w, b = torch.randn(5, 16, generator=g), torch.randn(8, 16, generator=g), torch.randn(8, generator=g)
+    img, cw = torch.randn(1, 4, 6, 6, generator=g), torch.randn(4, 1, 3, 3, generator=g)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want_lin, want_conv = F.linear(x, w, b), F.conv2d(img, cw, None, 1, 1, 1, 4)
+        got_lin, got_conv = fused.linear(x, w, b), fused.conv2d(img, cw, None, (1, 1), (1, 1), 4)
+    assert got_lin.dtype == want_lin.dtype == torch.bfloat16 and got_conv.dtype == want_conv.dtype == torch.bfloat16
+    torch.testing.assert_close(got_lin, want_lin, rtol=2e-2, atol=5e-2)
+    torch.testing.assert_close(got_conv, want_conv, rtol=2e-2, atol=5e-2)
+
+
+def test_tinyvit_without_onednn_kernels_gives_the_same_embedding(monkeypatch):
+    from seglab.models.sam import fused
+
+    enc = _tiny_mobile_sam().image_encoder
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        with_kernels = enc(x)
+        monkeypatch.setattr(fused, "_MKLDNN", False)  # a build without oneDNN: F.linear / F.conv2d + GELU
+        without = enc(x)
+    torch.testing.assert_close(without, with_kernels, rtol=1e-5, atol=1e-5)

@@ -25,10 +25,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..engine.fast import bf16_supported
 from ..errors import ParameterError, check_choice
 from ..io import atomic_path
 from ..models.sam.build import build_sam
 from ..models.sam.sam import Sam
+from ..models.sam.tiny_vit import TinyViT
 from ..models.sam.transforms import (image_resize_matrix, matrix_taps, resize_image, resized_shape,
                                      scale_coords)
 from ..prompting.convert import sam_prompts
@@ -134,16 +136,25 @@ class SamPredictor:
         Folder for image embeddings on disk (``<cache_dir>/<weights id>/<image sha256>.pt``, written
         atomically, read with ``weights_only=True``). ``None``: memory only. Models with random weights
         (no checkpoint) never use the disk cache.
-    precision : "float32" or "bfloat16"
-        ``"bfloat16"`` runs the encoder and decoder under CPU bfloat16 autocast (faster on CPUs with
-        AVX512-BF16 / AMX, but some masks change: both measured in ``docs/results/sam_speed.md``); outputs
-        stay float32.
+    precision : "float32", "mixed", "bfloat16" or "auto"
+        ``"mixed"`` (MobileSAM only) runs most of the TinyViT encoder in bfloat16 and its third stage, its
+        neck and the whole decoder in float32 (masks equal to float32's: mean IoU >= 0.99 in
+        ``docs/results/sam_speed.md``); ``"bfloat16"`` runs the encoder and decoder under CPU bfloat16
+        autocast (faster still, but some masks change); ``"auto"`` is ``"mixed"`` for MobileSAM on a CPU that
+        computes bfloat16 natively (AVX512-BF16 / AMX), else ``"float32"``. Outputs stay float32.
     """
 
     def __init__(self, model: Sam, *, cache_dir=None, precision: str = "float32") -> None:
         if not isinstance(model, Sam):
             raise ParameterError(f"SamPredictor needs a seglab SAM model, got {type(model).__name__}")
-        check_choice("precision", precision, ("float32", "bfloat16"))
+        check_choice("precision", precision, ("float32", "mixed", "bfloat16", "auto"))
+        mixable = isinstance(model.image_encoder, TinyViT)
+        if precision == "mixed" and not mixable:
+            raise ParameterError(f"precision 'mixed' is for MobileSAM (a TinyViT encoder), not "
+                                 f"{type(model.image_encoder).__name__}; use 'float32' or 'bfloat16'")
+        if precision == "auto":
+            on_cpu = model.pixel_mean.device.type == "cpu"
+            precision = "mixed" if mixable and on_cpu and bf16_supported() else "float32"
         self.model = model.eval()
         self.precision = precision
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -213,7 +224,8 @@ class SamPredictor:
         if emb is None:
             resized = torch.from_numpy(resize_image(image, self.model.img_size)).permute(2, 0, 1)[None]
             with self._autocast():
-                emb = self.model.embed_image(resized.to(self.model.pixel_mean.device)).float().cpu()
+                emb = self.model.embed_image(resized.to(self.model.pixel_mean.device),
+                                             mixed=self.precision == "mixed").float().cpu()
             if path is not None:
                 with atomic_path(path) as tmp:
                     torch.save(emb.contiguous(), tmp)

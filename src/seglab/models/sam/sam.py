@@ -31,10 +31,11 @@ class Sam(nn.Module):
     def img_size(self) -> int:
         return self.image_encoder.img_size
 
-    def embed_image(self, resized: torch.Tensor) -> torch.Tensor:
-        """``B x 3 x h x w`` resized pixels (0-255, longest side ``img_size``) to ``B x 256 x 64 x 64``."""
+    def embed_image(self, resized: torch.Tensor, *, mixed: bool = False) -> torch.Tensor:
+        """``B x 3 x h x w`` resized pixels (0-255, longest side ``img_size``) to ``B x 256 x 64 x 64``;
+        ``mixed``: the TinyViT encoder's mixed bfloat16 / float32 path (:class:`~.tiny_vit.TinyViT`)."""
         x = preprocess(resized, self.img_size, self.pixel_mean.flatten().tolist(), self.pixel_std.flatten().tolist())
-        return self.image_encoder(x)
+        return self.image_encoder(x, mixed=True) if mixed else self.image_encoder(x)
 
     def decode(self, image_embeddings: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None = None,
                boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused
 from .image_encoder import neck
 
 # Inference works on bands of rows (or chunks of tokens) whose widest intermediate holds at most this many
@@ -25,19 +26,9 @@ from .image_encoder import neck
 _BAND_FLOATS = 2 ** 22
 
 
-# windows of more tokens than this (stage 3: 14 x 14 = 196) use fused attention: on 2026 CPUs (torch 2.13,
-# one thread) 23 ms against 37 ms per block there, while 7 x 7 windows are faster written out (12 vs 18 ms)
-_SDPA_MIN_TOKENS = 64
-
-
 def _band_rows(floats_per_row: int) -> int:
     """Rows per band so that a band of a map with ``floats_per_row`` floats per row stays under the limit."""
     return max(1, _BAND_FLOATS // max(1, floats_per_row))
-
-
-def _gelu_(x: torch.Tensor) -> torch.Tensor:
-    """GELU (exact, erf) in place: no new buffer for an intermediate nobody else holds."""
-    return torch.ops.aten.gelu_(x)
 
 
 class Conv2dBN(nn.Sequential):
@@ -50,17 +41,28 @@ class Conv2dBN(nn.Sequential):
         self.add_module("c", nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False))
         self.add_module("bn", nn.BatchNorm2d(cout))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            return super().forward(x)
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The convolution's weight and bias with the batch norm (running statistics) folded in."""
         c, bn = self.c, self.bn
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        weight, bias = c.weight * scale[:, None, None, None], bn.bias - bn.running_mean * scale
+        return c.weight * scale[:, None, None, None], bn.bias - bn.running_mean * scale
+
+    def forward(self, x: torch.Tensor, *, gelu: bool = False, add: torch.Tensor | None = None) -> torch.Tensor:
+        """``gelu(bn(c(x)) + add)``, the GELU and ``add`` optional; ``add`` is only for 1 x 1 convolutions."""
+        if self.training:
+            y = self.bn(self.c(x))
+            y = y if add is None else y + add
+            return F.gelu(y) if gelu else y
+        weight, bias = self.folded()
+        c = self.c
         if c.kernel_size == (1, 1) and c.stride == (1, 1) and c.groups == 1:
             # a 1 x 1 convolution is a matrix product over channels: one GEMM on the channels-last view
-            y = F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias)
+            y = fused.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias, gelu=gelu,
+                             add=None if add is None else add.permute(0, 2, 3, 1))
             return y.permute(0, 3, 1, 2)
-        return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups)
+        if add is not None:
+            raise ValueError("Conv2dBN: add= is only for 1 x 1 convolutions")
+        return fused.conv2d(x, weight, bias, c.stride, c.padding, c.groups, gelu=gelu)
 
 
 class PatchEmbed(nn.Module):
@@ -71,7 +73,9 @@ class PatchEmbed(nn.Module):
         self.seq = nn.Sequential(Conv2dBN(in_chans, dim // 2, 3, 2, 1), nn.GELU(), Conv2dBN(dim // 2, dim, 3, 2, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.seq(x)
+        if self.training or torch.is_grad_enabled():
+            return self.seq(x)
+        return self.seq[2](self.seq[0](x, gelu=True))  # inference: the GELU inside the first convolution
 
 
 class MBConv(nn.Module):
@@ -91,18 +95,17 @@ class MBConv(nn.Module):
         if self.training or torch.is_grad_enabled():
             y = self.act2(self.conv2(self.act1(self.conv1(x))))
             return self.act3(self.conv3(y) + x)
-        # inference: bands of rows, so the 4x wider hidden map never exists whole (see _band_rows)
+        # inference: bands of rows, so the 4x wider hidden map never exists whole (see _band_rows); the GELUs
+        # and the residual inside the convolutions' kernels (fused)
         h = x.shape[2]
         rows = _band_rows(x.shape[0] * x.shape[3] * self.conv1.c.out_channels)
-        if rows >= h:
-            return _gelu_(self.conv3(_gelu_(self.conv2(_gelu_(self.conv1(x))))).add_(x))
         bands = []
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             a0, a1 = max(0, r0 - 1), min(h, r1 + 1)  # one row of context each side for the 3 x 3 convolution
-            y = _gelu_(self.conv2(_gelu_(self.conv1(x[:, :, a0:a1]))))[:, :, r0 - a0:r0 - a0 + r1 - r0]
-            bands.append(_gelu_(self.conv3(y).add_(x[:, :, r0:r1])))
-        return torch.cat(bands, dim=2)
+            y = self.conv2(self.conv1(x[:, :, a0:a1], gelu=True), gelu=True)[:, :, r0 - a0:r1 - a0]
+            bands.append(self.conv3(y, gelu=True, add=x[:, :, r0:r1]))
+        return bands[0] if len(bands) == 1 else torch.cat(bands, dim=2)
 
 
 class PatchMerging(nn.Module):
@@ -123,7 +126,7 @@ class PatchMerging(nn.Module):
         if self.training or torch.is_grad_enabled():
             x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
             return x.flatten(2).transpose(1, 2)
-        # inference: bands of output rows (output row r reads input rows s r - 1 .. s r + 1), in-place GELU
+        # inference: bands of output rows (output row r reads input rows s r - 1 .. s r + 1), fused GELUs
         s = self.conv2.c.stride[0]
         h = x.shape[2]
         rows = max(1, _band_rows(x.shape[0] * x.shape[3] * self.conv1.c.out_channels) // s)
@@ -133,9 +136,9 @@ class PatchMerging(nn.Module):
             r1 = min(out_h, r0 + rows)
             # padding 1: output row j of the band is centred on its input row a0 + s j, so a0 is a multiple of s
             a0, a1 = max(0, s * (r0 - 1)), min(h, s * (r1 - 1) + 2)
-            y = self.conv2(_gelu_(self.conv1(x[:, :, a0:a1])))
+            y = self.conv2(self.conv1(x[:, :, a0:a1], gelu=True), gelu=True)
             first = (s * r0 - a0) // s
-            bands.append(self.conv3(_gelu_(y[:, :, first:first + r1 - r0])))
+            bands.append(self.conv3(y[:, :, first:first + r1 - r0]))
         x = bands[0] if len(bands) == 1 else torch.cat(bands, dim=2)
         return x.flatten(2).transpose(1, 2)
 
@@ -166,11 +169,21 @@ class Mlp(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.norm(x))))
+
+    def add_to(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + self(x)``; in inference by chunks of tokens, with the GELU and the residual inside the
+        products (fused)."""
         if self.training or torch.is_grad_enabled():
-            return self.fc2(self.act(self.fc1(self.norm(x))))
+            return x + self(x)
         n = x.shape[1]
         step = _band_rows(x.shape[0] * self.fc1.out_features)  # tokens per chunk (the hidden layer is 4x wider)
-        chunks = [self.fc2(_gelu_(self.fc1(self.norm(x[:, i:i + step])))) for i in range(0, n, step)]
+        fc1, fc2 = self.fc1, self.fc2
+        chunks = []
+        for i in range(0, n, step):
+            xc = x[:, i:i + step]
+            hidden = fused.linear(self.norm(xc), fc1.weight, fc1.bias, gelu=True)
+            chunks.append(fused.linear(hidden, fc2.weight, fc2.bias, add=xc))
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
 
 
@@ -191,20 +204,21 @@ class Attention(nn.Module):
         offsets = (ys[:, None] - ys[None, :]).abs() * window + (xs[:, None] - xs[None, :]).abs()
         self.register_buffer("attention_bias_idxs", offsets, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention within each of the ``B`` tiles of ``x`` (``B x N x C``), plus ``add`` if given."""
         b, n, _ = x.shape
-        qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3 * self.head_dim)
+        qkv = fused.linear(self.norm(x), self.qkv.weight, self.qkv.bias).view(b, n, self.num_heads, 3 * self.head_dim)
         q, k, v = qkv.permute(0, 2, 1, 3).split(self.head_dim, dim=3)  # per head: q | k | v
         bias = self.attention_biases[:, self.attention_bias_idxs]
-        if n > _SDPA_MIN_TOKENS:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
-            return self.proj(out.transpose(1, 2).reshape(b, n, -1))
-        # small windows (7 x 7): explicit product + softmax, measured faster than scaled_dot_product_attention
-        # with a float mask on the CPU (which checks the mask for -inf rows on every call)
-        attn = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)
-        attn = attn + bias.to(attn.dtype)
-        out = attn.softmax(dim=-1) @ v
-        return self.proj(out.transpose(1, 2).reshape(b, n, -1))
+        if torch.is_grad_enabled():  # the plain computation (training)
+            attn = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1) + bias
+            out = attn.softmax(dim=-1) @ v
+        else:
+            # inference: fused attention. A 4-D mask (1 x heads x N x N) selects the CPU flash kernel, 2-3x
+            # faster than the product + softmax written out at 7 x 7 and 14 x 14 windows (a 3-D mask falls
+            # back to the unfused math path, which also scans the mask for rows of -inf)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None].to(q.dtype))
+        return fused.linear(out.transpose(1, 2).reshape(b, n, -1), self.proj.weight, self.proj.bias, add=add)
 
 
 class TinyViTBlock(nn.Module):
@@ -229,10 +243,15 @@ class TinyViTBlock(nn.Module):
             y = F.pad(y, (0, 0, 0, pw, 0, ph))
         hp, wp = h + ph, w + pw
         tiles = y.view(b, hp // s, s, wp // s, s, c).transpose(2, 3).reshape(-1, s * s, c)
-        y = self.attn(tiles).view(b, hp // s, wp // s, s, s, c).transpose(2, 3).reshape(b, hp, wp, c)
-        x = x + y[:, :h, :w].reshape(b, n, c)
-        x = self.local_conv(x.transpose(1, 2).reshape(b, c, h, w)).view(b, c, n).transpose(1, 2)
-        return x + self.mlp(x)
+        if torch.is_grad_enabled():
+            y = self.attn(tiles)
+        else:  # inference: the residual added inside the attention's output projection, tile by tile
+            y = self.attn(tiles, add=tiles)
+        y = y.view(b, hp // s, wp // s, s, s, c).transpose(2, 3).reshape(b, hp, wp, c)
+        y = y[:, :h, :w].reshape(b, n, c)
+        x = x + y if torch.is_grad_enabled() else y
+        x = self.local_conv(x.transpose(1, 2).reshape(b, c, h, w)).reshape(b, c, n).transpose(1, 2)
+        return self.mlp.add_to(x)
 
 
 class BasicLayer(nn.Module):
@@ -278,10 +297,19 @@ class TinyViT(nn.Module):
         self.head = nn.Linear(embed_dims[-1], num_classes)
         self.neck = neck(embed_dims[-1], out_chans)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    # ``mixed=True``: the layers computed in float32 (the others in bfloat16). Measured on MobileSAM's weights
+    # (docs/results/sam_speed.md): the third stage (six blocks of 14 x 14 windows) in bfloat16 is what flips
+    # some multimask choices away from float32's; with it in float32 the masks stay equal.
+    mixed_float32_layers = (2,)
+
+    def forward(self, x: torch.Tensor, *, mixed: bool = False) -> torch.Tensor:
+        """The ``B x 256 x S x S`` embedding; ``mixed``: the stem and the stages other than
+        :attr:`mixed_float32_layers` in bfloat16 (activations and weights), the rest and the neck in float32."""
+        high = x.dtype
+        low = torch.bfloat16 if mixed else high
         # channels-last: oneDNN's depthwise convolutions are several times faster in that layout on CPUs
-        x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
-        for layer in self.layers:
-            x = layer(x)
+        x = self.patch_embed(x.to(low).contiguous(memory_format=torch.channels_last))
+        for i, layer in enumerate(self.layers):
+            x = layer(x.to(high) if i in self.mixed_float32_layers else x.to(low))
         b, _, c = x.shape
-        return self.neck(x.view(b, self.grid, self.grid, c).permute(0, 3, 1, 2))
+        return self.neck(x.to(high).view(b, self.grid, self.grid, c).permute(0, 3, 1, 2))
